@@ -1,0 +1,185 @@
+"""The `steadytune` command: `train`, `predict`, `tasks`.
+
+Bad input ends with one line on stderr and exit code 2; nothing is written in that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from .errors import UserInputError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(tp: Any) -> Any:
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    return tp
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.999, got {text!r}") from None
+    return a, b
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    from .trainer import TrainConfig
+
+    hints = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        help_text = f.metadata.get("help", "")
+        tp = _scalar_type(hints[f.name])
+        if tp is bool:
+            parser.add_argument(_flag(f.name), action="store_true", help=help_text)
+        elif f.name == "betas":
+            parser.add_argument("--betas", type=_pair, default=f.default, help=help_text + " Format: 0.9,0.999.")
+        elif f.name == "text_columns":
+            parser.add_argument("--text-columns", default=None, help=help_text + " Format: a or a,b.")
+        else:
+            default = f.default
+            shown = f" (default: {default})" if default is not None else ""
+            parser.add_argument(_flag(f.name), type=tp, default=default, help=help_text + shown)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .trainer import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _result_table(result) -> str:
+    cfg, data, m = result.config, result.data, result.metric
+    sizes = data["sizes"]
+    best, last = result.best, result.last
+    rows = [
+        ("task", f"{data['name']} ({m})  train {sizes['train']} / validation {sizes['validation']} / "
+                 f"test {sizes['test']}"),
+        ("model", cfg["model"]),
+        ("optimizer", f"{cfg['optimizer']}  lr {cfg['lr']:g}  batch {cfg['batch_size']}  seed {cfg['seed']}  "
+                      f"init_seed {cfg['init_seed']}  device {cfg['device']}"),
+        ("steps", f"{result.steps} / {result.total_steps}"),
+        (f"best (step {best['step']})",
+         f"validation {_fmt((best['validation'] or {}).get(m))}  test {_fmt(result.test_best)}"),
+        (f"last (step {last['step']})",
+         f"validation {_fmt((last['validation'] or {}).get(m))}  test {_fmt(result.test_last)}"),
+        ("majority baseline", f"test {_fmt(result.majority_baseline)}"),
+        ("failed / diverged", f"{'yes' if result.failed else 'no'} / {'yes' if result.diverged else 'no'}"),
+        ("wall time", f"{result.timings['wall_s']:.1f} s (train {result.timings['train_s']:.1f} s, "
+                      f"eval {result.timings['eval_s']:.1f} s)"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    config = _config_from_args(args)
+    if config.save_model and args.out is None:
+        raise UserInputError("--save-model needs --out DIR")
+    result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    if args.json:
+        from .record import to_json
+
+        sys.stdout.write(to_json(result.metrics_dict() | {"config": result.config}))
+    else:
+        print(_result_table(result))
+        if args.out:
+            print(f"{'written to':<17}  {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    n = predict_file(args.model, args.input, args.output, text_columns=args.text_columns,
+                     batch_size=args.batch_size, device=args.device, overwrite=args.overwrite)  # fmt: skip
+    print(f"wrote {n} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from .data import GLUE_TASKS
+
+    rows = [(t.name, t.folder, t.metric, "regression" if t.is_regression else " / ".join(t.label_names),
+             t.description) for t in GLUE_TASKS.values()]  # fmt: skip
+    if args.json:
+        print(json.dumps([dict(zip(("name", "folder", "metric", "labels", "description"), r)) for r in rows],
+                         indent=2))  # fmt: skip
+        return 0
+    header = ("task", "folder", "metric", "labels", "description")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(f"{str(c):<{w}}" for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="fine-tune once and print the result",
+                       description="Fine-tune a pre-trained encoder on a GLUE task or your own data, once.")  # fmt: skip
+    _add_config_arguments(p)
+    p.add_argument("--out", type=Path, help="write config.json, metrics.json, curve.jsonl (and the model) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="run a saved model over a file",
+                       description="Predict with a model saved by `steadytune train --save-model`.")  # fmt: skip
+    p.add_argument("--model", required=True, help="the saved model folder (<out>/model)")
+    p.add_argument("--input", required=True, type=Path, help="CSV, TSV or JSONL with the text column(s)")
+    p.add_argument("--output", required=True, type=Path, help="predictions file; format from its extension")
+    p.add_argument("--text-columns", default=None, help="text column(s) of the input (default: as in training)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("tasks", help="list the GLUE presets", description="List the GLUE task presets.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_tasks)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserInputError as e:
+        print(f"steadytune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("steadytune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""Loading a task into train/validation/test splits: GLUE presets (TSV folder or hub) and the user's own data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserInputError
+from .readers import Table, read_table, read_tsv
+from .splits import DATA_SEED, SPLIT_SEED, Split, balanced_subset, split_in_two
+from .tasks import TaskSpec, get_task
+
+__all__ = ["TaskData", "load_data", "load_glue", "load_user_data"]
+
+
+@dataclass(eq=False)
+class TaskData:
+    """A task ready to train on: three labelled splits, the label names and the metric that ranks runs."""
+
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    label_names: tuple[str, ...] | None
+    """Class names in id order; None for regression."""
+    metric: str
+    text_columns: tuple[str, ...]
+    source: dict[str, Any] = field(default_factory=dict)
+    """How the splits were made (files, seeds, sizes): recorded in every run's config."""
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        """Hugging Face convention: 1 means a regression head."""
+        return 1 if self.label_names is None else len(self.label_names)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "label_names": list(self.label_names) if self.label_names else None,
+            "text_columns": list(self.text_columns),
+            "sizes": {s.name: len(s) for s in (self.train, self.validation, self.test)},
+            "fingerprints": {s.name: s.fingerprint for s in (self.train, self.validation, self.test)},
+            **self.source,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Turning columns into a Split
+
+
+def _column(table: Table, name: str, where: str) -> list:
+    if name not in table or name == "__line__":
+        known = ", ".join(repr(c) for c in table if c != "__line__")
+        raise UserInputError(f"{where}: no column {name!r} (columns: {known or 'none'})")
+    return table[name]
+
+
+def _texts(table: Table, columns: tuple[str, ...], where: str) -> tuple[list[str], ...]:
+    out = []
+    lines = table.get("__line__")
+    for name in columns:
+        col = _column(table, name, where)
+        for i, value in enumerate(col):
+            if not isinstance(value, str):
+                line = f":{lines[i]}" if lines else f" row {i}"
+                raise UserInputError(
+                    f"{where}{line}: column {name!r} must hold text, found {type(value).__name__} {value!r}"
+                )
+        out.append(list(col))
+    return tuple(out)
+
+
+def _split(table: Table, columns: tuple[str, ...], labels: np.ndarray, name: str, where: str) -> Split:
+    if len(labels) == 0:
+        raise UserInputError(f"{where}: the {name} split is empty")
+    rows = table.get("__line__")
+    return Split(_texts(table, columns, where), labels, name, None if rows is None else np.asarray(rows))
+
+
+def _encode_labels(
+    values: list, raw_labels: tuple[str, ...], label_names: tuple[str, ...], where: str, lines: list | None
+) -> np.ndarray:
+    index = {raw: i for i, raw in enumerate(raw_labels)}
+    ids = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        key = value if isinstance(value, str) else _label_key(value)
+        if key not in index:
+            line = f":{lines[i]}" if lines else f" row {i}"
+            raise UserInputError(
+                f"{where}{line}: unknown label {value!r} (known labels: {', '.join(map(repr, label_names))})"
+            )
+        ids[i] = index[key]
+    return ids
+
+
+def _float_labels(values: list, where: str, lines: list | None) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float32)
+    for i, value in enumerate(values):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            out[i] = float(value)
+        except (TypeError, ValueError):
+            line = f":{lines[i]}" if lines else f" row {i}"
+            raise UserInputError(f"{where}{line}: regression label {value!r} is not a number") from None
+        if not np.isfinite(out[i]):
+            line = f":{lines[i]}" if lines else f" row {i}"
+            raise UserInputError(f"{where}{line}: regression label {value!r} is not finite")
+    return out
+
+
+def _label_key(value: Any) -> str:
+    """Labels are matched as strings: JSON 1, CSV "1" and TSV "1" are the same class."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        return repr(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The paper's protocol
+
+
+def _protocol(
+    name: str,
+    train: Split,
+    dev: Split,
+    *,
+    label_names: tuple[str, ...] | None,
+    train_size: int | None,
+    large: bool,
+    data_seed: int,
+    split_seed: int,
+) -> tuple[Split, Split, Split, dict[str, Any]]:
+    """Paper §3: dev → stratified validation/test halves; `train_size` → class-balanced subset of train.
+
+    For the large tasks (SST-2, QNLI, QQP, MNLI) in the subset setting, an N-example validation set is drawn from
+    the unused training rows instead, and the whole dev set is the test set.
+    """
+    info: dict[str, Any] = {"train_size": train_size, "data_seed": data_seed, "split_seed": split_seed}
+    if train_size is not None:
+        chosen, rest = balanced_subset(train, train_size, seed=data_seed, label_names=label_names)
+        if large:
+            left = train.select(rest, "train (unused rows)")
+            val_idx, _ = balanced_subset(left, train_size, seed=data_seed + 1, label_names=label_names)
+            info["protocol"] = "balanced train subset; validation from unused train rows; test = dev"
+            return train.select(chosen, "train"), left.select(val_idx, "validation"), dev.select(
+                np.arange(len(dev)), "test"
+            ), info
+        train = train.select(chosen, "train")
+        info["protocol"] = "balanced train subset; dev split into stratified validation/test halves"
+    else:
+        info["protocol"] = "full train; dev split into stratified validation/test halves"
+    validation, test = split_in_two(dev, seed=split_seed, label_names=label_names)
+    return train, validation, test, info
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GLUE
+
+
+def _glue_split_from_tsv(spec: TaskSpec, path: Path, name: str) -> Split:
+    table = read_tsv(path, header=spec.header)
+    where = str(path)
+    values = _column(table, spec.label_column, where)
+    if spec.is_regression:
+        labels = _float_labels(values, where, table["__line__"])
+    else:
+        labels = _encode_labels(values, spec.raw_labels, spec.label_names, where, table["__line__"])
+    return _split(table, spec.text_columns, labels, name, where)
+
+
+def _glue_from_hub(spec: TaskSpec) -> tuple[Split, Split]:
+    try:
+        import datasets
+
+        ds = datasets.load_dataset("nyu-mll/glue", spec.hub_config)
+    except Exception as e:  # offline, hub down, dataset moved: all end the same way for the user
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(
+            f"cannot load nyu-mll/glue ({spec.hub_config}) from the Hugging Face hub ({reason[:160]}); "
+            "offline? pass --glue-dir DIR or set GLUE_DIR to a local GLUE folder"
+        ) from None
+    dev_name = "validation_matched" if spec.name == "mnli" else "validation"
+    out = []
+    for split_name, name in (("train", "train"), (dev_name, "dev")):
+        part = ds[split_name]
+        table = {c: part[c] for c in (*spec.hub_text_columns, "label")}
+        labels = np.asarray(table["label"], dtype=np.float32 if spec.is_regression else np.int64)
+        out.append(_split(table, spec.hub_text_columns, labels, name, f"nyu-mll/glue/{spec.hub_config}/{split_name}"))
+    return out[0], out[1]
+
+
+def load_glue(
+    task: str,
+    glue_dir: str | Path | None = None,
+    *,
+    train_size: int | None = None,
+    data_seed: int = DATA_SEED,
+    split_seed: int = SPLIT_SEED,
+) -> TaskData:
+    """Load a GLUE task with the paper's splits.
+
+    `glue_dir` (or env `GLUE_DIR`) is a folder in the GLUE download script's layout, `<glue_dir>/<TASK>/train.tsv`
+    and `dev.tsv` (`dev_matched.tsv` for MNLI). Without one, the task comes from the `nyu-mll/glue` hub dataset.
+    """
+    spec = get_task(task)
+    glue_dir = glue_dir if glue_dir is not None else os.environ.get("GLUE_DIR") or None
+    if glue_dir is not None:
+        folder = Path(glue_dir) / spec.folder
+        if not Path(glue_dir).is_dir():
+            raise UserInputError(f"GLUE folder not found: {glue_dir}")
+        train = _glue_split_from_tsv(spec, folder / "train.tsv", "train")
+        dev = _glue_split_from_tsv(spec, folder / spec.dev_file, "dev")
+        source: dict[str, Any] = {"glue_dir": str(Path(glue_dir).resolve())}
+    else:
+        train, dev = _glue_from_hub(spec)
+        source = {"hub_dataset": f"nyu-mll/glue/{spec.hub_config}"}
+    train, validation, test, info = _protocol(
+        spec.name, train, dev, label_names=spec.label_names, train_size=train_size, large=spec.large,
+        data_seed=data_seed, split_seed=split_seed,
+    )  # fmt: skip
+    text_columns = spec.text_columns if glue_dir is not None else spec.hub_text_columns
+    return TaskData(spec.name, train, validation, test, spec.label_names, spec.metric, text_columns, {**source, **info})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# User data
+
+
+def _default_text_columns(table: Table, where: str) -> tuple[str, ...]:
+    for guess in (("text",), ("sentence1", "sentence2"), ("sentence",), ("text_a", "text_b"), ("premise", "hypothesis")):
+        if all(c in table for c in guess):
+            return guess
+    raise UserInputError(f"{where}: name the text column(s) with --text-columns (columns: {', '.join(table)})")
+
+
+def _infer_task_type(values: list) -> str:
+    """Integer-like or non-numeric labels → classification; other numbers (`3.8`, `0.25`) → regression."""
+    def kind(v: Any) -> str:
+        if isinstance(v, bool) or isinstance(v, int):
+            return "int"
+        if isinstance(v, float):
+            return "float"
+        if isinstance(v, str):
+            s = v.strip()
+            if s.lstrip("+-").isdigit():
+                return "int"
+            try:
+                float(s)
+                return "float"
+            except ValueError:
+                return "str"
+        return "other"
+
+    kinds = {kind(v) for v in values}
+    return "regression" if kinds and kinds <= {"int", "float"} and "float" in kinds else "classification"
+
+
+def _label_order(values: list) -> tuple[str, ...]:
+    keys = {_label_key(v) for v in values}
+    try:  # numeric labels in numeric order (2 before 10), others alphabetically
+        return tuple(sorted(keys, key=float))
+    except ValueError:
+        return tuple(sorted(keys))
+
+
+def _as_table(source: Any, where: str) -> Table:
+    if isinstance(source, (str, Path)):
+        return read_table(source)
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a dependency
+        datasets = None
+    if datasets is not None and isinstance(source, datasets.Dataset):
+        return {c: source[c] for c in source.column_names}
+    if isinstance(source, dict):
+        return {k: list(v) for k, v in source.items()}
+    raise UserInputError(f"{where}: expected a file path, a datasets.Dataset or a dict of columns, got {type(source)}")
+
+
+def load_user_data(
+    train: Any,
+    *,
+    validation: Any = None,
+    test: Any = None,
+    text_columns: tuple[str, ...] | list[str] | str | None = None,
+    label_column: str = "label",
+    task_type: str = "auto",
+    train_size: int | None = None,
+    data_seed: int = DATA_SEED,
+    split_seed: int = SPLIT_SEED,
+    name: str | None = None,
+) -> TaskData:
+    """Load the user's own data: files (CSV, TSV, JSONL), `datasets.Dataset`s, or a `datasets.DatasetDict`.
+
+    Classification labels may be strings or integers; the label set is taken from the training data, and a
+    validation or test label outside it is an error. `task_type="auto"` treats non-integer numbers as regression.
+    Missing splits follow the paper's protocol: a validation set alone is split into validation/test halves; with
+    neither, 20% of train is held out (stratified) and split into halves; with a test set alone, 10% of train
+    becomes the validation set.
+    """
+    try:
+        import datasets
+
+        if isinstance(train, datasets.DatasetDict):
+            dd = train
+            train = dd["train"]
+            validation = validation if validation is not None else dd.get("validation")
+            test = test if test is not None else dd.get("test")
+    except ImportError:  # pragma: no cover
+        pass
+    where = {"train": str(train) if isinstance(train, (str, Path)) else "train data"}
+    tables = {"train": _as_table(train, where["train"])}
+    for split_name, src in (("validation", validation), ("test", test)):
+        if src is not None:
+            where[split_name] = str(src) if isinstance(src, (str, Path)) else f"{split_name} data"
+            tables[split_name] = _as_table(src, where[split_name])
+
+    if isinstance(text_columns, str):
+        text_columns = tuple(c.strip() for c in text_columns.split(",") if c.strip())
+    text_columns = tuple(text_columns) if text_columns else _default_text_columns(tables["train"], where["train"])
+    if not 1 <= len(text_columns) <= 2:
+        raise UserInputError(f"give one or two text columns, got {len(text_columns)}: {', '.join(text_columns)}")
+
+    train_labels = _column(tables["train"], label_column, where["train"])
+    if not train_labels:
+        raise UserInputError(f"{where['train']}: the train split is empty")
+    if task_type == "auto":
+        task_type = _infer_task_type(train_labels)
+    if task_type not in ("classification", "regression"):
+        raise UserInputError(f"unknown task type {task_type!r}; use classification, regression or auto")
+    label_names = None if task_type == "regression" else _label_order(train_labels)
+    if label_names is not None and len(label_names) < 2:
+        raise UserInputError(f"{where['train']}: classification needs at least two labels, found {label_names}")
+
+    splits: dict[str, Split] = {}
+    for split_name, table in tables.items():
+        values = _column(table, label_column, where[split_name])
+        lines = table.get("__line__")
+        if label_names is None:
+            labels = _float_labels(values, where[split_name], lines)
+        else:
+            labels = _encode_labels(values, label_names, label_names, where[split_name], lines)
+        splits[split_name] = _split(table, text_columns, labels, split_name, where[split_name])
+
+    info: dict[str, Any] = {
+        "files": {k: v for k, v in where.items()},
+        "label_column": label_column,
+        "task_type": task_type,
+        "train_size": train_size,
+        "data_seed": data_seed,
+        "split_seed": split_seed,
+    }
+    tr = splits["train"]
+    if "validation" not in splits:
+        held_out = 0.2 if "test" not in splits else 0.1
+        tr, rest = split_in_two(tr, second_size=held_out, seed=split_seed, names=("train", "dev"),
+                                label_names=label_names)  # fmt: skip
+        if "test" in splits:
+            splits["validation"] = rest.select(np.arange(len(rest)), "validation")
+            info["protocol"] = "validation = stratified 10% of train"
+        else:
+            splits["validation"], splits["test"] = split_in_two(rest, seed=split_seed, label_names=label_names)
+            info["protocol"] = "stratified 20% of train held out, split into validation/test halves"
+    elif "test" not in splits:
+        splits["validation"], splits["test"] = split_in_two(splits["validation"], seed=split_seed,
+                                                            label_names=label_names)  # fmt: skip
+        info["protocol"] = "validation file split into stratified validation/test halves"
+    else:
+        info["protocol"] = "train, validation and test files as given"
+    if train_size is not None:
+        chosen, _ = balanced_subset(tr, train_size, seed=data_seed, label_names=label_names)
+        tr = tr.select(chosen, "train")
+    name = name or (Path(where["train"]).stem if isinstance(train, (str, Path)) else "custom")
+    return TaskData(name, tr, splits["validation"], splits["test"], label_names, "accuracy" if label_names else
+                    "spearmanr", text_columns, info)  # fmt: skip
+
+
+def load_data(
+    *,
+    task: str | None = None,
+    glue_dir: str | Path | None = None,
+    train_file: Any = None,
+    validation_file: Any = None,
+    test_file: Any = None,
+    text_columns: tuple[str, ...] | list[str] | str | None = None,
+    label_column: str = "label",
+    task_type: str = "auto",
+    train_size: int | None = None,
+    data_seed: int = DATA_SEED,
+    split_seed: int = SPLIT_SEED,
+) -> TaskData:
+    """One entry point for both kinds of data: a GLUE preset (`task`) or the user's own (`train_file`)."""
+    if (task is None) == (train_file is None):
+        raise UserInputError("give either a GLUE task (--task) or your own data (--train-file), not both or neither")
+    if task is not None:
+        return load_glue(task, glue_dir, train_size=train_size, data_seed=data_seed, split_seed=split_seed)
+    return load_user_data(
+        train_file, validation=validation_file, test=test_file, text_columns=text_columns, label_column=label_column,
+        task_type=task_type, train_size=train_size, data_seed=data_seed, split_seed=split_seed,
+    )  # fmt: skip

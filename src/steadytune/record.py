@@ -1,0 +1,99 @@
+"""Writing a run's record to disk: atomically, so a crash never leaves a half-written file or folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserInputError
+
+if TYPE_CHECKING:
+    from .trainer import RunResult
+
+__all__ = ["atomic_write_text", "library_versions", "write_run"]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that can change a run's numbers."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("steadytune", "torch", "transformers", "tokenizers", "datasets", "numpy", "scipy", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None, overwrite: bool = False) -> Path:
+    """Write `config.json`, `metrics.json`, `curve.jsonl` (and `model/` when given) to the folder `out`.
+
+    Everything goes into a temporary sibling folder first, which is renamed to `out` only when complete.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        (tmp / "config.json").write_text(to_json({**result.config, "versions": result.versions}))
+        (tmp / "metrics.json").write_text(to_json(result.metrics_dict()))
+        (tmp / "curve.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.curve))
+        if model is not None:
+            model.save_pretrained(tmp / "model", safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp / "model")
+            (tmp / "model" / "steadytune.json").write_text(to_json({
+                "text_columns": result.data["text_columns"],
+                "label_names": result.data["label_names"],
+                "max_length": result.config["max_length"],
+                "metric": result.metric,
+            }))  # fmt: skip
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+            os.replace(out, old / "run")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

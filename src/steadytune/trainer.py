@@ -1,0 +1,323 @@
+"""One fine-tuning run, start to finish: `train(config)` → `RunResult`.
+
+The defaults are the paper's setup (Zhang et al. 2021, §3): batch 32, lr 2e-5, 3 epochs, linear warm-up over the
+first 10% of steps then linear decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the
+model config says. Validation runs `num_evals` times, evenly spread, the last at the final step; the best-validation
+weights are kept, and both the best and the last model are scored on the test split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from .data import DATA_SEED, SPLIT_SEED, EncodedSplit, TaskData, encode, load_data
+from .errors import UserInputError
+from .metrics import compute_metrics, is_failed, majority_baseline
+from .models import load_model, load_tokenizer
+from .optim import AdamW, BertAdam, param_groups
+from .record import library_versions, write_run
+
+__all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
+
+OPTIMIZERS = {"adamw": AdamW, "bertadam": BertAdam}
+
+
+def _help(text: str, default: Any = None, **kw) -> Any:
+    if "default_factory" in kw:
+        return field(metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs; saved as the run's `config.json`, so a run can be repeated from it."""
+
+    # what to train
+    model: str = _help("Hub id, local folder, or 'all-MiniLM-L6-v2' (the packaged copy when installed).",
+                       "all-MiniLM-L6-v2")  # fmt: skip
+    task: str | None = _help("GLUE preset (rte, mrpc, sts-b, cola, sst-2, qnli, qqp, mnli); or use train_file.")
+    glue_dir: str | None = _help("GLUE folder (<dir>/<TASK>/train.tsv); default env GLUE_DIR, else the hub.")
+    train_file: str | None = _help("Your own training data: CSV, TSV or JSONL.")
+    validation_file: str | None = _help("Validation data; without it, held out from train (paper protocol).")
+    test_file: str | None = _help("Test data; without it, the validation data is split into halves.")
+    text_columns: tuple[str, ...] | None = _help("One or two text columns of the user's data.")
+    label_column: str = _help("Label column of the user's data.", "label")
+    task_type: str = _help("classification, regression, or auto (non-integer numbers mean regression).", "auto")
+    train_size: int | None = _help("Draw a class-balanced subset of this many training examples (paper: 1000).")
+    data_seed: int = _help("Seed of the train subset; fixed, so every run sees the same rows.", DATA_SEED)
+    split_seed: int = _help("Seed of the validation/test split of dev; fixed across runs.", SPLIT_SEED)
+    max_length: int = _help("Truncate inputs to this many tokens (paper §3: 128).", 128)
+    # how to train (paper §3 defaults)
+    optimizer: str = _help("adamw (bias-corrected Adam, decoupled weight decay) or bertadam (no bias correction).",
+                           "adamw")  # fmt: skip
+    lr: float = _help("Peak learning rate (paper §3: 2e-5).", 2e-5)
+    betas: tuple[float, float] = _help("Adam betas (BERT's 0.9, 0.999).", (0.9, 0.999))
+    eps: float = _help("Adam epsilon (BERT's 1e-6).", 1e-6)
+    weight_decay: float = _help("Decoupled weight decay; never on biases or LayerNorm weights (paper §3: 0).", 0.0)
+    batch_size: int = _help("Training batch size (paper §3: 32).", 32)
+    epochs: float = _help("Training epochs (paper §3: 3); ignored when max_steps is set.", 3.0)
+    max_steps: int | None = _help("Training budget in optimizer steps; overrides epochs.")
+    warmup_ratio: float = _help("Linear warm-up over this fraction of the steps, then linear decay to 0.", 0.1)
+    max_grad_norm: float = _help("Clip the global gradient norm to this (paper §3: 1.0); 0 turns clipping off.", 1.0)
+    num_evals: int = _help("Validation evaluations spread evenly over training, the last at the final step.", 10)
+    eval_batch_size: int = _help("Batch size for evaluation.", 128)
+    seed: int = _help("Seed of data order and dropout.", 0)
+    init_seed: int | None = _help("Seed of the new classifier head; defaults to seed.")
+    device: str = _help("cuda, cpu, or auto (CUDA when present).", "auto")
+    trust_remote_code: bool = _help("Allow model code from the hub (off unless you ask).", False)
+    save_model: bool = _help("Write the best model and tokenizer (safetensors) to <out>/model.", False)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UserInputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        positive = {"lr": self.lr, "batch_size": self.batch_size, "max_length": self.max_length,
+                    "eval_batch_size": self.eval_batch_size, "num_evals": self.num_evals}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserInputError(f"{name} must be positive, got {value!r}")
+        if self.max_steps is None and not self.epochs > 0:
+            raise UserInputError(f"epochs must be positive, got {self.epochs!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserInputError(f"max_steps must be at least 1, got {self.max_steps!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserInputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if isinstance(self.text_columns, str):
+            self.text_columns = tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
+        self.betas = tuple(self.betas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class RunResult:
+    """What one run produced: the record a study stores per trial."""
+
+    config: dict[str, Any]
+    data: dict[str, Any]
+    metric: str
+    majority_baseline: float
+    best: dict[str, Any]
+    """{"step", "validation": metrics, "test": metrics} of the best-validation checkpoint."""
+    last: dict[str, Any]
+    """The same for the final weights (test is None when the run diverged)."""
+    diverged: bool
+    failed: bool
+    """Final test metric ≤ the majority-class baseline (Mosbach et al. 2021), or diverged."""
+    steps: int
+    total_steps: int
+    evals: list[dict[str, Any]]
+    curve: list[dict[str, float]]
+    timings: dict[str, float]
+    versions: dict[str, str]
+    new_parameters: list[str]
+
+    @property
+    def test_best(self) -> float | None:
+        return None if self.best.get("test") is None else self.best["test"][self.metric]
+
+    @property
+    def test_last(self) -> float | None:
+        return None if self.last.get("test") is None else self.last["test"][self.metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metrics_dict(self) -> dict[str, Any]:
+        """Everything but the config and the per-step curve: `metrics.json`."""
+        d = self.to_dict()
+        for key in ("config", "curve"):
+            d.pop(key)
+        d["test_best"], d["test_last"] = self.test_best, self.test_last
+        return d
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r}") from None
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, data: EncodedSplit, tokenizer, *, num_labels: int, batch_size: int = 128, device=None
+) -> dict[str, float]:
+    """Metrics of `model` on an encoded split (batches sorted by length, so padding stays small); adds `loss`."""
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    order = np.argsort(data.lengths, kind="stable")
+    preds = torch.empty(len(data), dtype=torch.float32 if num_labels == 1 else torch.long)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in data.batch(idx, tokenizer).items()}
+        out = model(**batch)
+        loss_sum += out.loss.double() * len(idx)
+        logits = out.logits.float()
+        preds[torch.as_tensor(idx)] = (logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)).cpu()
+    model.train(was_training)
+    metrics = compute_metrics(preds.numpy(), data.split.labels, num_labels=num_labels)
+    metrics["loss"] = float(loss_sum) / len(data)
+    return metrics
+
+
+def _eval_steps(total: int, num_evals: int) -> set[int]:
+    return {math.ceil(k * total / num_evals) for k in range(1, num_evals + 1)}
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    data: TaskData | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    **overrides: Any,
+) -> RunResult:
+    """Fine-tune once and return the result record.
+
+    `config` (or keyword overrides of its fields, e.g. `train(task="rte", glue_dir=..., optimizer="bertadam")`)
+    says what to run; `data` may pass already loaded `TaskData` (a `steadytune.data.load_*` result). With `out`,
+    the run's `config.json`, `metrics.json` and `curve.jsonl` (and with `save_model` the model) are written there
+    atomically: an interrupted run leaves no half-written folder.
+    """
+    config = replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    started = time.perf_counter()
+    if out is not None and Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
+        raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if data is None:
+        data = load_data(
+            task=config.task, glue_dir=config.glue_dir, train_file=config.train_file,
+            validation_file=config.validation_file, test_file=config.test_file, text_columns=config.text_columns,
+            label_column=config.label_column, task_type=config.task_type, train_size=config.train_size,
+            data_seed=config.data_seed, split_seed=config.split_seed,
+        )  # fmt: skip
+    device = _device(config.device)
+    init_seed = config.seed if config.init_seed is None else config.init_seed
+
+    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    train_enc, val_enc, test_enc = (encode(s, tokenizer, max_length=config.max_length)
+                                    for s in (data.train, data.validation, data.test))  # fmt: skip
+    model, new_params = load_model(config.model, label_names=data.label_names, init_seed=init_seed,
+                                   trust_remote_code=config.trust_remote_code)  # fmt: skip
+    model.to(device).train()
+    setup_s = time.perf_counter() - started
+
+    optimizer = OPTIMIZERS[config.optimizer](
+        param_groups(model, weight_decay=config.weight_decay), lr=config.lr, betas=config.betas, eps=config.eps,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    n, bs = len(train_enc), config.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    # Hugging Face Trainer's rounding of the warm-up length: ceil(ratio · total).
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
+    eval_at = _eval_steps(total, config.num_evals)
+    params = [p for p in model.parameters() if p.requires_grad]
+    order_gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # dropout masks
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(config.seed)
+
+    curve: list[dict[str, float]] = []
+    evals: list[dict[str, Any]] = []
+    best_state, best_eval, diverged = None, None, False
+    num_labels = data.num_labels
+    eval_kw = {"num_labels": num_labels, "batch_size": config.eval_batch_size, "device": device}
+    bar = tqdm(total=total, desc=f"{data.name} {config.optimizer} seed {config.seed}", disable=not progress,
+               unit="step", leave=False, dynamic_ncols=True)  # fmt: skip
+    train_started = time.perf_counter()
+    eval_s = 0.0
+    step = 0
+    while step < total and not diverged:
+        perm = torch.randperm(n, generator=order_gen)
+        for b in range(steps_per_epoch):
+            batch = {k: v.to(device) for k, v in train_enc.batch(perm[b * bs : (b + 1) * bs], tokenizer).items()}
+            loss = model(**batch).loss
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                diverged = True
+                curve.append({"step": step + 1, "loss": loss_value, "grad_norm": float("nan"), "lr": float("nan")})
+                break
+            loss.backward()
+            clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            curve.append({"step": step, "loss": loss_value, "grad_norm": grad_norm, "lr": lr})
+            bar.update()
+            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            if step in eval_at:
+                t0 = time.perf_counter()
+                val = evaluate(model, val_enc, tokenizer, **eval_kw)
+                eval_s += time.perf_counter() - t0
+                evals.append({"step": step, "validation": val})
+                score = val[data.metric]
+                if math.isfinite(score) and (best_eval is None or score > best_eval["validation"][data.metric]):
+                    best_eval = evals[-1]
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if step >= total:
+                break
+    bar.close()
+    train_s = time.perf_counter() - train_started - eval_s
+
+    t0 = time.perf_counter()
+    last_test = None if diverged else evaluate(model, test_enc, tokenizer, **eval_kw)
+    last_val = evals[-1]["validation"] if evals and evals[-1]["step"] == step and not diverged else None
+    if best_eval is not None and best_eval["step"] == step and not diverged:
+        best_test = last_test
+    elif best_state is not None:
+        model.load_state_dict(best_state)
+        best_test = evaluate(model, test_enc, tokenizer, **eval_kw)
+    else:
+        best_test = None
+    eval_s += time.perf_counter() - t0
+
+    baseline = majority_baseline(data.test.labels, num_labels=num_labels, metric=data.metric)
+    last_score = None if last_test is None else last_test[data.metric]
+    result = RunResult(
+        config={**config.to_dict(), "init_seed": init_seed, "device": str(device)},
+        data=data.summary(),
+        metric=data.metric,
+        majority_baseline=baseline,
+        best={"step": best_eval["step"] if best_eval else None,
+              "validation": best_eval["validation"] if best_eval else None, "test": best_test},
+        last={"step": step, "validation": last_val, "test": last_test},
+        diverged=diverged,
+        failed=diverged or is_failed(last_score, baseline),
+        steps=step,
+        total_steps=total,
+        evals=evals,
+        curve=curve,
+        timings={"setup_s": setup_s, "train_s": train_s, "eval_s": eval_s,
+                 "wall_s": time.perf_counter() - started},
+        versions=library_versions(),
+        new_parameters=new_params,
+    )  # fmt: skip
+    if out is not None:
+        if config.save_model and best_state is not None:
+            model.load_state_dict(best_state)
+        write_run(out, result, model=model if config.save_model else None, tokenizer=tokenizer, overwrite=overwrite)
+    return result

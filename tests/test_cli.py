@@ -1,0 +1,122 @@
+"""The command line: train / predict / tasks, and bad input as one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import GLUE_DIR, sentiment_rows, write_rows
+
+from steadytune.cli import main
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "steadytune.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)  # fmt: skip
+
+
+def test_tasks_lists_presets(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("rte", "mrpc", "sts-b", "cola", "sst-2", "qnli", "qqp", "mnli"):
+        assert f"\n{name} " in out
+    assert main(["tasks", "--json"]) == 0
+    assert {t["name"] for t in json.loads(capsys.readouterr().out)} >= {"rte", "mnli"}
+
+
+def test_train_predict_round_trip(tiny_model_dir, toy_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model_dir), "--train-file", str(toy_files["train"]),
+                 "--validation-file", str(toy_files["validation"]), "--test-file", str(toy_files["test"]),
+                 "--max-steps", "3", "--batch-size", "8", "--lr", "1e-3", "--out", str(out), "--save-model",
+                 "--quiet", "--json"])  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 3 and result["config"]["optimizer"] == "adamw"
+    assert (out / "model" / "model.safetensors").is_file()
+
+    rows = sentiment_rows(10, seed=9)
+    for suffix in (".csv", ".tsv", ".jsonl"):
+        src = write_rows(tmp_path / f"in{suffix}", rows)
+        dst = tmp_path / f"pred{suffix}"
+        assert main(["predict", "--model", str(out / "model"), "--input", str(src), "--output", str(dst)]) == 0
+        lines = dst.read_text().splitlines()
+        assert len(lines) == 10 + (suffix != ".jsonl")
+    first = json.loads((tmp_path / "pred.jsonl").read_text().splitlines()[0])
+    assert first["text"] == rows[0]["text"] and first["prediction"] in ("neg", "pos") and 0 <= first["probability"] <= 1
+
+
+def test_table_output(tiny_model_dir, toy_files, capsys):
+    code = main(["train", "--model", str(tiny_model_dir), "--train-file", str(toy_files["train"]),
+                 "--max-steps", "2", "--batch-size", "8", "--quiet", "--optimizer", "bertadam"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "bertadam" in out and "majority baseline" in out and "steps" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--task", "rtee", "--glue-dir", "{glue}"], "unknown task 'rtee'"),
+        (["train", "--task", "rte", "--glue-dir", "{tmp}/missing"], "GLUE folder not found"),
+        (["train", "--train-file", "{tmp}/missing.csv"], "file not found"),
+        (["train", "--train-file", "{train}", "--label-column", "y"], "no column 'y'"),
+        (["train", "--train-file", "{train}", "--validation-file", "{badlabel}"], "unknown label 'maybe'"),
+        (["train", "--train-file", "{empty}"], "the train split is empty"),
+        (["train", "--train-file", "{malformed}"], "malformed row"),
+        (["train", "--train-file", "{train}", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
+        (["train", "--train-file", "{train}", "--lr", "abc"], "invalid float value: 'abc'"),
+        (["train", "--train-file", "{train}", "--train-size", "5000"], "larger than"),
+        (["train"], "give either a GLUE task"),
+        (["train", "--train-file", "{train}", "--save-model"], "--save-model needs --out"),
+        (["train", "--train-file", "{train}", "--model", "{tmp}/nomodel"], "cannot load model"),
+        (["predict", "--model", "{tmp}", "--input", "{train}", "--output", "{tmp}/p.csv"], "not a saved model"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_model_dir, args, message, capsys, monkeypatch):
+    train_file = write_rows(tmp_path / "train.csv", sentiment_rows(20))
+    (tmp_path / "bad.csv").write_text("text,label\na,maybe\nb,pos\n")
+    (tmp_path / "empty.csv").write_text("text,label\n")
+    (tmp_path / "malformed.csv").write_text("text,label\na,pos\nb\n")
+    subs = {"{glue}": str(GLUE_DIR), "{tmp}": str(tmp_path), "{train}": str(train_file),
+            "{badlabel}": str(tmp_path / "bad.csv"), "{empty}": str(tmp_path / "empty.csv"),
+            "{malformed}": str(tmp_path / "malformed.csv")}  # fmt: skip
+    argv = []
+    for a in args:
+        for k, v in subs.items():
+            a = a.replace(k, v)
+        argv.append(a)
+    if argv[0] == "train" and "--model" not in argv:
+        argv += ["--model", str(tiny_model_dir)]
+    before = set(tmp_path.iterdir())
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert message in lines[0]
+    assert set(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_entry_point_bad_input_no_traceback_no_output(tmp_path, tiny_model_dir):
+    (tmp_path / "bad.csv").write_text("text,label\na,pos\nb\n")
+    out = tmp_path / "run"
+    proc = run_cli("train", "--model", tiny_model_dir, "--train-file", tmp_path / "bad.csv", "--out", out)
+    assert proc.returncode == 2 and not out.exists()
+    assert proc.stderr.strip().count("\n") == 0 and "malformed row" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_everywhere(capsys):
+    for cmd in ([], ["train"], ["predict"], ["tasks"]):
+        with pytest.raises(SystemExit) as e:
+            main([*cmd, "--help"])
+        assert e.value.code == 0 and "usage: steadytune" in capsys.readouterr().out

@@ -1,0 +1,146 @@
+"""One fine-tuning run on a tiny random model: determinism, seeds, schedule, checkpoints, records, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from steadytune import TrainConfig, train
+from steadytune.data import load_user_data
+from steadytune.errors import UserInputError
+from steadytune.trainer import _eval_steps
+
+
+@pytest.fixture
+def toy(toy_files):
+    return load_user_data(toy_files["train"], validation=toy_files["validation"], test=toy_files["test"])
+
+
+def _run(tiny_model_dir, toy, **kw):
+    kw = {"lr": 1e-3, "epochs": 2, "batch_size": 8, "seed": 0, **kw}
+    return train(data=toy, model=str(tiny_model_dir), **kw)
+
+
+def test_same_seeds_give_identical_results(tiny_model_dir, toy):
+    a = _run(tiny_model_dir, toy)
+    b = _run(tiny_model_dir, toy)
+    assert a.curve == b.curve and a.best == b.best and a.last == b.last
+
+
+def test_seed_and_init_seed_are_separate(tiny_model_dir, toy):
+    base = _run(tiny_model_dir, toy, seed=0)
+    other_order = _run(tiny_model_dir, toy, seed=1, init_seed=0)
+    other_head = _run(tiny_model_dir, toy, seed=0, init_seed=1)
+    assert base.config["init_seed"] == 0
+    # the first batch's loss depends on the head (init_seed) and on which examples come first (seed)
+    assert other_order.curve[0]["loss"] != base.curve[0]["loss"]
+    assert other_head.curve[0]["loss"] != base.curve[0]["loss"]
+    assert other_order.curve != base.curve and other_head.curve != base.curve
+    assert base.new_parameters == ["classifier.weight", "classifier.bias"]
+
+
+def test_schedule_steps_and_evaluations(tiny_model_dir, toy):
+    r = _run(tiny_model_dir, toy, epochs=3, batch_size=10, warmup_ratio=0.1, num_evals=4)
+    steps_per_epoch = math.ceil(64 / 10)
+    assert r.steps == r.total_steps == 3 * steps_per_epoch == 21
+    assert [e["step"] for e in r.evals] == [6, 11, 16, 21]
+    lrs = [row["lr"] for row in r.curve]
+    warmup = math.ceil(0.1 * 21)
+    assert lrs[0] == 0.0 and lrs[warmup] == pytest.approx(1e-3)  # linear warm-up to the peak
+    assert all(x >= y for x, y in zip(lrs[warmup:], lrs[warmup + 1 :]))  # then linear decay
+    assert lrs[-1] == pytest.approx(1e-3 / (21 - warmup))
+    assert all(row["grad_norm"] > 0 for row in r.curve)
+    # best checkpoint = the best validation score among the evaluations
+    best_val = max(e["validation"]["accuracy"] for e in r.evals)
+    assert r.best["validation"]["accuracy"] == best_val
+    assert r.last["step"] == 21 and r.last["validation"] == r.evals[-1]["validation"]
+
+
+def test_max_steps_overrides_epochs(tiny_model_dir, toy):
+    r = _run(tiny_model_dir, toy, max_steps=5, epochs=100, num_evals=10)
+    assert r.steps == 5 and [e["step"] for e in r.evals] == [1, 2, 3, 4, 5]
+
+
+def test_eval_steps_spread_and_end_at_total():
+    assert _eval_steps(234, 10) == {24, 47, 71, 94, 117, 141, 164, 188, 211, 234}
+    assert max(_eval_steps(7, 10)) == 7 and len(_eval_steps(7, 10)) == 7
+
+
+def test_bertadam_differs_from_adamw(tiny_model_dir, toy):
+    a = _run(tiny_model_dir, toy, optimizer="adamw", max_steps=3)
+    b = _run(tiny_model_dir, toy, optimizer="bertadam", max_steps=3)
+    assert a.curve[0] == b.curve[0]  # same start, then the updates differ
+    assert a.curve[2]["loss"] != b.curve[2]["loss"]
+
+
+def test_best_checkpoint_is_what_is_tested(tiny_model_dir, toy, monkeypatch):
+    """When the best validation score comes before the end, the best test score comes from those weights."""
+    import steadytune.trainer as T
+
+    real_evaluate = T.evaluate
+    scores = iter([0.9, 0.1, 0.2, 0.3])  # validation: best at the first evaluation
+
+    def fake_evaluate(model, data, *a, **k):
+        m = real_evaluate(model, data, *a, **k)
+        if data.split.name == "validation":
+            m["accuracy"] = next(scores)
+        return m
+
+    monkeypatch.setattr(T, "evaluate", fake_evaluate)
+    r = _run(tiny_model_dir, toy, num_evals=4, epochs=4)
+    assert r.best["step"] == r.evals[0]["step"] and r.best["validation"]["accuracy"] == 0.9
+    assert r.best["test"] is not None and r.last["test"] is not None
+
+
+def test_divergence_is_a_result_not_an_exception(tiny_model_dir, toy):
+    r = _run(tiny_model_dir, toy, lr=1e6, epochs=5, max_grad_norm=0, num_evals=20)
+    assert r.diverged and r.failed
+    assert not math.isfinite(r.curve[-1]["loss"])
+    assert r.last["test"] is None and r.steps < r.total_steps
+
+
+def test_regression_run(tiny_model_dir, tmp_path):
+    from conftest import write_rows
+
+    rows = [{"a": f"the cat sat {'very ' * (i % 5)}", "b": "the mat", "score": (i % 5) + 0.5} for i in range(60)]
+    data = load_user_data(write_rows(tmp_path / "r.jsonl", rows), text_columns=("a", "b"), label_column="score")
+    r = train(data=data, model=str(tiny_model_dir), lr=1e-3, max_steps=4, batch_size=8)
+    assert r.metric == "spearmanr" and r.majority_baseline == 0.0
+    assert set(r.last["test"]) == {"pearson", "spearmanr", "mse", "loss"}
+
+
+def test_output_folder_is_complete_and_atomic(tiny_model_dir, toy, tmp_path):
+    out = tmp_path / "run"
+    r = _run(tiny_model_dir, toy, max_steps=3, save_model=True, out=out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curve.jsonl", "metrics.json", "model"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["versions"]["torch"] == torch.__version__ and config["seed"] == 0
+    again = TrainConfig.from_dict(config)  # everything needed to rerun
+    assert again.lr == 1e-3 and again.max_steps == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_last"] == r.test_last and metrics["failed"] == r.failed
+    assert len((out / "curve.jsonl").read_text().splitlines()) == 3
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    assert not list(tmp_path.glob(".run.*"))  # no temporary folders left behind
+    with pytest.raises(UserInputError, match="exists and is not empty"):
+        _run(tiny_model_dir, toy, max_steps=1, out=out)
+    _run(tiny_model_dir, toy, max_steps=2, out=out, overwrite=True)
+    assert len((out / "curve.jsonl").read_text().splitlines()) == 2
+    assert not (out / "model").exists()
+
+
+def test_bad_config_values():
+    with pytest.raises(UserInputError, match="unknown optimizer 'sgd'"):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(UserInputError, match="lr must be positive, got -1"):
+        TrainConfig(lr=-1)
+    with pytest.raises(UserInputError, match=r"warmup_ratio must be in \[0, 1\), got 1.5"):
+        TrainConfig(warmup_ratio=1.5)
+
+
+def test_unknown_model_is_a_clear_error(toy):
+    with pytest.raises(UserInputError, match="cannot load model 'no/such-model-here'"):
+        train(data=toy, model="no/such-model-here", max_steps=1)

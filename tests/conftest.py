@@ -54,7 +54,9 @@ def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
     for i in range(n):
         label = i % 2
         word = rng.choice(["good", "great", "fine"] if label else ["bad", "awful", "not"])
-        filler = rng.sample(["the", "movie", "film", "plot", "was", "is", "very", "story", "acting"], k=rng.randint(1, 6))
+        filler = rng.sample(
+            ["the", "movie", "film", "plot", "was", "is", "very", "story", "acting"], k=rng.randint(1, 6)
+        )
         filler.insert(rng.randint(0, len(filler)), word)
         rows.append({"text": " ".join(filler), "label": "pos" if label else "neg"})
     return rows

@@ -47,7 +47,9 @@ def test_train_predict_round_trip(tiny_model_dir, toy_files, tmp_path, capsys):
         lines = dst.read_text().splitlines()
         assert len(lines) == 10 + (suffix != ".jsonl")
     first = json.loads((tmp_path / "pred.jsonl").read_text().splitlines()[0])
-    assert first["text"] == rows[0]["text"] and first["prediction"] in ("neg", "pos") and 0 <= first["probability"] <= 1
+    assert (
+        first["text"] == rows[0]["text"] and first["prediction"] in ("neg", "pos") and 0 <= first["probability"] <= 1
+    )
 
 
 def test_table_output(tiny_model_dir, toy_files, capsys):

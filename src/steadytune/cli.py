@@ -143,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="fine-tune once and print the result",
-                       description="Fine-tune a pre-trained encoder on a GLUE task or your own data, once.")  # fmt: skip
+    p = sub.add_parser(
+        "train",
+        help="fine-tune once and print the result",
+        description="Fine-tune a pre-trained encoder on a GLUE task or your own data, once.",
+    )
     _add_config_arguments(p)
     p.add_argument("--out", type=Path, help="write config.json, metrics.json, curve.jsonl (and the model) here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")

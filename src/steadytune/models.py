@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .errors import UserInputError
 
-__all__ = ["init_new_parameters", "load_model", "load_tokenizer", "resolve_model"]
+__all__ = ["init_new_parameters", "load_model", "load_tokenizer", "quiet_transformers", "resolve_model"]
 
 # Short names → (Python package that ships the weights for offline use, hub id otherwise).
 MODEL_ALIASES: dict[str, tuple[str, str]] = {
@@ -38,25 +38,31 @@ def resolve_model(name: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    """transformers prints a load report for the new classifier head; that is expected here, not news."""
+def quiet_transformers():
+    """transformers prints a load report for the new classifier head and a progress bar per load; neither is news."""
     old = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     try:
         yield
     finally:
         transformers.logging.set_verbosity(old)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _load_error(name: str, e: Exception) -> UserInputError:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return UserInputError(f"cannot load model {name!r}: not a local folder, and not loadable from the hub ({first[:200]})")
+    return UserInputError(
+        f"cannot load model {name!r}: not a local folder, and not loadable from the hub ({first[:200]})"
+    )
 
 
 def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     path = resolve_model(name)
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise _load_error(name, e) from None
@@ -109,7 +115,7 @@ def load_model(
     else:
         kwargs["problem_type"] = "regression"
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 path, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
@@ -117,7 +123,9 @@ def load_model(
             )  # fmt: skip
     except (OSError, ValueError) as e:
         raise _load_error(name, e) from None
-    new = set(info.get("missing_keys", ())) | {m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())}
+    new = set(info.get("missing_keys", ())) | {
+        m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())
+    }
     std = getattr(model.config, "initializer_range", 0.02)
     generator = torch.Generator().manual_seed(init_seed)
     return model, init_new_parameters(model, new, std=std, generator=generator)

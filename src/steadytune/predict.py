@@ -13,7 +13,7 @@ import torch
 from .data import Split, encode
 from .data.readers import FORMATS, read_table
 from .errors import UserInputError
-from .models import load_tokenizer
+from .models import load_tokenizer, quiet_transformers
 from .record import atomic_write_text
 
 __all__ = ["predict", "predict_file"]
@@ -28,7 +28,8 @@ def _load_saved(model_dir: str | Path):
         raise UserInputError(f"not a saved model folder: {model_dir} (expected config.json from --save-model)")
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     tokenizer = load_tokenizer(str(model_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     return model, tokenizer, meta
 
 

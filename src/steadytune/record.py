@@ -73,9 +73,12 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
         (tmp / "metrics.json").write_text(to_json(result.metrics_dict()))
         (tmp / "curve.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.curve))
         if model is not None:
-            model.save_pretrained(tmp / "model", safe_serialization=True)
-            if tokenizer is not None:
-                tokenizer.save_pretrained(tmp / "model")
+            from .models import quiet_transformers
+
+            with quiet_transformers():
+                model.save_pretrained(tmp / "model", safe_serialization=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp / "model")
             (tmp / "model" / "steadytune.json").write_text(to_json({
                 "text_columns": result.data["text_columns"],
                 "label_names": result.data["label_names"],

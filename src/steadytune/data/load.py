@@ -154,9 +154,12 @@ def _protocol(
             left = train.select(rest, "train (unused rows)")
             val_idx, _ = balanced_subset(left, train_size, seed=data_seed + 1, label_names=label_names)
             info["protocol"] = "balanced train subset; validation from unused train rows; test = dev"
-            return train.select(chosen, "train"), left.select(val_idx, "validation"), dev.select(
-                np.arange(len(dev)), "test"
-            ), info
+            return (
+                train.select(chosen, "train"),
+                left.select(val_idx, "validation"),
+                dev.select(np.arange(len(dev)), "test"),
+                info,
+            )
         train = train.select(chosen, "train")
         info["protocol"] = "balanced train subset; dev split into stratified validation/test halves"
     else:
@@ -231,7 +234,9 @@ def load_glue(
         data_seed=data_seed, split_seed=split_seed,
     )  # fmt: skip
     text_columns = spec.text_columns if glue_dir is not None else spec.hub_text_columns
-    return TaskData(spec.name, train, validation, test, spec.label_names, spec.metric, text_columns, {**source, **info})
+    return TaskData(
+        spec.name, train, validation, test, spec.label_names, spec.metric, text_columns, {**source, **info}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,7 +244,13 @@ def load_glue(
 
 
 def _default_text_columns(table: Table, where: str) -> tuple[str, ...]:
-    for guess in (("text",), ("sentence1", "sentence2"), ("sentence",), ("text_a", "text_b"), ("premise", "hypothesis")):
+    for guess in (
+        ("text",),
+        ("sentence1", "sentence2"),
+        ("sentence",),
+        ("text_a", "text_b"),
+        ("premise", "hypothesis"),
+    ):
         if all(c in table for c in guess):
             return guess
     raise UserInputError(f"{where}: name the text column(s) with --text-columns (columns: {', '.join(table)})")
@@ -247,6 +258,7 @@ def _default_text_columns(table: Table, where: str) -> tuple[str, ...]:
 
 def _infer_task_type(values: list) -> str:
     """Integer-like or non-numeric labels → classification; other numbers (`3.8`, `0.25`) → regression."""
+
     def kind(v: Any) -> str:
         if isinstance(v, bool) or isinstance(v, int):
             return "int"

@@ -40,47 +40,41 @@ class TaskSpec:
 
 
 _PAIR = ("sentence1", "sentence2")
+_ENTAIL = ("entailment", "not_entailment")
 
-GLUE_TASKS: dict[str, TaskSpec] = {
-    t.name: t
-    for t in [
-        TaskSpec(
-            "rte", "RTE", _PAIR, "label", ("entailment", "not_entailment"), ("entailment", "not_entailment"),
-            "accuracy", "rte", _PAIR, description="textual entailment, 2.5k train",
-        ),
-        TaskSpec(
-            "mrpc", "MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), ("not_equivalent", "equivalent"),
-            "f1", "mrpc", _PAIR, description="paraphrase, 3.7k train",
-        ),
-        TaskSpec(
-            "sts-b", "STS-B", _PAIR, "score", None, None, "spearmanr", "stsb", _PAIR,
-            description="similarity score 0-5 (regression), 5.7k train",
-        ),
-        TaskSpec(
-            "cola", "CoLA", ("sentence",), "label", ("0", "1"), ("unacceptable", "acceptable"),
-            "matthews_correlation", "cola", ("sentence",), header=("source", "label", "mark", "sentence"),
-            description="grammatical acceptability, 8.6k train",
-        ),
-        TaskSpec(
-            "sst-2", "SST-2", ("sentence",), "label", ("0", "1"), ("negative", "positive"), "accuracy", "sst2",
-            ("sentence",), large=True, description="sentiment, 67k train",
-        ),
-        TaskSpec(
-            "qnli", "QNLI", ("question", "sentence"), "label", ("entailment", "not_entailment"),
-            ("entailment", "not_entailment"), "accuracy", "qnli", ("question", "sentence"), large=True,
-            description="question-answer entailment, 105k train",
-        ),
-        TaskSpec(
-            "qqp", "QQP", ("question1", "question2"), "is_duplicate", ("0", "1"), ("not_duplicate", "duplicate"),
-            "accuracy", "qqp", ("question1", "question2"), large=True, description="duplicate questions, 364k train",
-        ),
-        TaskSpec(
-            "mnli", "MNLI", _PAIR, "gold_label", ("entailment", "neutral", "contradiction"),
-            ("entailment", "neutral", "contradiction"), "accuracy", "mnli", ("premise", "hypothesis"),
-            dev_file="dev_matched.tsv", large=True, description="3-way entailment, 393k train (dev matched)",
-        ),
-    ]
-}
+# fmt: off
+GLUE_TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+    TaskSpec(name="rte", folder="RTE", text_columns=_PAIR, label_column="label", raw_labels=_ENTAIL,
+             label_names=_ENTAIL, metric="accuracy", hub_config="rte", hub_text_columns=_PAIR,
+             description="textual entailment, 2.5k train"),
+    TaskSpec(name="mrpc", folder="MRPC", text_columns=("#1 String", "#2 String"), label_column="Quality",
+             raw_labels=("0", "1"), label_names=("not_equivalent", "equivalent"), metric="f1",
+             hub_config="mrpc", hub_text_columns=_PAIR, description="paraphrase, 3.7k train"),
+    TaskSpec(name="sts-b", folder="STS-B", text_columns=_PAIR, label_column="score", raw_labels=None,
+             label_names=None, metric="spearmanr", hub_config="stsb", hub_text_columns=_PAIR,
+             description="similarity score 0-5 (regression), 5.7k train"),
+    TaskSpec(name="cola", folder="CoLA", text_columns=("sentence",), label_column="label", raw_labels=("0", "1"),
+             label_names=("unacceptable", "acceptable"), metric="matthews_correlation", hub_config="cola",
+             hub_text_columns=("sentence",), header=("source", "label", "mark", "sentence"),
+             description="grammatical acceptability, 8.6k train"),
+    TaskSpec(name="sst-2", folder="SST-2", text_columns=("sentence",), label_column="label", raw_labels=("0", "1"),
+             label_names=("negative", "positive"), metric="accuracy", hub_config="sst2",
+             hub_text_columns=("sentence",), large=True, description="sentiment, 67k train"),
+    TaskSpec(name="qnli", folder="QNLI", text_columns=("question", "sentence"), label_column="label",
+             raw_labels=_ENTAIL, label_names=_ENTAIL, metric="accuracy", hub_config="qnli",
+             hub_text_columns=("question", "sentence"), large=True,
+             description="question-answer entailment, 105k train"),
+    TaskSpec(name="qqp", folder="QQP", text_columns=("question1", "question2"), label_column="is_duplicate",
+             raw_labels=("0", "1"), label_names=("not_duplicate", "duplicate"), metric="accuracy",
+             hub_config="qqp", hub_text_columns=("question1", "question2"), large=True,
+             description="duplicate questions, 364k train"),
+    TaskSpec(name="mnli", folder="MNLI", text_columns=_PAIR, label_column="gold_label",
+             raw_labels=("entailment", "neutral", "contradiction"),
+             label_names=("entailment", "neutral", "contradiction"), metric="accuracy", hub_config="mnli",
+             hub_text_columns=("premise", "hypothesis"), dev_file="dev_matched.tsv", large=True,
+             description="3-way entailment, 393k train (dev matched)"),
+]}
+# fmt: on
 
 _ALIASES = {"stsb": "sts-b", "sst2": "sst-2", "sts_b": "sts-b", "sst_2": "sst-2"}
 

@@ -26,7 +26,8 @@ WORDS = ["good", "bad", "great", "awful", "movie", "film", "plot", "the", "a", "
 def _vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    return specials + WORDS + letters + [f"##{c}" for c in letters] + list(".,!?'\"-0123456789")
+    tokens = specials + WORDS + letters + [f"##{c}" for c in letters] + list(".,!?'\"-0123456789")
+    return list(dict.fromkeys(tokens))  # "a" is both a word and a letter
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +37,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny-bert")
-    vocab_file = path / "vocab.txt"
-    vocab_file.write_text("\n".join(_vocab()) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    (path / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    # from_pretrained on a folder holding vocab.txt works on transformers 4.57 and 5.x alike (the constructor's
+    # keyword changed from vocab_file to vocab, and 5.x silently ignores the old one)
+    tok = BertTokenizerFast.from_pretrained(path, do_lower_case=True)
+    assert len(tok) == len(_vocab()) and tok.convert_tokens_to_ids("movie") != tok.unk_token_id
     tok.save_pretrained(path)
     config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=128)  # fmt: skip

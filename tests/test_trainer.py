@@ -144,3 +144,21 @@ def test_bad_config_values():
 def test_unknown_model_is_a_clear_error(toy):
     with pytest.raises(UserInputError, match="cannot load model 'no/such-model-here'"):
         train(data=toy, model="no/such-model-here", max_steps=1)
+
+
+def test_metric_override_picks_checkpoints_and_failure(tiny_model_dir, toy):
+    r = _run(tiny_model_dir, toy, metric="matthews_correlation", max_steps=4, num_evals=2)
+    assert r.metric == "matthews_correlation" and r.majority_baseline == 0.0
+    assert r.test_last == r.last["test"]["matthews_correlation"]
+    assert r.failed == (r.test_last <= 0.0)
+    with pytest.raises(UserInputError, match="metric 'spearmanr' does not apply"):
+        _run(tiny_model_dir, toy, metric="spearmanr", max_steps=1)
+
+
+def test_training_learns_a_learnable_task(tiny_model_dir, toy):
+    """The label is a keyword's presence: a working loop must get (nearly) all of validation and test right."""
+    r = _run(tiny_model_dir, toy, lr=5e-3, epochs=8)
+    first, last = r.curve[0]["loss"], sum(row["loss"] for row in r.curve[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    assert r.best["validation"]["accuracy"] >= 0.9 and r.test_best >= 0.9
+    assert not r.failed

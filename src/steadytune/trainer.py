@@ -57,6 +57,11 @@ class TrainConfig:
     data_seed: int = _help("Seed of the train subset; fixed, so every run sees the same rows.", DATA_SEED)
     split_seed: int = _help("Seed of the validation/test split of dev; fixed across runs.", SPLIT_SEED)
     max_length: int = _help("Truncate inputs to this many tokens (paper §3: 128).", 128)
+    metric: str | None = _help(
+        "Metric that picks the best checkpoint and decides failure: accuracy, f1, matthews_correlation, pearson, "
+        "spearmanr. Default: the GLUE task's (RTE accuracy, MRPC f1, CoLA MCC, STS-B spearmanr), else accuracy or "
+        "spearmanr."
+    )
     # how to train (paper §3 defaults)
     optimizer: str = _help("adamw (bias-corrected Adam, decoupled weight decay) or bertadam (no bias correction).",
                            "adamw")  # fmt: skip
@@ -213,6 +218,9 @@ def train(
         )  # fmt: skip
     device = _device(config.device)
     init_seed = config.seed if config.init_seed is None else config.init_seed
+    metric = config.metric or data.metric
+    # Before any training: this also rejects a metric that does not fit the task (f1 on 3 classes, say).
+    baseline = majority_baseline(data.test.labels, num_labels=data.num_labels, metric=metric)
 
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     train_enc, val_enc, test_enc = (encode(s, tokenizer, max_length=config.max_length)
@@ -274,8 +282,8 @@ def train(
                 val = evaluate(model, val_enc, tokenizer, **eval_kw)
                 eval_s += time.perf_counter() - t0
                 evals.append({"step": step, "validation": val})
-                score = val[data.metric]
-                if math.isfinite(score) and (best_eval is None or score > best_eval["validation"][data.metric]):
+                score = val[metric]
+                if math.isfinite(score) and (best_eval is None or score > best_eval["validation"][metric]):
                     best_eval = evals[-1]
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if step >= total:
@@ -295,12 +303,11 @@ def train(
         best_test = None
     eval_s += time.perf_counter() - t0
 
-    baseline = majority_baseline(data.test.labels, num_labels=num_labels, metric=data.metric)
-    last_score = None if last_test is None else last_test[data.metric]
+    last_score = None if last_test is None else last_test[metric]
     result = RunResult(
         config={**config.to_dict(), "init_seed": init_seed, "device": str(device)},
         data=data.summary(),
-        metric=data.metric,
+        metric=metric,
         majority_baseline=baseline,
         best={"step": best_eval["step"] if best_eval else None,
               "validation": best_eval["validation"] if best_eval else None, "test": best_test},

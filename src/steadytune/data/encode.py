@@ -36,6 +36,9 @@ class EncodedSplit:
 
     def batch(self, indices, tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
         """Pad the chosen examples to the longest among them; adds `labels`."""
+        # transformers 4.x advises against pad() after a fast tokenizer's encode; padding features that were
+        # tokenized once and cached is the point here, so mark that advice as already given.
+        getattr(tokenizer, "deprecation_warnings", {})["Asking-to-pad-a-fast-tokenizer"] = True
         out = tokenizer.pad([self.features[i] for i in indices], padding="longest", return_tensors="pt")
         out["labels"] = self.labels[torch.as_tensor(indices, dtype=torch.long)]
         return dict(out)

@@ -124,3 +124,27 @@ def test_hub_fallback_offline_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(UserInputError, match="cannot load nyu-mll/glue .*--glue-dir"):
         load_glue("rte")
+
+
+def test_hub_fallback_without_network_fails_fast(monkeypatch):
+    """No network and no offline flag: one quick probe, then the one-line error (no 30 s of logged retries)."""
+    import datasets
+    import huggingface_hub
+
+    from steadytune import hub
+
+    hub._probe.cache_clear()
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("load_dataset must not be tried when the hub is unreachable")
+
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", must_not_run)
+    with pytest.raises(UserInputError, match=r"Name or service not known.*--glue-dir.*HF_HUB_OFFLINE=1"):
+        load_glue("mrpc")
+    hub._probe.cache_clear()

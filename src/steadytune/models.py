@@ -12,6 +12,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .errors import UserInputError
+from .hub import hub_unreachable
 
 __all__ = ["init_new_parameters", "load_model", "load_tokenizer", "quiet_transformers", "resolve_model"]
 
@@ -52,20 +53,33 @@ def quiet_transformers():
             transformers.utils.logging.enable_progress_bar()
 
 
-def _load_error(name: str, e: Exception) -> UserInputError:
+def _load_error(name: str, e: Exception, unreachable: str | None) -> UserInputError:
+    if unreachable is not None:
+        return UserInputError(
+            f"cannot load model {name!r}: not a local folder, the hub is unreachable ({unreachable}), and it is "
+            "not in the local cache"
+        )
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return UserInputError(
         f"cannot load model {name!r}: not a local folder, and not loadable from the hub ({first[:200]})"
     )
 
 
+def _unreachable(path: str) -> str | None:
+    """Hub ids only (a local folder needs no network); when unreachable, load from the local cache alone."""
+    return None if Path(path).is_dir() else hub_unreachable(path, "model")
+
+
 def load_tokenizer(name: str, *, trust_remote_code: bool = False):
     path = resolve_model(name)
+    unreachable = _unreachable(path)
     try:
         with quiet_transformers():
-            tok = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(
+                path, use_fast=True, trust_remote_code=trust_remote_code, local_files_only=unreachable is not None
+            )
     except (OSError, ValueError) as e:
-        raise _load_error(name, e) from None
+        raise _load_error(name, e, unreachable) from None
     if not tok.is_fast:
         raise UserInputError(f"model {name!r} has no fast tokenizer; steadytune needs one (tokenizer.json)")
     return tok
@@ -114,15 +128,19 @@ def load_model(
         kwargs["problem_type"] = "single_label_classification"
     else:
         kwargs["problem_type"] = "regression"
+    unreachable = _unreachable(path)
+    local = unreachable is not None
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+            config = AutoConfig.from_pretrained(
+                path, trust_remote_code=trust_remote_code, local_files_only=local, **kwargs
+            )
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 path, config=config, output_loading_info=True, ignore_mismatched_sizes=True,
-                trust_remote_code=trust_remote_code,
+                trust_remote_code=trust_remote_code, local_files_only=local,
             )  # fmt: skip
     except (OSError, ValueError) as e:
-        raise _load_error(name, e) from None
+        raise _load_error(name, e, unreachable) from None
     new = set(info.get("missing_keys", ())) | {
         m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())
     }

@@ -183,17 +183,29 @@ def _glue_split_from_tsv(spec: TaskSpec, path: Path, name: str) -> Split:
     return _split(table, spec.text_columns, labels, name, where)
 
 
-def _glue_from_hub(spec: TaskSpec) -> tuple[Split, Split]:
-    try:
-        import datasets
+def _hub_error(spec: TaskSpec, reason: str, *, offline: bool) -> UserInputError:
+    cached = "" if offline else " (or HF_HUB_OFFLINE=1 to use a cached copy)"
+    return UserInputError(
+        f"cannot load nyu-mll/glue ({spec.hub_config}) from the Hugging Face hub ({reason[:160]}); offline? pass "
+        f"--glue-dir DIR or set GLUE_DIR to a local GLUE folder{cached}"
+    )
 
+
+def _glue_from_hub(spec: TaskSpec) -> tuple[Split, Split]:
+    import datasets
+    import huggingface_hub
+
+    from ..hub import hub_unreachable
+
+    offline = bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+    reason = hub_unreachable("nyu-mll/glue", "dataset")
+    if reason is not None:
+        raise _hub_error(spec, reason, offline=offline)
+    try:
         ds = datasets.load_dataset("nyu-mll/glue", spec.hub_config)
-    except Exception as e:  # offline, hub down, dataset moved: all end the same way for the user
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserInputError(
-            f"cannot load nyu-mll/glue ({spec.hub_config}) from the Hugging Face hub ({reason[:160]}); "
-            "offline? pass --glue-dir DIR or set GLUE_DIR to a local GLUE folder"
-        ) from None
+    except Exception as e:  # hub down, dataset moved, not in the offline cache: all end the same way
+        text = str(e).strip()
+        raise _hub_error(spec, text.splitlines()[0] if text else type(e).__name__, offline=offline) from None
     dev_name = "validation_matched" if spec.name == "mnli" else "validation"
     out = []
     for split_name, name in (("train", "train"), (dev_name, "dev")):
@@ -394,7 +406,13 @@ def load_user_data(
     if train_size is not None:
         chosen, _ = balanced_subset(tr, train_size, seed=data_seed, label_names=label_names)
         tr = tr.select(chosen, "train")
-    name = name or (Path(where["train"]).stem if isinstance(train, (str, Path)) else "custom")
+    if name is None and isinstance(train, (str, Path)):
+        path = Path(where["train"]).resolve()
+        # "reviews.csv" names the task "reviews"; "reviews/train.csv" does too
+        name = (
+            path.parent.name if path.stem.lower() in ("train", "training", "data") and path.parent.name else path.stem
+        )
+    name = name or "custom"
     return TaskData(name, tr, splits["validation"], splits["test"], label_names, "accuracy" if label_names else
                     "spearmanr", text_columns, info)  # fmt: skip
 

@@ -43,6 +43,11 @@ def test_integer_labels_classification_and_float_labels_regression(tmp_path):
     assert forced.is_regression
 
 
+def test_label_whitespace_is_ignored(tmp_path):
+    rows = [{"text": f"t {i}", "label": ["pos", "pos ", " neg"][i % 3]} for i in range(30)]
+    assert load_user_data(write_rows(tmp_path / "a.csv", rows)).label_names == ("neg", "pos")
+
+
 def test_numeric_labels_sort_numerically(tmp_path):
     rows = [{"text": f"t {i}", "label": [2, 10, 1][i % 3]} for i in range(30)]
     assert load_user_data(write_rows(tmp_path / "a.csv", rows)).label_names == ("1", "2", "10")
@@ -76,6 +81,7 @@ def test_protocol_without_validation_or_test(tmp_path):
         ("text,label\na,x\nb,y\nc\n", {}, r"t.csv:4: malformed row"),
         ("text,label\na,x\na,x\n", {}, "at least two labels"),
         ("text,label\na,x\nb,x\nc,y\n", {}, "class 'y' has only 1 example"),
+        ("text,label\na,x\nb,\nc,y\n", {}, r"t.csv:3: missing label"),
         ("text,label\na,x\n", {"task_type": "ranking"}, "unknown task type 'ranking'"),
     ],
 )

@@ -95,11 +95,16 @@ def test_best_checkpoint_is_what_is_tested(tiny_model_dir, toy, monkeypatch):
     assert r.best["test"] is not None and r.last["test"] is not None
 
 
-def test_divergence_is_a_result_not_an_exception(tiny_model_dir, toy):
-    r = _run(tiny_model_dir, toy, lr=1e6, epochs=5, max_grad_norm=0, num_evals=20)
+def test_divergence_is_a_result_not_an_exception(tiny_model_dir, toy, tmp_path):
+    r = _run(tiny_model_dir, toy, lr=1e6, epochs=5, max_grad_norm=0, num_evals=20, out=tmp_path / "run")
     assert r.diverged and r.failed
     assert not math.isfinite(r.curve[-1]["loss"])
     assert r.last["test"] is None and r.steps < r.total_steps
+    # the record is strict JSON: the NaN loss is written as null
+    rows = [json.loads(line, parse_constant=pytest.fail) for line in (tmp_path / "run" / "curve.jsonl").open()]
+    assert rows[-1]["loss"] is None and len(rows) == len(r.curve)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert metrics["diverged"] is True and metrics["test_last"] is None
 
 
 def test_regression_run(tiny_model_dir, tmp_path):
@@ -118,6 +123,7 @@ def test_output_folder_is_complete_and_atomic(tiny_model_dir, toy, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "curve.jsonl", "metrics.json", "model"]
     config = json.loads((out / "config.json").read_text())
     assert config["versions"]["torch"] == torch.__version__ and config["seed"] == 0
+    assert config["data"]["fingerprints"]["train"] == toy.train.fingerprint
     again = TrainConfig.from_dict(config)  # everything needed to rerun
     assert again.lr == 1e-3 and again.max_steps == 3
     metrics = json.loads((out / "metrics.json").read_text())

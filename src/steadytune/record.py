@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -38,8 +39,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n"
+def _finite(obj: Any) -> Any:
+    """NaN and ±inf become null: strict JSON has no such numbers (a diverged run's loss is NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Strict JSON (non-finite floats as null), one trailing newline."""
+    return json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False) + "\n"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -69,9 +82,10 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        (tmp / "config.json").write_text(to_json({**result.config, "versions": result.versions}))
+        # config.json alone says how to rerun and on exactly which rows (the data summary holds their fingerprints)
+        (tmp / "config.json").write_text(to_json({**result.config, "data": result.data, "versions": result.versions}))
         (tmp / "metrics.json").write_text(to_json(result.metrics_dict()))
-        (tmp / "curve.jsonl").write_text("".join(json.dumps(row) + "\n" for row in result.curve))
+        (tmp / "curve.jsonl").write_text("".join(to_json(row, indent=None) for row in result.curve))
         if model is not None:
             from .models import quiet_transformers
 

@@ -324,7 +324,9 @@ def train(
         new_parameters=new_params,
     )  # fmt: skip
     if out is not None:
+        # The saved model is the best-validation one; a run that diverged before any evaluation has none to save.
         if config.save_model and best_state is not None:
             model.load_state_dict(best_state)
-        write_run(out, result, model=model if config.save_model else None, tokenizer=tokenizer, overwrite=overwrite)
+        keep = config.save_model and best_state is not None
+        write_run(out, result, model=model if keep else None, tokenizer=tokenizer, overwrite=overwrite)
     return result

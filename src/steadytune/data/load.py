@@ -57,6 +57,11 @@ class TaskData:
 # Turning columns into a Split
 
 
+def _at(where: str, lines: list | None, i: int) -> str:
+    """`file:line` when rows came from a file, else `source row i`."""
+    return f"{where}:{lines[i]}" if lines else f"{where} row {i}"
+
+
 def _column(table: Table, name: str, where: str) -> list:
     if name not in table or name == "__line__":
         known = ", ".join(repr(c) for c in table if c != "__line__")
@@ -71,9 +76,8 @@ def _texts(table: Table, columns: tuple[str, ...], where: str) -> tuple[list[str
         col = _column(table, name, where)
         for i, value in enumerate(col):
             if not isinstance(value, str):
-                line = f":{lines[i]}" if lines else f" row {i}"
                 raise UserInputError(
-                    f"{where}{line}: column {name!r} must hold text, found {type(value).__name__} {value!r}"
+                    f"{_at(where, lines, i)}: column {name!r} must hold text, found {type(value).__name__} {value!r}"
                 )
         out.append(list(col))
     return tuple(out)
@@ -92,12 +96,10 @@ def _encode_labels(
     index = {raw: i for i, raw in enumerate(raw_labels)}
     ids = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values):
-        key = value if isinstance(value, str) else _label_key(value)
+        key = _label_key(value)
         if key not in index:
-            line = f":{lines[i]}" if lines else f" row {i}"
-            raise UserInputError(
-                f"{where}{line}: unknown label {value!r} (known labels: {', '.join(map(repr, label_names))})"
-            )
+            what = "missing label" if key == "" else f"unknown label {value!r}"
+            raise UserInputError(f"{_at(where, lines, i)}: {what} (known labels: {', '.join(map(repr, label_names))})")
         ids[i] = index[key]
     return ids
 
@@ -110,17 +112,19 @@ def _float_labels(values: list, where: str, lines: list | None) -> np.ndarray:
                 raise TypeError
             out[i] = float(value)
         except (TypeError, ValueError):
-            line = f":{lines[i]}" if lines else f" row {i}"
-            raise UserInputError(f"{where}{line}: regression label {value!r} is not a number") from None
+            raise UserInputError(f"{_at(where, lines, i)}: regression label {value!r} is not a number") from None
         if not np.isfinite(out[i]):
-            line = f":{lines[i]}" if lines else f" row {i}"
-            raise UserInputError(f"{where}{line}: regression label {value!r} is not finite")
+            raise UserInputError(f"{_at(where, lines, i)}: regression label {value!r} is not finite")
     return out
 
 
 def _label_key(value: Any) -> str:
-    """Labels are matched as strings: JSON 1, CSV "1" and TSV "1" are the same class."""
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+    """Labels are matched as stripped strings: JSON 1, CSV "1" and TSV "1 " are the same class; null is ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
         return repr(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -360,6 +364,9 @@ def load_user_data(
     train_labels = _column(tables["train"], label_column, where["train"])
     if not train_labels:
         raise UserInputError(f"{where['train']}: the train split is empty")
+    for i, value in enumerate(train_labels):
+        if _label_key(value) == "":
+            raise UserInputError(f"{_at(where['train'], tables['train'].get('__line__'), i)}: missing label")
     if task_type == "auto":
         task_type = _infer_task_type(train_labels)
     if task_type not in ("classification", "regression"):

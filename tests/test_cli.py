@@ -78,6 +78,8 @@ def test_table_output(tiny_model_dir, toy_files, capsys):
         (["train", "--train-file", "{train}", "--save-model"], "--save-model needs --out"),
         (["train", "--train-file", "{train}", "--model", "{tmp}/nomodel"], "cannot load model"),
         (["predict", "--model", "{tmp}", "--input", "{train}", "--output", "{tmp}/p.csv"], "not a saved model"),
+        (["predict", "--model", "{tmp}", "--input", "{train}", "--output", "{train}"], "exists; pass --overwrite"),
+        (["predict", "--model", "{tmp}", "--input", "{train}", "--output", "{tmp}/p.txt"], "unknown output type"),
         (["frobnicate"], "invalid choice"),
     ],
 )

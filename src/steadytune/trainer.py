@@ -32,9 +32,8 @@ __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
 OPTIMIZERS = {"adamw": AdamW, "bertadam": BertAdam}
 
 
-def _help(text: str, default: Any = None, **kw) -> Any:
-    if "default_factory" in kw:
-        return field(metadata={"help": text}, **kw)
+def _help(text: str, default: Any = None) -> Any:
+    """A dataclass field with help text (shown by `steadytune train --help`)."""
     return field(default=default, metadata={"help": text})
 
 

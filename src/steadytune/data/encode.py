@@ -43,9 +43,6 @@ class EncodedSplit:
         out["labels"] = self.labels[torch.as_tensor(indices, dtype=torch.long)]
         return dict(out)
 
-    def num_tokens(self) -> int:
-        return int(self.lengths.sum())
-
 
 def _tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> tuple:
     return (type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), tokenizer.padding_side)

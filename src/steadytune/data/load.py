@@ -136,7 +136,6 @@ def _label_key(value: Any) -> str:
 
 
 def _protocol(
-    name: str,
     train: Split,
     dev: Split,
     *,
@@ -246,7 +245,7 @@ def load_glue(
         train, dev = _glue_from_hub(spec)
         source = {"hub_dataset": f"nyu-mll/glue/{spec.hub_config}"}
     train, validation, test, info = _protocol(
-        spec.name, train, dev, label_names=spec.label_names, train_size=train_size, large=spec.large,
+        train, dev, label_names=spec.label_names, train_size=train_size, large=spec.large,
         data_seed=data_seed, split_seed=split_seed,
     )  # fmt: skip
     text_columns = spec.text_columns if glue_dir is not None else spec.hub_text_columns

@@ -14,7 +14,14 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .errors import UserInputError
 from .hub import hub_unreachable
 
-__all__ = ["init_new_parameters", "load_model", "load_tokenizer", "quiet_transformers", "resolve_model"]
+__all__ = [
+    "init_new_parameters",
+    "load_model",
+    "load_tokenizer",
+    "quiet_transformers",
+    "resolve_device",
+    "resolve_model",
+]
 
 # Short names → (Python package that ships the weights for offline use, hub id otherwise).
 MODEL_ALIASES: dict[str, tuple[str, str]] = {
@@ -36,6 +43,16 @@ def resolve_model(name: str | Path) -> str:
         except ImportError:
             return hub_id
     return name
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto` is CUDA when present, else CPU; anything else must be a torch device name."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r}") from None
 
 
 @contextlib.contextmanager

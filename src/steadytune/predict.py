@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Split, encode
+from .data import EncodedSplit, Split, encode
+from .data.load import texts_from_table
 from .data.readers import FORMATS, read_table
 from .errors import UserInputError
-from .models import load_tokenizer, quiet_transformers
+from .models import load_tokenizer, quiet_transformers, resolve_device
 from .record import atomic_write_text
 
-__all__ = ["predict", "predict_file"]
+__all__ = ["predict", "predict_file", "predict_logits"]
 
 
 def _load_saved(model_dir: str | Path):
@@ -34,20 +35,38 @@ def _load_saved(model_dir: str | Path):
 
 
 @torch.inference_mode()
-def predict(model, tokenizer, texts: tuple[list[str], ...], *, max_length: int = 128, batch_size: int = 128,
-            device: str | torch.device = "cpu") -> np.ndarray:  # fmt: skip
-    """Logits for each example (regression: the score), batched by length."""
-    split = Split(texts, np.zeros(len(texts[0]), dtype=np.int64), "input")
-    enc = encode(split, tokenizer, max_length=max_length)
-    model.to(device).eval()
-    order = np.argsort(enc.lengths, kind="stable")
-    out = np.empty((len(enc), model.config.num_labels), dtype=np.float32)
+def predict_logits(
+    model, data: EncodedSplit, tokenizer, *, batch_size: int = 128, device=None, with_loss: bool = False
+) -> tuple[torch.Tensor, float | None]:
+    """Logits of every example, in the split's order, and with `with_loss` the mean loss against its labels.
+
+    Batches are sorted by length so that padding stays small; the model's train/eval mode is restored after.
+    """
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    order = np.argsort(data.lengths, kind="stable")
+    out = torch.empty(len(data), model.config.num_labels, dtype=torch.float32)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per batch
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        batch = enc.batch(idx, tokenizer)
-        batch.pop("labels")
-        out[idx] = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
-    return out
+        batch = data.batch(idx, tokenizer)
+        if not with_loss:
+            batch.pop("labels")
+        result = model(**{k: v.to(device) for k, v in batch.items()})
+        if with_loss:
+            loss_sum += result.loss.double() * len(idx)
+        out[torch.as_tensor(idx)] = result.logits.float().cpu()
+    model.train(was_training)
+    return out, (float(loss_sum) / len(data) if with_loss else None)
+
+
+def predict(model, tokenizer, texts: tuple[list[str], ...], *, max_length: int = 128, batch_size: int = 128,
+            device: str | torch.device = "cpu") -> np.ndarray:  # fmt: skip
+    """Logits for each example (regression: the score)."""
+    enc = encode(Split(texts, np.zeros(len(texts[0]), dtype=np.int64), "input"), tokenizer, max_length=max_length)
+    model.to(device)
+    return predict_logits(model, enc, tokenizer, batch_size=batch_size, device=torch.device(device))[0].numpy()
 
 
 def _write_rows(path: Path, columns: list[str], rows: list[list]) -> str:
@@ -75,7 +94,6 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
     if FORMATS.get(output_path.suffix.lower()) is None:
         raise UserInputError(f"{output_path}: unknown output type {output_path.suffix!r}; use .csv, .tsv or .jsonl")
     table = read_table(input_path)
-    table.pop("__line__", None)
     model, tokenizer, meta = _load_saved(model_dir)
     if text_columns:
         columns = tuple(c.strip() for c in text_columns.split(",") if c.strip())
@@ -83,19 +101,13 @@ def predict_file(model_dir: str | Path, input_path: str | Path, output_path: str
         columns = tuple(meta.get("text_columns") or ())
     if not columns:
         raise UserInputError("name the input's text column(s) with --text-columns")
-    for c in columns:
-        if c not in table:
-            raise UserInputError(f"{input_path}: no column {c!r} (columns: {', '.join(map(repr, table))})")
-        if not all(isinstance(v, str) for v in table[c]):
-            raise UserInputError(f"{input_path}: column {c!r} must hold text")
-    n = len(table[columns[0]])
+    texts = texts_from_table(table, columns, str(input_path))
+    n = len(texts[0])
     if n == 0:
         raise UserInputError(f"{input_path}: no rows to predict")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto"
-                       else device)  # fmt: skip
-    logits = predict(model, tokenizer, tuple(table[c] for c in columns), max_length=meta.get("max_length", 128),
-                     batch_size=batch_size, device=dev)  # fmt: skip
-    names = list(table)
+    logits = predict(model, tokenizer, texts, max_length=meta.get("max_length", 128), batch_size=batch_size,
+                     device=resolve_device(device))  # fmt: skip
+    names = [c for c in table if c != "__line__"]
     if model.config.num_labels == 1:
         extra_cols, extra = ["prediction"], [[float(v)] for v in logits[:, 0]]
     else:

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -23,8 +22,9 @@ from transformers import get_linear_schedule_with_warmup
 from .data import DATA_SEED, SPLIT_SEED, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .metrics import compute_metrics, is_failed, majority_baseline
-from .models import load_model, load_tokenizer
-from .optim import AdamW, BertAdam, param_groups
+from .models import load_model, load_tokenizer, resolve_device
+from .optim import AdamW, BertAdam, create_optimizer
+from .predict import predict_logits
 from .record import library_versions, write_run
 
 __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
@@ -151,36 +151,14 @@ class RunResult:
         return d
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserInputError(f"unknown device {name!r}") from None
-
-
-@torch.inference_mode()
 def evaluate(
     model: nn.Module, data: EncodedSplit, tokenizer, *, num_labels: int, batch_size: int = 128, device=None
 ) -> dict[str, float]:
-    """Metrics of `model` on an encoded split (batches sorted by length, so padding stays small); adds `loss`."""
-    was_training = model.training
-    model.eval()
-    device = device or next(model.parameters()).device
-    order = np.argsort(data.lengths, kind="stable")
-    preds = torch.empty(len(data), dtype=torch.float32 if num_labels == 1 else torch.long)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in data.batch(idx, tokenizer).items()}
-        out = model(**batch)
-        loss_sum += out.loss.double() * len(idx)
-        logits = out.logits.float()
-        preds[torch.as_tensor(idx)] = (logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)).cpu()
-    model.train(was_training)
+    """Metrics of `model` on an encoded split, plus its mean `loss`."""
+    logits, loss = predict_logits(model, data, tokenizer, batch_size=batch_size, device=device, with_loss=True)
+    preds = logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)
     metrics = compute_metrics(preds.numpy(), data.split.labels, num_labels=num_labels)
-    metrics["loss"] = float(loss_sum) / len(data)
+    metrics["loss"] = loss
     return metrics
 
 
@@ -215,7 +193,7 @@ def train(
             label_column=config.label_column, task_type=config.task_type, train_size=config.train_size,
             data_seed=config.data_seed, split_seed=config.split_seed,
         )  # fmt: skip
-    device = _device(config.device)
+    device = resolve_device(config.device)
     init_seed = config.seed if config.init_seed is None else config.init_seed
     metric = config.metric or data.metric
     # Before any training: this also rejects a metric that does not fit the task (f1 on 3 classes, say).
@@ -229,10 +207,8 @@ def train(
     model.to(device).train()
     setup_s = time.perf_counter() - started
 
-    optimizer = OPTIMIZERS[config.optimizer](
-        param_groups(model, weight_decay=config.weight_decay), lr=config.lr, betas=config.betas, eps=config.eps,
-        weight_decay=config.weight_decay,
-    )  # fmt: skip
+    optimizer = create_optimizer(model, OPTIMIZERS[config.optimizer], lr=config.lr, weight_decay=config.weight_decay,
+                                 betas=config.betas, eps=config.eps)  # fmt: skip
     n, bs = len(train_enc), config.batch_size
     steps_per_epoch = math.ceil(n / bs)
     total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
@@ -240,6 +216,7 @@ def train(
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
     eval_at = _eval_steps(total, config.num_evals)
     params = [p for p in model.parameters() if p.requires_grad]
+    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")  # inf: measure the norm, never clip
     order_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout masks
     if device.type == "cuda":
@@ -266,7 +243,6 @@ def train(
                 curve.append({"step": step + 1, "loss": loss_value, "grad_norm": float("nan"), "lr": float("nan")})
                 break
             loss.backward()
-            clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
             lr = scheduler.get_last_lr()[0]
             optimizer.step()

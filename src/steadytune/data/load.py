@@ -14,7 +14,7 @@ from .readers import Table, read_table, read_tsv
 from .splits import DATA_SEED, SPLIT_SEED, Split, balanced_subset, split_in_two
 from .tasks import TaskSpec, get_task
 
-__all__ = ["TaskData", "load_data", "load_glue", "load_user_data"]
+__all__ = ["TaskData", "load_data", "load_glue", "load_user_data", "texts_from_table"]
 
 
 @dataclass(eq=False)
@@ -69,7 +69,8 @@ def _column(table: Table, name: str, where: str) -> list:
     return table[name]
 
 
-def _texts(table: Table, columns: tuple[str, ...], where: str) -> tuple[list[str], ...]:
+def texts_from_table(table: Table, columns: tuple[str, ...], where: str) -> tuple[list[str], ...]:
+    """The named text columns, each checked to exist and to hold only strings (errors name file and line)."""
     out = []
     lines = table.get("__line__")
     for name in columns:
@@ -87,7 +88,7 @@ def _split(table: Table, columns: tuple[str, ...], labels: np.ndarray, name: str
     if len(labels) == 0:
         raise UserInputError(f"{where}: the {name} split is empty")
     rows = table.get("__line__")
-    return Split(_texts(table, columns, where), labels, name, None if rows is None else np.asarray(rows))
+    return Split(texts_from_table(table, columns, where), labels, name, None if rows is None else np.asarray(rows))
 
 
 def _encode_labels(

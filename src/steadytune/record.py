@@ -32,15 +32,15 @@ def library_versions() -> dict[str, str]:
 
 
 def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays
-        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _finite(obj: Any) -> Any:
-    """NaN and ±inf become null: strict JSON has no such numbers (a diverged run's loss is NaN)."""
+    """Plain Python values, with NaN and ±inf as null: strict JSON has no such numbers (a diverged run's loss)."""
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays (a float32 NaN is no Python float until converted)
+        obj = obj.tolist()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

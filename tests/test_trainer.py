@@ -125,7 +125,7 @@ def test_output_folder_is_complete_and_atomic(tiny_model_dir, toy, tmp_path):
     assert config["versions"]["torch"] == torch.__version__ and config["seed"] == 0
     assert config["data"]["fingerprints"]["train"] == toy.train.fingerprint
     again = TrainConfig.from_dict(config)  # everything needed to rerun
-    assert again.lr == 1e-3 and again.max_steps == 3
+    assert again.recipe.lr == 1e-3 and again.recipe.max_steps == 3
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_last"] == r.test_last and metrics["failed"] == r.failed
     assert len((out / "curve.jsonl").read_text().splitlines()) == 3
@@ -140,11 +140,13 @@ def test_output_folder_is_complete_and_atomic(tiny_model_dir, toy, tmp_path):
 
 def test_bad_config_values():
     with pytest.raises(UserInputError, match="unknown optimizer 'sgd'"):
-        TrainConfig(optimizer="sgd")
+        TrainConfig().with_overrides(optimizer="sgd")
     with pytest.raises(UserInputError, match="lr must be positive, got -1"):
-        TrainConfig(lr=-1)
+        TrainConfig().with_overrides(lr=-1)
     with pytest.raises(UserInputError, match=r"warmup_ratio must be in \[0, 1\), got 1.5"):
-        TrainConfig(warmup_ratio=1.5)
+        TrainConfig(recipe="adam+warmup_ratio=1.5")
+    with pytest.raises(UserInputError, match="max_length must be positive, got 0"):
+        TrainConfig(max_length=0)
 
 
 def test_unknown_model_is_a_clear_error(toy):

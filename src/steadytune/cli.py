@@ -44,16 +44,18 @@ def _pair(text: str) -> tuple[float, float]:
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainConfig` field, then one per `Recipe` field (those override the --recipe)."""
+    from .recipes import Recipe
     from .trainer import TrainConfig
 
     hints = get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         help_text = f.metadata.get("help", "")
         tp = _scalar_type(hints[f.name])
-        if tp is bool:
+        if f.name == "recipe":
+            parser.add_argument("--recipe", default="adam", help=help_text + " (default: adam)")
+        elif tp is bool:
             parser.add_argument(_flag(f.name), action="store_true", help=help_text)
-        elif f.name == "betas":
-            parser.add_argument("--betas", type=_pair, default=f.default, help=help_text + " Format: 0.9,0.999.")
         elif f.name == "text_columns":
             parser.add_argument("--text-columns", default=None, help=help_text + " Format: a or a,b.")
         else:
@@ -61,11 +63,28 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             shown = f" (default: {default})" if default is not None else ""
             parser.add_argument(_flag(f.name), type=tp, default=default, help=help_text + shown)
 
+    group = parser.add_argument_group("recipe settings", "Each overrides the same setting of --recipe.")
+    hints = get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name == "name":
+            continue
+        help_text = f"{f.metadata.get('help', '')} (recipe default: {f.default})"
+        tp = _scalar_type(hints[f.name])
+        if tp is bool:
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "betas":
+            group.add_argument("--betas", type=_pair, default=None, help=help_text + " Format: 0.9,0.999.")
+        else:
+            group.add_argument(_flag(f.name), type=tp, default=None, help=help_text)
+
 
 def _config_from_args(args: argparse.Namespace):
+    from .recipes import Recipe
     from .trainer import TrainConfig
 
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    own = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if f.name != "name"}
+    return TrainConfig(**own).with_overrides(**{k: v for k, v in settings.items() if v is not None})
 
 
 def _fmt(value: float | None) -> str:
@@ -80,8 +99,8 @@ def _result_table(result) -> str:
         ("task", f"{data['name']} ({m})  train {sizes['train']} / validation {sizes['validation']} / "
                  f"test {sizes['test']}"),
         ("model", cfg["model"]),
-        ("optimizer", f"{cfg['optimizer']}  lr {cfg['lr']:g}  batch {cfg['batch_size']}  seed {cfg['seed']}  "
-                      f"init_seed {cfg['init_seed']}  device {cfg['device']}"),
+        ("recipe", f"{cfg['recipe']}  ({cfg['optimizer']}, lr {cfg['lr']:g}, batch {cfg['batch_size']})"),
+        ("seeds", f"seed {cfg['seed']}  init_seed {cfg['init_seed']}  device {cfg['device']}"),
         ("steps", f"{result.steps} / {result.total_steps}"),
         (f"best (step {best['step']})",
          f"validation {_fmt((best['validation'] or {}).get(m))}  test {_fmt(result.test_best)}"),

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .errors import UserInputError
 from .hub import hub_unreachable
+from .optim.param_groups import is_norm_module
 
 __all__ = [
     "init_new_parameters",
@@ -105,8 +106,10 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False):
 def init_new_parameters(model: nn.Module, names: set[str], *, std: float, generator: torch.Generator) -> list[str]:
     """Initialise the named parameters the way BERT initialises new ones, from `generator` (the run's init_seed).
 
-    Linear/Embedding weights ~ N(0, std²) (BERT's initializer_range, 0.02: Devlin et al. 2019), biases 0,
-    normalisation weights 1. Done here rather than by `model._init_weights`, so the draw depends only on the seed.
+    Weights ~ N(0, std²) (BERT's initializer_range, 0.02: Devlin et al. 2019), biases 0, normalisation-layer
+    weights 1. Done here rather than by `model._init_weights`, so the draw depends only on the generator (and in
+    transformers 5 `_init_weights` skips weights that came from a checkpoint). Returns the names done, in
+    `named_modules()` order; the generator is consumed in that order, so the same seed gives the same weights.
     """
     done = []
     with torch.no_grad():
@@ -115,9 +118,9 @@ def init_new_parameters(model: nn.Module, names: set[str], *, std: float, genera
                 full = f"{module_name}.{pname}" if module_name else pname
                 if full not in names:
                     continue
-                if pname == "bias":
+                if pname == "bias" or pname.endswith("_bias"):
                     param.zero_()
-                elif param.dim() == 1:  # LayerNorm-style scale
+                elif is_norm_module(module):
                     param.fill_(1.0)
                 else:
                     param.normal_(0.0, std, generator=generator)
@@ -129,10 +132,14 @@ def load_model(
     name: str,
     *,
     label_names: tuple[str, ...] | None,
-    init_seed: int,
+    init_seed: int = 0,
+    generator: torch.Generator | None = None,
     trust_remote_code: bool = False,
 ) -> tuple[nn.Module, list[str]]:
     """A sequence classifier (regression head when `label_names` is None) with its new head drawn from `init_seed`.
+
+    Pass `generator` instead to keep drawing from it afterwards (the trainer re-initialises top layers from the same
+    stream, so head and re-initialised layers never share draws).
 
     Returns the model and the names of the parameters that were newly initialised.
     """
@@ -162,5 +169,5 @@ def load_model(
         m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())
     }
     std = getattr(model.config, "initializer_range", 0.02)
-    generator = torch.Generator().manual_seed(init_seed)
+    generator = generator if generator is not None else torch.Generator().manual_seed(init_seed)
     return model, init_new_parameters(model, new, std=std, generator=generator)

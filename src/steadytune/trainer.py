@@ -1,9 +1,10 @@
 """One fine-tuning run, start to finish: `train(config)` → `RunResult`.
 
-The defaults are the paper's setup (Zhang et al. 2021, §3): batch 32, lr 2e-5, 3 epochs, linear warm-up over the
-first 10% of steps then linear decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the
-model config says. Validation runs `num_evals` times, evenly spread, the last at the final step; the best-validation
-weights are kept, and both the best and the last model are scored on the test split.
+`config.recipe` says how to train (see `steadytune.recipes`); its defaults are the paper's set-up (Zhang et al.
+2021, §3): bias-corrected Adam, batch 32, lr 2e-5, 3 epochs, linear warm-up over the first 10% of steps then linear
+decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says. Validation
+runs `num_evals` times, evenly spread, the last at the final step; the best-validation weights are kept, and both
+the best and the last model are scored on the test split.
 """
 
 from __future__ import annotations
@@ -17,24 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from .data import DATA_SEED, SPLIT_SEED, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .metrics import compute_metrics, is_failed, majority_baseline
+from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
-from .optim import AdamW, BertAdam, create_optimizer
 from .predict import predict_logits
+from .recipes import Recipe, create_optimizer_and_scheduler, prepare_model
+from .recipes import help_field as _help
 from .record import library_versions, write_run
 
 __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
-
-OPTIMIZERS = {"adamw": AdamW, "bertadam": BertAdam}
-
-
-def _help(text: str, default: Any = None) -> Any:
-    """A dataclass field with help text (shown by `steadytune train --help`)."""
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass
@@ -61,18 +56,10 @@ class TrainConfig:
         "spearmanr. Default: the GLUE task's (RTE accuracy, MRPC f1, CoLA MCC, STS-B spearmanr), else accuracy or "
         "spearmanr."
     )
-    # how to train (paper §3 defaults)
-    optimizer: str = _help("adamw (bias-corrected Adam, decoupled weight decay) or bertadam (no bias correction).",
-                           "adamw")  # fmt: skip
-    lr: float = _help("Peak learning rate (paper §3: 2e-5).", 2e-5)
-    betas: tuple[float, float] = _help("Adam betas (BERT's 0.9, 0.999).", (0.9, 0.999))
-    eps: float = _help("Adam epsilon (BERT's 1e-6).", 1e-6)
-    weight_decay: float = _help("Decoupled weight decay; never on biases or LayerNorm weights (paper §3: 0).", 0.0)
-    batch_size: int = _help("Training batch size (paper §3: 32).", 32)
-    epochs: float = _help("Training epochs (paper §3: 3); ignored when max_steps is set.", 3.0)
-    max_steps: int | None = _help("Training budget in optimizer steps; overrides epochs.")
-    warmup_ratio: float = _help("Linear warm-up over this fraction of the steps, then linear decay to 0.", 0.1)
-    max_grad_norm: float = _help("Clip the global gradient norm to this (paper §3: 1.0); 0 turns clipping off.", 1.0)
+    # how to train
+    recipe: Recipe = field(default_factory=Recipe, metadata={"help": (
+        "How to train: presets joined by '+', each with an optional :value, and field=value settings, e.g. "
+        "'adam', 'bertadam', 'adam+reinit:2', 'adam+llrd:0.9+lr=1e-4' (see `steadytune recipes`).")})  # fmt: skip
     num_evals: int = _help("Validation evaluations spread evenly over training, the last at the final step.", 10)
     eval_batch_size: int = _help("Batch size for evaluation.", 128)
     seed: int = _help("Seed of data order and dropout.", 0)
@@ -82,30 +69,46 @@ class TrainConfig:
     save_model: bool = _help("Write the best model and tokenizer (safetensors) to <out>/model.", False)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise UserInputError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-        positive = {"lr": self.lr, "batch_size": self.batch_size, "max_length": self.max_length,
-                    "eval_batch_size": self.eval_batch_size, "num_evals": self.num_evals}  # fmt: skip
+        if isinstance(self.recipe, str):
+            self.recipe = Recipe.parse(self.recipe)
+        elif isinstance(self.recipe, dict):
+            self.recipe = Recipe.from_dict(self.recipe)
+        positive = {"max_length": self.max_length, "eval_batch_size": self.eval_batch_size,
+                    "num_evals": self.num_evals}  # fmt: skip
         for name, value in positive.items():
             if not value > 0:
                 raise UserInputError(f"{name} must be positive, got {value!r}")
-        if self.max_steps is None and not self.epochs > 0:
-            raise UserInputError(f"epochs must be positive, got {self.epochs!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserInputError(f"max_steps must be at least 1, got {self.max_steps!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserInputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if isinstance(self.text_columns, str):
             self.text_columns = tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
-        self.betas = tuple(self.betas)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat: the recipe's fields sit beside the run's, and "recipe" is its name (easy to tabulate)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recipe"}
+        recipe = self.recipe.to_dict()
+        return {**d, "recipe": recipe.pop("name"), **recipe}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """Inverse of `to_dict` (also takes a nested recipe dict, or a recipe string to parse)."""
+        own = {f.name for f in fields(cls)} - {"recipe"}
+        recipe_keys = {f.name for f in fields(Recipe)} - {"name"}
+        recipe: Any = d.get("recipe", "adam")
+        if isinstance(recipe, str) and recipe_keys & d.keys():
+            recipe = Recipe.from_dict({"name": recipe, **{k: d[k] for k in recipe_keys & d.keys()}})
+        return cls(recipe=recipe, **{k: v for k, v in d.items() if k in own})
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with run fields and recipe fields changed (`recipe=` first, then recipe fields on top of it)."""
+        own = {f.name for f in fields(self)}
+        recipe_keys = {f.name for f in fields(Recipe)} - {"name"}
+        unknown = overrides.keys() - own - recipe_keys
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        config = replace(self, **{k: v for k, v in overrides.items() if k in own})
+        recipe_changes = {k: v for k, v in overrides.items() if k in recipe_keys}
+        if recipe_changes:
+            config = replace(config, recipe=config.recipe.override(**recipe_changes))
+        return config
 
 
 @dataclass
@@ -130,6 +133,8 @@ class RunResult:
     timings: dict[str, float]
     versions: dict[str, str]
     new_parameters: list[str]
+    surgery: dict[str, list[str]] = field(default_factory=dict)
+    """What the recipe changed in the model: {"reinitialized": parameter names, "mixout": module names}."""
 
     @property
     def test_best(self) -> float | None:
@@ -182,7 +187,8 @@ def train(
     the run's `config.json`, `metrics.json` and `curve.jsonl` (and with `save_model` the model) are written there
     atomically: an interrupted run leaves no half-written folder.
     """
-    config = replace(config, **overrides) if config is not None else TrainConfig(**overrides)
+    config = (config if config is not None else TrainConfig()).with_overrides(**overrides)
+    recipe = config.recipe
     started = time.perf_counter()
     if out is not None and Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
         raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
@@ -202,21 +208,21 @@ def train(
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     train_enc, val_enc, test_enc = (encode(s, tokenizer, max_length=config.max_length)
                                     for s in (data.train, data.validation, data.test))  # fmt: skip
-    model, new_params = load_model(config.model, label_names=data.label_names, init_seed=init_seed,
+    # One random stream from init_seed: first the new head, then any re-initialised layers.
+    init_gen = torch.Generator().manual_seed(init_seed)
+    model, new_params = load_model(config.model, label_names=data.label_names, generator=init_gen,
                                    trust_remote_code=config.trust_remote_code)  # fmt: skip
+    surgery = prepare_model(model, recipe, generator=init_gen)
     model.to(device).train()
     setup_s = time.perf_counter() - started
 
-    optimizer = create_optimizer(model, OPTIMIZERS[config.optimizer], lr=config.lr, weight_decay=config.weight_decay,
-                                 betas=config.betas, eps=config.eps)  # fmt: skip
-    n, bs = len(train_enc), config.batch_size
+    n, bs = len(train_enc), recipe.batch_size
     steps_per_epoch = math.ceil(n / bs)
-    total = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    # Hugging Face Trainer's rounding of the warm-up length: ceil(ratio · total).
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total), total)
+    total = recipe.num_training_steps(n)
+    optimizer, scheduler = create_optimizer_and_scheduler(model, recipe, total)
     eval_at = _eval_steps(total, config.num_evals)
     params = [p for p in model.parameters() if p.requires_grad]
-    clip = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")  # inf: measure the norm, never clip
+    clip = recipe.max_grad_norm if recipe.max_grad_norm > 0 else float("inf")  # inf: measure the norm, never clip
     order_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout masks
     if device.type == "cuda":
@@ -227,7 +233,7 @@ def train(
     best_state, best_eval, diverged = None, None, False
     num_labels = data.num_labels
     eval_kw = {"num_labels": num_labels, "batch_size": config.eval_batch_size, "device": device}
-    bar = tqdm(total=total, desc=f"{data.name} {config.optimizer} seed {config.seed}", disable=not progress,
+    bar = tqdm(total=total, desc=f"{data.name} {recipe.name} seed {config.seed}", disable=not progress,
                unit="step", leave=False, dynamic_ncols=True)  # fmt: skip
     train_started = time.perf_counter()
     eval_s = 0.0
@@ -297,11 +303,13 @@ def train(
                  "wall_s": time.perf_counter() - started},
         versions=library_versions(),
         new_parameters=new_params,
+        surgery=surgery,
     )  # fmt: skip
     if out is not None:
         # The saved model is the best-validation one; a run that diverged before any evaluation has none to save.
         if config.save_model and best_state is not None:
             model.load_state_dict(best_state)
+            remove_mixout(model)  # evaluation weights only: the saved model loads as a plain classifier
         keep = config.save_model and best_state is not None
         write_run(out, result, model=model if keep else None, tokenizer=tokenizer, overwrite=overwrite)
     return result

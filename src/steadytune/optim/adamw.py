@@ -94,11 +94,21 @@ class AdamW(Optimizer):
             ``optimization.py``), not torch's ``1e-8``.
         weight_decay: decoupled weight decay :math:`\lambda`.
         bias_correction: ``True`` for Adam(W) with bias correction, ``False`` for BERTAdam.
+        prior_weight_decay: decay toward the pre-trained weights instead of toward zero ("pre-trained weight
+            decay", Zhang et al. 2021 §6; Wiese et al. 2017): the decay line becomes
+            :math:`\theta_t \leftarrow \theta_{t-1} - \gamma\lambda(\theta_{t-1} - \theta^{(0)})`, where
+            :math:`\theta^{(0)}` (state ``prior``) is the parameter as it was at its first step under this
+            optimizer, i.e. after any re-initialisation. Only groups with ``weight_decay > 0`` are affected (and
+            only they keep a copy of their weights). With ``False``, plain decoupled decay toward zero applies as
+            usual. (The paper's released code, ``prior_wd_optim.PriorWD``, sets every group's own decay to 0 when
+            prior decay is on, and its intended exception, plain decay for the last group, tests
+            ``i == len(param_groups)``, which is never true: that decay is silently dropped.)
         foreach: use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks it when every
             parameter is on a device with native foreach kernels (e.g. CUDA) and the per-tensor loop otherwise.
 
     State per parameter (same names as ``torch.optim.AdamW``): ``step`` (a float32 scalar tensor on the CPU),
-    ``exp_avg`` (:math:`m`) and ``exp_avg_sq`` (:math:`v`).
+    ``exp_avg`` (:math:`m`) and ``exp_avg_sq`` (:math:`v`); with ``prior_weight_decay``, also ``prior``
+    (:math:`\theta^{(0)}`).
     """
 
     def __init__(
@@ -110,6 +120,7 @@ class AdamW(Optimizer):
         weight_decay: float = 0.0,
         *,
         bias_correction: bool = True,
+        prior_weight_decay: bool = False,
         foreach: bool | None = None,
     ) -> None:
         _validate_hyperparameters(lr, betas, eps, weight_decay)
@@ -119,6 +130,7 @@ class AdamW(Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "bias_correction": bias_correction,
+            "prior_weight_decay": prior_weight_decay,
             "foreach": foreach,
         }
         super().__init__(params, defaults)
@@ -129,6 +141,7 @@ class AdamW(Optimizer):
         defaults = getattr(self, "defaults", {})
         for group in self.param_groups:
             group.setdefault("bias_correction", defaults.get("bias_correction", True))
+            group.setdefault("prior_weight_decay", defaults.get("prior_weight_decay", False))
             group.setdefault("foreach", defaults.get("foreach"))
             for p in group["params"]:
                 p_state = self.state.get(p, {})
@@ -143,8 +156,10 @@ class AdamW(Optimizer):
         exp_avgs: list[Tensor],
         exp_avg_sqs: list[Tensor],
         state_steps: list[Tensor],
+        priors: list[Tensor],
     ) -> None:
         name = type(self).__name__
+        with_prior = group["prior_weight_decay"] and group["weight_decay"] != 0
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -167,6 +182,10 @@ class AdamW(Optimizer):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if with_prior:
+                if "prior" not in state:  # θ⁽⁰⁾: the weights at their first step under prior decay
+                    state["prior"] = p.detach().clone(memory_format=torch.preserve_format)
+                priors.append(state["prior"])
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             state_steps.append(state["step"])
@@ -193,7 +212,8 @@ class AdamW(Optimizer):
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
             state_steps: list[Tensor] = []
-            self._init_group(group, params_with_grad, grads, exp_avgs, exp_avg_sqs, state_steps)
+            priors: list[Tensor] = []
+            self._init_group(group, params_with_grad, grads, exp_avgs, exp_avg_sqs, state_steps, priors)
             beta1, beta2 = group["betas"]
             adamw(
                 params_with_grad,
@@ -208,6 +228,7 @@ class AdamW(Optimizer):
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
                 bias_correction=group["bias_correction"],
+                priors=priors or None,
             )
         return loss
 
@@ -238,9 +259,11 @@ class BertAdam(AdamW):
         eps: float = 1e-6,  # google-research/bert optimization.py: epsilon=1e-6
         weight_decay: float = 0.01,  # google-research/bert optimization.py: weight_decay_rate=0.01
         *,
+        prior_weight_decay: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, bias_correction=False, foreach=foreach)
+        super().__init__(params, lr, betas, eps, weight_decay, bias_correction=False,
+                         prior_weight_decay=prior_weight_decay, foreach=foreach)  # fmt: skip
 
 
 def _default_foreach(params: list[Tensor]) -> bool:
@@ -273,6 +296,7 @@ def adamw(
     eps: float,
     weight_decay: float,
     bias_correction: bool,
+    priors: list[Tensor] | None = None,
 ) -> None:
     r"""Functional AdamW / BERTAdam step, updating ``params``, ``exp_avgs``, ``exp_avg_sqs`` and ``state_steps``
     in place. See :class:`AdamW` for the algorithm.
@@ -286,6 +310,8 @@ def adamw(
         foreach: use the ``torch._foreach_*`` implementation; ``None`` decides as :class:`AdamW` does.
         lr, beta1, beta2, eps, weight_decay: hyper-parameters (floats).
         bias_correction: ``True`` for Adam(W), ``False`` for BERTAdam.
+        priors: with weight decay, decay toward these tensors (one per parameter) instead of toward zero:
+            :math:`\theta \leftarrow \theta - \gamma\lambda(\theta - \theta^{(0)})`.
     """
     n = len(params)
     if not (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps) == n):
@@ -293,6 +319,8 @@ def adamw(
             "params, grads, exp_avgs, exp_avg_sqs and state_steps must have the same length, got "
             f"{n}, {len(grads)}, {len(exp_avgs)}, {len(exp_avg_sqs)}, {len(state_steps)}"
         )
+    if priors is not None and len(priors) != n:
+        raise ValueError(f"priors must have one tensor per parameter ({n}), got {len(priors)}")
     if not all(isinstance(t, Tensor) for t in state_steps):
         raise RuntimeError("state_steps must be a list of singleton tensors")
     if foreach is None:
@@ -310,6 +338,7 @@ def adamw(
         eps=eps,
         weight_decay=weight_decay,
         bias_correction=bias_correction,
+        priors=priors,
     )
 
 
@@ -326,16 +355,20 @@ def _single_tensor_adamw(
     eps: float,
     weight_decay: float,
     bias_correction: bool,
+    priors: list[Tensor] | None = None,
 ) -> None:
-    for param, grad, exp_avg, exp_avg_sq, step_t in zip(
-        params, grads, exp_avgs, exp_avg_sqs, state_steps, strict=True
+    for i, (param, grad, exp_avg, exp_avg_sq, step_t) in enumerate(
+        zip(params, grads, exp_avgs, exp_avg_sqs, state_steps, strict=True)
     ):
         step_t += 1
 
         # Decoupled weight decay. For BERTAdam, theta - lr * (u + wd * theta) == theta * (1 - lr * wd) - lr * u
-        # because u does not depend on theta.
+        # because u does not depend on theta. Toward a prior: theta - lr*wd*(theta - prior), a lerp.
         if weight_decay != 0:
-            param.mul_(1 - lr * weight_decay)
+            if priors is not None:
+                param.lerp_(priors[i], lr * weight_decay)
+            else:
+                param.mul_(1 - lr * weight_decay)
 
         # m <- beta1 * m + (1 - beta1) * g, written as a lerp (as torch does).
         exp_avg.lerp_(grad, 1 - beta1)
@@ -370,12 +403,22 @@ def _multi_tensor_adamw(
     eps: float,
     weight_decay: float,
     bias_correction: bool,
+    priors: list[Tensor] | None = None,
 ) -> None:
     if len(params) == 0:
         return
 
-    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, exp_avgs, exp_avg_sqs, state_steps])
-    for (device_params_, device_grads_, device_exp_avgs_, device_exp_avg_sqs_, device_steps_), _ in grouped.values():
+    # Without priors the list stands in for them (never read), so one grouping call serves both cases.
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps, priors if priors is not None else params]
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
+    for (
+        device_params_,
+        device_grads_,
+        device_exp_avgs_,
+        device_exp_avg_sqs_,
+        device_steps_,
+        device_priors_,
+    ), _ in grouped.values():
         device_params: list[Tensor] = list(device_params_)  # type: ignore[arg-type]
         device_grads: list[Tensor] = list(device_grads_)  # type: ignore[arg-type]
         device_exp_avgs: list[Tensor] = list(device_exp_avgs_)  # type: ignore[arg-type]
@@ -389,7 +432,10 @@ def _multi_tensor_adamw(
             torch._foreach_add_(device_steps, 1)
 
         if weight_decay != 0:
-            torch._foreach_mul_(device_params, 1 - lr * weight_decay)
+            if priors is not None:
+                torch._foreach_lerp_(device_params, list(device_priors_), lr * weight_decay)  # type: ignore[arg-type]
+            else:
+                torch._foreach_mul_(device_params, 1 - lr * weight_decay)
 
         torch._foreach_lerp_(device_exp_avgs, device_grads, 1 - beta1)
         torch._foreach_mul_(device_exp_avg_sqs, beta2)

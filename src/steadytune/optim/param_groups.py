@@ -15,7 +15,7 @@ from torch import nn
 
 from steadytune.optim.adamw import AdamW
 
-__all__ = ["create_optimizer", "is_norm_module", "param_groups"]
+__all__ = ["create_optimizer", "is_norm_module", "param_groups", "trainable_parameters"]
 
 
 def _norm_types() -> tuple[type[nn.Module], ...]:
@@ -44,6 +44,28 @@ def _is_bias_name(local_name: str) -> bool:
     return local_name == "bias" or local_name.endswith("_bias")
 
 
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter, bool]]:
+    """``(name, parameter, exempt from weight decay)`` for each trainable parameter of ``model``, each once.
+
+    A parameter shared by several modules (tied weights) appears once, under its first name in
+    ``model.named_parameters()``, and is exempt if *any* of its owners makes it a bias or a norm parameter.
+    """
+    names: dict[int, str] = {}
+    params: dict[int, nn.Parameter] = {}
+    exempt: set[int] = set()
+    # remove_duplicate=False visits a shared module once per path, so every (owner module, attribute) pair of a
+    # tied parameter is seen; the first visit fixes its name and its position (same order as named_parameters()).
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for local_name, param in module.named_parameters(recurse=False):
+            key = id(param)
+            if key not in params:
+                params[key] = param
+                names[key] = f"{module_name}.{local_name}" if module_name else local_name
+            if _is_bias_name(local_name) or is_norm_module(module):
+                exempt.add(key)
+    return [(names[k], p, k in exempt) for k, p in params.items() if p.requires_grad]
+
+
 def param_groups(model: nn.Module, *, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
     """Split the trainable parameters of ``model`` into a decay and a no-decay group.
 
@@ -67,28 +89,12 @@ def param_groups(model: nn.Module, *, weight_decay: float, lr: float | None = No
         (the parameters' names, kept by torch in ``param_groups`` and ``state_dict()`` for debugging) and ``"lr"``
         when given. The decay group comes first.
     """
-    names: dict[int, str] = {}
-    params: dict[int, nn.Parameter] = {}
-    no_decay: set[int] = set()
-    # remove_duplicate=False visits a shared module once per path, so every (owner module, attribute) pair of a
-    # tied parameter is seen; the first visit fixes its name and its position (same order as named_parameters()).
-    for module_name, module in model.named_modules(remove_duplicate=False):
-        for local_name, param in module.named_parameters(recurse=False):
-            key = id(param)
-            if key not in params:
-                params[key] = param
-                names[key] = f"{module_name}.{local_name}" if module_name else local_name
-            if _is_bias_name(local_name) or is_norm_module(module):
-                no_decay.add(key)
-
     decay_group: dict[str, Any] = {"params": [], "param_names": [], "weight_decay": weight_decay}
     no_decay_group: dict[str, Any] = {"params": [], "param_names": [], "weight_decay": 0.0}
-    for key, param in params.items():
-        if not param.requires_grad:
-            continue
-        group = no_decay_group if key in no_decay else decay_group
+    for name, param, exempt in trainable_parameters(model):
+        group = no_decay_group if exempt else decay_group
         group["params"].append(param)
-        group["param_names"].append(names[key])
+        group["param_names"].append(name)
 
     groups = [g for g in (decay_group, no_decay_group) if g["params"]]
     if lr is not None:

@@ -8,26 +8,39 @@ and a fine-tuning run that records what happened honestly: best and last checkpo
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
 from .metrics import compute_metrics, majority_baseline
+from .mixout import MixLinear, apply_mixout, remove_mixout
 from .optim import AdamW, BertAdam, create_optimizer, param_groups
+from .optim.llrd import llrd_param_groups
+from .recipes import PRESETS, Recipe, create_optimizer_and_scheduler, prepare_model
+from .reinit import reinit_top_layers
 from .trainer import RunResult, TrainConfig, evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "AdamW",
     "BertAdam",
+    "MixLinear",
+    "Recipe",
     "RunResult",
     "TaskData",
     "TrainConfig",
     "UserInputError",
     "__version__",
+    "apply_mixout",
     "compute_metrics",
     "create_optimizer",
+    "create_optimizer_and_scheduler",
     "evaluate",
     "load_data",
     "load_glue",
+    "llrd_param_groups",
     "load_user_data",
     "majority_baseline",
     "param_groups",
+    "prepare_model",
+    "reinit_top_layers",
+    "remove_mixout",
     "train",
 ]

@@ -1,4 +1,4 @@
-"""The `steadytune` command: `train`, `predict`, `tasks`.
+"""The `steadytune` command: `train`, `predict`, `recipes`, `tasks`.
 
 Bad input ends with one line on stderr and exit code 2; nothing is written in that case.
 """
@@ -158,6 +158,42 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import PRESETS, Recipe
+
+    if args.recipe:  # expand the given recipes to every field
+        recipes = [Recipe.parse(text) for text in args.recipe]
+        if args.json:
+            print(json.dumps([r.to_dict() for r in recipes], indent=2))
+            return 0
+        for r in recipes:
+            print(r.name)
+            for f in dataclasses.fields(r):
+                if f.name != "name":
+                    mark = "*" if f.name in r.changes() else " "
+                    print(f"  {mark} {f.name:<20} {getattr(r, f.name)!r}")
+        return 0
+    rows = []
+    for name, preset in PRESETS.items():
+        usage = name if preset.arg is None else f"{name}[:{preset.metavar}]"
+        sets = {**preset.sets, **({preset.arg: preset.default} if preset.arg else {})}
+        rows.append({"preset": usage, "expands to": ", ".join(f"{k}={v!r}" for k, v in sets.items()),
+                     "what": preset.summary, "source": preset.source})  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["preset"]) for r in rows)
+    for r in rows:
+        print(f"{r['preset']:<{width}}  {r['expands to']}\n{'':<{width}}  {r['what']}\n{'':<{width}}  "
+              f"source: {r['source']}")  # fmt: skip
+    print(
+        "\nJoin presets with '+', give a preset's value after ':', set any field with field=value, e.g.\n"
+        "  adam+reinit:2   bertadam+lr=5e-5+batch_size=16   adam+llrd:0.9+longer:800\n"
+        "`steadytune recipes RECIPE` shows every field of a recipe (* marks a change from the defaults)."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -184,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("recipes", help="list the recipe presets, or expand recipes",
+                       description="List the recipe presets, or show every field of the given recipes.")  # fmt: skip
+    p.add_argument("recipe", nargs="*", help="recipes to expand, e.g. adam+reinit:2")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_recipes)
 
     p = sub.add_parser("tasks", help="list the GLUE presets", description="List the GLUE task presets.")
     p.add_argument("--json", action="store_true", help="print as JSON")

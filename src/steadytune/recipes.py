@@ -166,6 +166,8 @@ class Preset:
     sets: dict[str, Any] = field(default_factory=dict)
     arg: str | None = None
     default: Any = None
+    metavar: str = ""
+    """How `steadytune recipes` names the value (L, ξ, p, λ, steps)."""
 
     def expand(self, recipe: str, raw: str | None) -> dict[str, Any]:
         if raw is not None and self.arg is None:
@@ -185,19 +187,20 @@ PRESETS: dict[str, Preset] = {
                    "paper §4; every sample command's --use_torch_adamw", {"optimizer": "adamw"}),
     "reinit": Preset("re-initialise the pooler and the top L Transformer blocks",
                      "paper §5; sample_commands/reinit.sh: --reinit_pooler --reinit_layers 5",
-                     {"reinit_pooler": True}, "reinit_layers", 5),
+                     {"reinit_pooler": True}, "reinit_layers", 5, "L"),
     "llrd": Preset("layer-wise learning-rate decay: block k from the top at lr·ξᵏ",
-                   "paper §6; sample_commands/llrd.sh: --layerwise_learning_rate_decay 0.95", {}, "llrd", 0.95),
+                   "paper §6; sample_commands/llrd.sh: --layerwise_learning_rate_decay 0.95", {}, "llrd", 0.95, "ξ"),
     "mixout": Preset("Mixout toward the pre-trained weights with probability p (dropout off)",
-                     "paper §6; sample_commands/mixout.sh: --mixout 0.1", {}, "mixout", 0.1),
+                     "paper §6; sample_commands/mixout.sh: --mixout 0.1", {}, "mixout", 0.1, "p"),
     "prior-wd": Preset("weight decay toward the pre-trained weights with strength λ",
                        "paper §6; sample_commands/pretrained_wd.sh: --prior_weight_decay --weight_decay 1e-3",
-                       {"prior_wd": True}, "weight_decay", 1e-3),
+                       {"prior_wd": True}, "weight_decay", 1e-3, "λ"),
     "wd": Preset("plain decoupled weight decay toward zero with strength λ",
                  "BERT's weight_decay_rate 0.01 (google-research/bert optimization.py)",
-                 {"prior_wd": False}, "weight_decay", 0.01),
+                 {"prior_wd": False}, "weight_decay", 0.01, "λ"),
     "longer": Preset("train for a fixed number of steps instead of 3 epochs",
-                     "paper §7; sample_commands/debiased_adam_longer.sh: --max_steps 400", {}, "max_steps", 400),
+                     "paper §7; sample_commands/debiased_adam_longer.sh: --max_steps 400",
+                     {}, "max_steps", 400, "steps"),
 }  # fmt: skip
 
 _FIELD_TYPES: dict[str, Any] = {f.name: get_type_hints(Recipe)[f.name] for f in fields(Recipe) if f.name != "name"}

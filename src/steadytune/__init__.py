@@ -5,6 +5,7 @@ BERT's original optimizer (BERTAdam) omits Adam's bias correction, which makes f
 and a fine-tuning run that records what happened honestly: best and last checkpoints, failed and diverged runs.
 """
 
+from .audit import AuditReport, audit_optimizer
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
 from .metrics import compute_metrics, majority_baseline
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "AdamW",
+    "AuditReport",
     "BertAdam",
     "MixLinear",
     "Recipe",
@@ -29,6 +31,7 @@ __all__ = [
     "UserInputError",
     "__version__",
     "apply_mixout",
+    "audit_optimizer",
     "compute_metrics",
     "create_optimizer",
     "create_optimizer_and_scheduler",

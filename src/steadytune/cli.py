@@ -1,4 +1,4 @@
-"""The `steadytune` command: `train`, `predict`, `recipes`, `tasks`.
+"""The `steadytune` command: `train`, `predict`, `recipes`, `audit`, `tasks`.
 
 Bad input ends with one line on stderr and exit code 2; nothing is written in that case.
 """
@@ -158,6 +158,46 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with a Python literal value (`momentum=0.9`, `amsgrad=True`, `betas=(0.9,0.98)`)."""
+    import ast
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw  # a bare word: keep it as a string
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit_optimizer, resolve_optimizer
+
+    given = {"lr": args.lr, "betas": args.betas, "eps": args.eps, "weight_decay": args.weight_decay}
+    hyperparameters = {k: v for k, v in given.items() if v is not None} | dict(args.option)
+    if args.recipe is not None:
+        if args.optimizer is not None or hyperparameters:
+            raise UserInputError("give an optimizer with its options, or --recipe (whose settings are its own)")
+        from .recipes import Recipe
+
+        recipe = Recipe.parse(args.recipe)
+        factory, hyperparameters = recipe.optimizer_class, recipe.optimizer_kwargs()
+    elif args.optimizer is None:
+        raise UserInputError("name an optimizer (e.g. torch.optim.AdamW) or give --recipe")
+    else:
+        factory = resolve_optimizer(args.optimizer)
+    report = audit_optimizer(factory, **hyperparameters)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.format())
+        if args.recipe is not None and hyperparameters.get("prior_weight_decay"):
+            print("Note: this recipe decays toward the weights of the first step (pre-trained weight decay), which "
+                  "the probes start from, so they see no decay.")  # fmt: skip
+    return report.exit_code
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
     from .recipes import PRESETS, Recipe
 
@@ -220,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "audit",
+        help="tell whether an optimizer is BERTAdam (Adam without bias correction)",
+        description="Probe an optimizer on synthetic parameters and report whether it applies Adam's bias "
+        "correction (Zhang et al. 2021, §4), how it decays weights, where eps sits and its betas. Exit code 0: "
+        "bias-corrected or not Adam-like; 1: bias correction omitted; 2: bad input.",
+    )
+    p.add_argument("optimizer", nargs="?", help="an importable class or callable: torch.optim.AdamW, pkg.mod:Cls")
+    p.add_argument("--recipe", help="audit a recipe's optimizer instead, e.g. adam+llrd or bertadam")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (default: the optimizer's)")
+    p.add_argument("--betas", type=_pair, help="betas, e.g. 0.9,0.999 (default: the optimizer's)")
+    p.add_argument("--eps", type=float, help="epsilon (default: the optimizer's)")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other constructor keyword, e.g. --option correct_bias=False (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("recipes", help="list the recipe presets, or expand recipes",
                        description="List the recipe presets, or show every field of the given recipes.")  # fmt: skip

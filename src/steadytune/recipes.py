@@ -135,13 +135,17 @@ class Recipe:
         """The budget: `max_steps`, else ceil(epochs × batches per epoch)."""
         return self.max_steps or max(1, math.ceil(self.epochs * math.ceil(num_examples / self.batch_size)))
 
+    @property
+    def optimizer_class(self) -> type[AdamW]:
+        return OPTIMIZERS[self.optimizer]
+
     def optimizer_kwargs(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
                 "prior_weight_decay": self.prior_wd}  # fmt: skip
 
     def create_optimizer(self, params) -> torch.optim.Optimizer:
         """This recipe's optimizer over `params` (parameters or groups); `steadytune audit --recipe` probes it."""
-        return OPTIMIZERS[self.optimizer](params, **self.optimizer_kwargs())
+        return self.optimizer_class(params, **self.optimizer_kwargs())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,3 +25,23 @@ def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
     atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_written_files_and_folders_get_the_usual_permissions(tmp_path, tiny_model_dir, toy_files):
+    """Temporary files and folders are private (0600/0700); the final ones must not stay that way."""
+    import os
+    import stat
+
+    from steadytune import train
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.txt", "x")
+        run = tmp_path / "run"
+        train(model=str(tiny_model_dir), train_file=str(toy_files["train"]),
+              validation_file=str(toy_files["validation"]), test_file=str(toy_files["test"]), max_steps=1,
+              out=run)  # fmt: skip
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755

@@ -70,8 +70,9 @@ def _select(model: nn.Module, modules: str | Callable[[str, nn.Linear], bool]) -
     elif modules == "all":
         keep = lambda name, module: True  # noqa: E731
     elif modules == "encoder":
-        base_model = getattr(model, "base_model", model)
-        inside = {id(m) for m in base_model.modules()}
+        # the base model, and a pooler beside it (DeBERTa-v2's ContextPooler sits outside the base model)
+        parts = [getattr(model, "base_model", model), getattr(model, "pooler", None)]
+        inside = {id(m) for part in parts if isinstance(part, nn.Module) for m in part.modules()}
         keep = lambda name, module: id(module) in inside  # noqa: E731
     else:
         raise ValueError(f"Invalid modules: {modules!r} (use 'encoder', 'all' or a callable(name, module) -> bool)")
@@ -92,11 +93,13 @@ def apply_mixout(
     Args:
         model: the model, changed in place; the parameters themselves are kept (same tensors).
         p: Mixout probability in [0, 1) (the paper's sample command: 0.1).
-        modules: which Linear layers: ``"encoder"`` (default; every Linear of the pre-trained base model, pooler
-            included), ``"all"`` (every Linear, the new classifier head too, which is what the paper's code did), or
-            a callable ``(name, module) -> bool``.
-        disable_dropout: set every dropout probability to 0 (``nn.Dropout`` modules, and DeBERTa-style
-            ``drop_prob`` dropouts), as the paper's code did; Mixout then is the only noise.
+        modules: which Linear layers: ``"encoder"`` (default; every Linear of the pre-trained base model and of
+            its pooler, also where the pooler sits beside it as in DeBERTa-v2), ``"all"`` (every Linear, the new
+            classifier head too, which is what the paper's code did), or a callable ``(name, module) -> bool``.
+        disable_dropout: set every dropout probability to 0, as the paper's code did, so Mixout is the only noise:
+            ``nn.Dropout`` modules, and float attributes named ``*dropout``, ``*dropout_prob``, ``*dropout_p`` or
+            ``drop_prob`` (the SDPA attention of transformers 4.x keeps its rate in ``dropout_prob``, DeBERTa's
+            StableDropout in ``drop_prob``).
 
     Returns:
         The names of the replaced modules.
@@ -114,9 +117,14 @@ def apply_mixout(
         for m in model.modules():
             if isinstance(m, nn.Dropout):
                 m.p = 0.0
-            elif isinstance(getattr(m, "drop_prob", None), float):
-                m.drop_prob = 0.0
+            for key, value in vars(m).items():
+                if type(value) is float and key.endswith(_DROPOUT_RATES):
+                    setattr(m, key, 0.0)
     return names
+
+
+# Attribute names under which modules keep a dropout rate as a plain float (see apply_mixout).
+_DROPOUT_RATES = ("dropout", "dropout_prob", "dropout_p", "drop_prob")
 
 
 def remove_mixout(model: nn.Module) -> list[str]:

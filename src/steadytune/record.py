@@ -55,6 +55,17 @@ def to_json(obj: Any, *, indent: int | None = 2) -> str:
     return json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(path: str | Path, *, folder: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give the final ones the mode open()/mkdir() would."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
     path = Path(path)
@@ -65,6 +76,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        _usual_mode(tmp, folder=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -81,6 +93,7 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
         raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    _usual_mode(tmp, folder=True)
     try:
         # config.json alone says how to rerun and on exactly which rows (the data summary holds their fingerprints)
         (tmp / "config.json").write_text(to_json({**result.config, "data": result.data, "versions": result.versions}))

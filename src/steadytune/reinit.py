@@ -7,6 +7,8 @@ initialisation (paper §5; Devlin et al. 2019: 0.02), biases 0, LayerNorm weight
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import nn
 
@@ -43,9 +45,9 @@ def reinit_top_layers(
     """
     layout = find_layout(model)
     depth = len(layout.blocks)
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 <= num_layers <= depth:
+    if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) or not 0 <= num_layers <= depth:
         raise UserInputError(f"num_layers must be an integer from 0 to the model's depth {depth}, got {num_layers!r}")
-    prefixes = [f"{b}." for b in layout.blocks[depth - num_layers :]]
+    prefixes = [f"{b}." for b in layout.blocks[depth - int(num_layers) :]]
     if pooler and layout.pooler is not None:
         prefixes.append(f"{layout.pooler}.")
     names = {n for n, _ in model.named_parameters() if n.startswith(tuple(prefixes))} if prefixes else set()

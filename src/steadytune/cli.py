@@ -1,4 +1,4 @@
-"""The `steadytune` command: `train`, `predict`, `recipes`, `audit`, `tasks`.
+"""The `steadytune` command: `train`, `predict`, `study`, `report`, `export`, `recipes`, `audit`, `tasks`.
 
 Bad input ends with one line on stderr and exit code 2; nothing is written in that case.
 """
@@ -43,13 +43,17 @@ def _pair(text: str) -> tuple[float, float]:
     return a, b
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per `TrainConfig` field, then one per `Recipe` field (those override the --recipe)."""
+def _add_config_arguments(
+    parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset(), recipe_settings: bool = True
+) -> None:
+    """One flag per `TrainConfig` field (but `skip`), then one per `Recipe` field (those override the --recipe)."""
     from .recipes import Recipe
     from .trainer import TrainConfig
 
     hints = get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
         help_text = f.metadata.get("help", "")
         tp = _scalar_type(hints[f.name])
         if f.name == "recipe":
@@ -62,6 +66,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
             default = f.default
             shown = f" (default: {default})" if default is not None else ""
             parser.add_argument(_flag(f.name), type=tp, default=default, help=help_text + shown)
+    if not recipe_settings:
+        return
 
     group = parser.add_argument_group("recipe settings", "Each overrides the same setting of --recipe.")
     hints = get_type_hints(Recipe)
@@ -198,6 +204,56 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+_STUDY_PER_TRIAL = frozenset({"task", "recipe", "seed", "init_seed", "save_model"})
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .study import Study
+    from .trainer import TrainConfig
+
+    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in _STUDY_PER_TRIAL}
+    study = Study(args.out, tasks=args.tasks, recipes=args.recipes, seeds=args.seeds, new=args.new, **shared)
+    counts = study.run(workers=args.workers, threads=args.threads, progress=not args.quiet)
+    print(f"{counts['total']} trials: {counts['skipped']} already done, {counts['ran']} run now, "
+          f"{counts['errors']} errors", file=sys.stderr)  # fmt: skip
+    if counts["ran"] + counts["skipped"] > 0:
+        md, html = study.report()
+        print(f"report: {md} and {html}", file=sys.stderr)
+        _print_summary(study.summary())
+    return 1 if counts["errors"] else 0
+
+
+def _print_summary(summary: list[dict[str, Any]]) -> None:
+    def pm(mean: float | None, std: float | None) -> str:
+        return "-" if mean is None else f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+    header = ("task", "recipe", "n", "test (best ckpt)", "test (last ckpt)", "failed", "diverged")
+    rows = [(s["task"], s["recipe"], str(s["n"]), pm(s["best_mean"], s["best_std"]), pm(s["last_mean"], s["last_std"]),
+             f"{s['failure_rate']:.0%}", str(s["diverged"])) for s in summary]  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip())
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .stats import summarize
+    from .study import load_records, trial_rows, write_study_report
+
+    md, html = write_study_report(args.study_dir, title=args.title)
+    print(f"report: {md} and {html}", file=sys.stderr)
+    _print_summary(summarize(trial_rows(load_records(args.study_dir))))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .study import export_rows
+
+    out = args.output or Path(args.study_dir) / f"trials.{args.format}"
+    n = export_rows(args.study_dir, out, format=args.format)
+    print(f"wrote {n} trials to {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_recipes(args: argparse.Namespace) -> int:
     from .recipes import PRESETS, Recipe
 
@@ -260,6 +316,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "study",
+        help="run a resumable grid of tasks × recipes × seeds and report it",
+        description="Run every (task, recipe, seed) trial, store each in <out>/study.sqlite as it finishes, and "
+        "write report.md/report.html. Rerunning the same command resumes: finished trials are skipped.",
+    )
+    p.add_argument("--tasks", help="GLUE presets, comma-separated (or give --train-file for your own data)")
+    p.add_argument("--recipes", default="bertadam,adam", help="recipes, comma-separated (default: bertadam,adam)")
+    p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list like 3,7,9 (default: 5)")
+    p.add_argument("--out", type=Path, required=True, help="the study folder")
+    p.add_argument("--workers", type=int, default=1, help="trials run in parallel, each in its own process")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores/workers)")
+    p.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    _add_config_arguments(p, skip=_STUDY_PER_TRIAL, recipe_settings=False)
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("report", help="(re)write a study's report", description="Write report.md and report.html "
+                       "of a study folder from the trials it holds now.")  # fmt: skip
+    p.add_argument("study_dir", type=Path)
+    p.add_argument("--title", default=None, help="report title")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="write a study's trials as CSV or Parquet",
+                       description="One row per finished trial: scores, flags, timings, config.")  # fmt: skip
+    p.add_argument("study_dir", type=Path)
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--output", type=Path, default=None, help="default: <study_dir>/trials.<format>")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "audit",

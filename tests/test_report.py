@@ -1,0 +1,229 @@
+"""Tests for steadytune.report: both files written, HTML parses with embedded PNGs, escaping, bold, determinism."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from steadytune.report import slugify, write_report
+from steadytune.stats import summarize
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVIL_RECIPE = "<script>alert(1)</script>|$x$ longer"  # HTML, a table pipe and a matplotlib mathtext pair
+EVIL_TASK = "RTE|"  # slugifies like "rte": the figure names must still differ
+TASKS = ["rte", EVIL_TASK]
+RECIPES = ["adam", "bertadam", EVIL_RECIPE]
+
+# Test scores of the best checkpoint per task, recipe and seed (None: diverged before it was scored). On "rte"
+# adam is best, bertadam a tie and the third recipe clearly worse; on the second task the third recipe is best and
+# bertadam clearly worse.
+SCORES = {
+    "rte": {
+        "adam": [0.70, 0.72, 0.71, 0.73],
+        "bertadam": [0.69, 0.73, 0.70, 0.72],
+        EVIL_RECIPE: [0.55, 0.56, 0.54, None],
+    },
+    EVIL_TASK: {
+        "adam": [0.40, 0.42, 0.45, 0.41],
+        "bertadam": [0.10, 0.12, 0.11, 0.09],
+        EVIL_RECIPE: [0.44, 0.43, 0.46, 0.45],
+    },
+}
+
+
+def fake_study() -> tuple[list[dict], dict]:
+    rows, curves = [], {}
+    for task in TASKS:
+        metric, baseline = ("accuracy", 0.52) if task == "rte" else ("matthews_correlation", 0.0)
+        for seed in range(4):
+            for recipe in RECIPES:
+                score = SCORES[task][recipe][seed]
+                diverged = score is None
+                rows.append({
+                    "task": task, "recipe": recipe, "seed": seed, "metric": metric, "majority_baseline": baseline,
+                    "test_best": score, "test_last": None if diverged else score - 0.01,
+                    "validation_best": None if diverged else score + 0.01 * ((seed * 7) % 3),
+                    "failed": diverged or score - 0.01 <= baseline, "diverged": diverged, "wall_s": 2.0,
+                })  # fmt: skip
+                steps = 30 if recipe == EVIL_RECIPE else 20  # a "longer" recipe: more steps than the others
+                curve = [
+                    {"step": s, "loss": 0.7 * math.exp(-s / (10 + seed)) + 0.05 * seed, "grad_norm": 1.0, "lr": 1e-5}
+                    for s in range(1, steps + 1)
+                ]
+                if diverged:
+                    curve = curve[:12]
+                    curve[-1]["loss"] = math.nan
+                curves[task, recipe, seed] = curve
+    return rows, curves
+
+
+class Page(HTMLParser):
+    """Collects start tags, image sources and, per table, rows of (cell text, bold) pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.images: list[dict] = []
+        self.tables: list[list[list[tuple[str, bool]]]] = []
+        self._cell: list[str] | None = None
+        self._bold = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell, self._bold = [], False
+        elif tag == "strong" and self._cell is not None:
+            self._bold = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(("".join(self._cell), self._bold))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    rows, curves = fake_study()
+    summary = summarize(rows, n_boot=200)
+    out = tmp_path_factory.mktemp("study")
+    notes = ["model <b>tiny</b>", "4 seeds | 24 trials"]
+    md_path, html_path = write_report(out, rows, curves, summary, title="Study <script>x</script>", notes=notes)
+    return {"out": out, "md": md_path, "html": html_path, "rows": rows, "curves": curves, "summary": summary}
+
+
+def test_files_exist(report) -> None:
+    assert report["md"] == report["out"] / "report.md" and report["md"].is_file()
+    assert report["html"] == report["out"] / "report.html" and report["html"].is_file()
+    assert not [p for p in report["out"].rglob("*") if p.name.endswith(".tmp")]  # no temporary file left over
+
+
+def test_html_parses_with_one_embedded_png_per_figure(report) -> None:
+    text = report["html"].read_text(encoding="utf-8")
+    page = Page()
+    page.feed(text)
+    page.close()
+    assert page.tags[:2] == ["html", "head"] and "body" in page.tags
+    assert len(page.images) == 3 * len(TASKS)
+    for image in page.images:
+        prefix = "data:image/png;base64,"
+        assert image["src"].startswith(prefix)
+        assert base64.b64decode(image["src"][len(prefix) :], validate=True)[:8] == PNG_SIGNATURE
+        assert image["alt"]
+    # Self-contained: nothing refers outside the file, and nothing runs.
+    assert "script" not in page.tags
+    assert not re.search(r"(src|href)\s*=\s*\"(?!data:)", text)
+    assert "http://" not in text and "https://" not in text
+
+
+def test_markdown_links_every_figure(report) -> None:
+    text = report["md"].read_text(encoding="utf-8")
+    links = re.findall(r"!\[[^\n]*?\]\((figures/[^)]+)\)", text)
+    pngs = sorted(p.relative_to(report["out"]).as_posix() for p in (report["out"] / "figures").glob("*.png"))
+    assert len(links) == len(set(links)) == 3 * len(TASKS)
+    assert sorted(links) == pngs
+    for link in links:
+        assert re.fullmatch(r"figures/[a-z0-9-]+\.png", link)  # slugs: no traversal, no odd characters
+        assert (report["out"] / link).read_bytes()[:8] == PNG_SIGNATURE
+    # Sections in the issue's order: table, box plots, loss curves, expected performance.
+    order = [text.index(h) for h in ("## Results", "## Test metric", "## Training loss", "## Expected")]
+    assert order == sorted(order)
+
+
+def test_user_strings_escaped_in_html(report) -> None:
+    text = report["html"].read_text(encoding="utf-8")
+    assert "<script" not in text.lower() and "<b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;|$x$ longer" in text
+    assert "<title>Study &lt;script&gt;x&lt;/script&gt;</title>" in text
+    page = Page()
+    page.feed(text)
+    results = page.tables[0]
+    assert [row[0][0] for row in results[2:]] == RECIPES  # names come back exactly as written
+    assert results[0][1][0] == "rte (accuracy)" and results[0][2][0] == "RTE| (matthews_correlation)"
+
+
+def split_markdown_row(line: str) -> list[str]:
+    """Cells of a markdown table row: split on pipes that are not backslash-escaped."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def markdown_table(text: str, first_header: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| recipe |") and first_header in line)
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return [split_markdown_row(line) for line in lines[start:end]]
+
+
+def test_user_strings_escaped_in_markdown(report) -> None:
+    text = report["md"].read_text(encoding="utf-8")
+    assert "<script>" not in text and "<b>" not in text
+    assert text.startswith(r"# Study \<script\>x\</script\>")
+    assert r"- 4 seeds \| 24 trials" in text
+    table = markdown_table(text, "best")
+    assert all(len(row) == 1 + 3 * len(TASKS) for row in table)  # the pipes in names did not add columns
+    assert table[0][1:5] == ["rte best", "rte last", "rte failed", r"RTE\| best"]
+    assert r"RTE\|: matthews\_correlation, majority baseline 0.000" in text  # the caption names each metric
+    assert [row[0] for row in table[2:]] == ["adam", "bertadam", r"\<script\>alert(1)\</script\>\|\$x\$ longer"]
+
+
+def test_bold_marks_best_and_ties(report) -> None:
+    summary = {(s["task"], s["recipe"]): s for s in report["summary"]}
+    ties = {key for key, s in summary.items() if s["tie"]}
+    # The fake scores give a best recipe, a tie that is not the best, and a recipe that is no tie.
+    assert ties == {("rte", "adam"), ("rte", "bertadam"), (EVIL_TASK, EVIL_RECIPE), (EVIL_TASK, "adam")}
+
+    md_rows = markdown_table(report["md"].read_text(encoding="utf-8"), "best")[2:]
+    page = Page()
+    page.feed(report["html"].read_text(encoding="utf-8"))
+    html_rows = page.tables[0][2:]
+    for r, recipe in enumerate(RECIPES):
+        for t, task in enumerate(TASKS):
+            s = summary[task, recipe]
+            best_cell, last_cell, failed_cell = md_rows[r][1 + 3 * t : 4 + 3 * t]
+            assert best_cell.startswith("**") is s["tie"], (task, recipe)
+            assert "**" not in last_cell + failed_cell
+            assert f"{s['best_mean']:.3f} ± {s['best_std']:.3f}" in best_cell
+            assert failed_cell == f"{s['failed']}/{s['n']} ({100 * s['failure_rate']:.0f}%)"
+            assert [bold for _, bold in html_rows[r][1 + 3 * t : 4 + 3 * t]] == [s["tie"], False, False]
+    assert md_rows[2][1 + 2] == "1/4 (25%)"  # the diverged run is a failure; its recipe has 3 scored runs
+
+
+def test_report_is_deterministic(report, tmp_path: Path) -> None:
+    md2, html2 = write_report(
+        tmp_path, report["rows"], report["curves"], report["summary"], title="Study <script>x</script>",
+        notes=["model <b>tiny</b>", "4 seeds | 24 trials"],
+    )  # fmt: skip
+    assert md2.read_text(encoding="utf-8") == report["md"].read_text(encoding="utf-8")
+    assert html2.read_text(encoding="utf-8") == report["html"].read_text(encoding="utf-8")
+    for png in (report["out"] / "figures").glob("*.png"):
+        assert (tmp_path / "figures" / png.name).read_bytes() == png.read_bytes()
+
+
+def test_empty_summary(tmp_path: Path) -> None:
+    md, html_path = write_report(tmp_path, [], {}, [], title="nothing yet")
+    assert "No finished trials." in md.read_text(encoding="utf-8")
+    assert "No finished trials." in html_path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [("RTE", "rte"), ("sts-b", "sts-b"), ("../../etc/passwd", "etc-passwd"), ("", "task"), ("…", "task"),
+     ("Déjà vu", "deja-vu"), (".hidden", "hidden"), ("a/b\\c", "a-b-c")],
+)  # fmt: skip
+def test_slugify(name: str, slug: str) -> None:
+    assert slugify(name) == slug
+    assert len(slugify("x" * 500)) <= 60

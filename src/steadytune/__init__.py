@@ -14,6 +14,7 @@ from .optim import AdamW, BertAdam, create_optimizer, param_groups
 from .optim.llrd import llrd_param_groups
 from .recipes import PRESETS, Recipe, create_optimizer_and_scheduler, prepare_model
 from .reinit import reinit_top_layers
+from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "MixLinear",
     "Recipe",
     "RunResult",
+    "Study",
     "TaskData",
     "TrainConfig",
     "UserInputError",

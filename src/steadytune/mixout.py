@@ -64,6 +64,10 @@ class MixLinear(nn.Linear):
         return f"{super().extra_repr()}, p={self.p}"
 
 
+# Attribute names under which modules keep a dropout rate as a plain float (see apply_mixout).
+_DROPOUT_RATES = ("dropout", "dropout_prob", "dropout_p", "drop_prob")
+
+
 def _select(model: nn.Module, modules: str | Callable[[str, nn.Linear], bool]) -> list[str]:
     if callable(modules):
         keep = modules
@@ -121,10 +125,6 @@ def apply_mixout(
                 if type(value) is float and key.endswith(_DROPOUT_RATES):
                     setattr(m, key, 0.0)
     return names
-
-
-# Attribute names under which modules keep a dropout rate as a plain float (see apply_mixout).
-_DROPOUT_RATES = ("dropout", "dropout_prob", "dropout_p", "drop_prob")
 
 
 def remove_mixout(model: nn.Module) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from transformers import (
 )
 
 from steadytune import AdamW, hf
+from steadytune.precision import resolve_precision
 
 RECIPE = "adam+reinit:1+llrd:0.8+lr=1e-3+batch_size=8+max_steps=4"
 
@@ -46,7 +48,15 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
 
     train_ds, eval_ds = _dataset(tokenizer, 48, 1), _dataset(tokenizer, 16, 2)
     extra = hf.training_arguments(RECIPE, len(train_ds))
-    assert extra == {"per_device_train_batch_size": 8, "max_steps": 4, "max_grad_norm": 1.0}
+    bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"  # auto: what this CPU has
+    v5 = "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    grouping = {"train_sampling_strategy": "group_by_length"} if v5 else {"group_by_length": True}
+    assert extra == {"per_device_train_batch_size": 8, "max_steps": 4, "max_grad_norm": 1.0, "bf16": bf16,
+                     **grouping}  # fmt: skip
+    plain = hf.training_arguments(RECIPE + "+fp32+group_by_length=false", 48)
+    assert plain["bf16"] is False and plain.get("train_sampling_strategy", "random") == "random"
+    assert not plain.get("group_by_length", False)
+    assert hf.training_arguments(RECIPE + "+bf16", 48)["bf16"] is True
     optimizer, scheduler = hf.create_optimizer(model, RECIPE, num_training_steps=extra["max_steps"])
     callback = hf.StabilityCallback(labels=eval_ds["labels"], num_labels=2)
     args = TrainingArguments(output_dir=str(tmp_path), logging_steps=1, eval_strategy="steps", eval_steps=4,

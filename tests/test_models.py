@@ -74,3 +74,25 @@ def test_probe_counts_http_errors_as_reachable(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     assert hub.hub_unreachable("org/other") is None  # offline mode: the libraries read their cache
     hub._probe.cache_clear()
+
+
+def test_a_worker_loads_the_base_model_once(tiny_model_dir, monkeypatch):
+    import steadytune.models as M
+
+    M.clear_model_cache()
+    loads = []
+    real = M._from_pretrained
+    monkeypatch.setattr(M, "_from_pretrained", lambda *a: loads.append(a) or real(*a))
+    a, new_a = M.load_model(str(tiny_model_dir), label_names=("neg", "pos"), init_seed=0)
+    b, new_b = M.load_model(str(tiny_model_dir), label_names=("no", "yes"), init_seed=0)
+    assert len(loads) == 1  # a second two-class task reuses the loaded weights
+    assert new_a == new_b and a.config.id2label == {0: "neg", 1: "pos"} and b.config.label2id == {"no": 0, "yes": 1}
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name  # same seed: the same model as a fresh load would give
+        assert pa.data_ptr() != pb.data_ptr()  # but separate tensors: training one leaves the other alone
+    M.load_model(str(tiny_model_dir), label_names=None)  # regression head: another entry
+    assert len(loads) == 2
+    (tiny_model_dir / "config.json").touch()  # the folder changed on disk: load it again
+    M.load_model(str(tiny_model_dir), label_names=("neg", "pos"))
+    assert len(loads) == 3
+    M.clear_model_cache()

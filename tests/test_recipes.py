@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -13,6 +14,7 @@ from steadytune import PRESETS, AdamW, BertAdam, Recipe, TrainConfig, train
 from steadytune.cli import main
 from steadytune.errors import UserInputError
 from steadytune.mixout import MixLinear
+from steadytune.precision import resolve_precision
 from steadytune.recipes import create_optimizer_and_scheduler, prepare_model
 
 
@@ -167,7 +169,10 @@ def test_train_with_a_full_recipe_records_it(tiny_model_dir, toy_files, tmp_path
     saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")  # a plain classifier
     assert not any(isinstance(m, MixLinear) for m in saved.modules())
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert TrainConfig.from_dict(config).recipe == Recipe.parse(config["recipe"])
+    # the record holds the precision "auto" resolved to on this machine; otherwise the recipe as parsed
+    assert config["precision"] == resolve_precision("auto", torch.device("cpu"))
+    recorded = TrainConfig.from_dict(config).recipe
+    assert recorded == dataclasses.replace(Recipe.parse(config["recipe"]), precision=config["precision"])
 
 
 def test_same_seed_same_run_with_reinit_and_mixout(tiny_model_dir, toy_files):

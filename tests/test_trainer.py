@@ -170,3 +170,38 @@ def test_training_learns_a_learnable_task(tiny_model_dir, toy):
     assert last < 0.5 * first, (first, last)
     assert r.best["validation"]["accuracy"] >= 0.9 and r.test_best >= 0.9
     assert not r.failed
+
+
+def test_no_host_sync_per_training_step(tiny_model_dir, toy, monkeypatch):
+    """The loop reads its per-step scalars back every SYNC_EVERY steps (and at evaluations), not every step.
+
+    Counted: reads of a tensor's value (item, tolist, float) made by the training loop itself. (The optimizer's
+    `step` counters live on the CPU, as torch.optim keeps them, so reading those is no device round-trip.)
+    """
+    import traceback
+
+    import steadytune.trainer as T
+
+    reads = []
+    for name in ("item", "tolist", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, **k):
+            caller = traceback.extract_stack(limit=2)[0]
+            if caller.filename == T.__file__:
+                reads.append(caller.lineno)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    r = _run(tiny_model_dir, toy, max_steps=4 * T.SYNC_EVERY, num_evals=2, batch_size=4)
+    monkeypatch.undo()
+    assert r.steps == 4 * T.SYNC_EVERY and len(r.curve) == r.steps and len(r.evals) == 2
+    assert len(reads) == 4, reads  # one read-back per SYNC_EVERY steps; the evaluations fall on those steps
+
+
+def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
+    r = _run(tiny_model_dir, toy, lr=1e6, epochs=5, max_grad_norm=0, num_evals=20)
+    bad = [i for i, p in enumerate(r.curve) if not (math.isfinite(p["loss"]) and math.isfinite(p["grad_norm"]))]
+    assert bad == [len(r.curve) - 1]  # recorded up to and including the first non-finite step, nothing after
+    assert r.steps == len(r.curve) - 1 and r.last["step"] == r.steps
+    assert all(e["step"] <= r.steps for e in r.evals)  # no evaluation of diverged weights

@@ -14,6 +14,7 @@ The recipe's batch size, budget and gradient clipping are the Trainer's to apply
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -21,9 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainingArguments
 
 from .metrics import compute_metrics, is_failed, majority_baseline
+from .models import resolve_device
+from .precision import resolve_precision
 from .recipes import Recipe, create_optimizer_and_scheduler
 from .recipes import prepare_model as _prepare_model
 
@@ -49,11 +52,20 @@ def create_optimizer(
     return create_optimizer_and_scheduler(model, Recipe.parse(recipe), num_training_steps)
 
 
-def training_arguments(recipe: Recipe | str, num_examples: int) -> dict[str, Any]:
-    """The `TrainingArguments` keywords that carry the rest of the recipe (batch size, budget, clipping)."""
+def training_arguments(recipe: Recipe | str, num_examples: int, *, device: str = "auto") -> dict[str, Any]:
+    """The `TrainingArguments` keywords that carry the rest of the recipe: batch size, budget, clipping, precision
+    (`bf16`, resolved for `device` as `steadytune train` does) and length grouping (`group_by_length`: the
+    Trainer's own sampler, with its mega-batches of 50 batches; `train_sampling_strategy` in transformers 5)."""
     recipe = Recipe.parse(recipe)
-    return {"per_device_train_batch_size": recipe.batch_size, "max_steps": recipe.num_training_steps(num_examples),
-            "max_grad_norm": recipe.max_grad_norm}  # fmt: skip
+    precision = resolve_precision(recipe.precision, resolve_device(device))
+    out = {"per_device_train_batch_size": recipe.batch_size, "max_steps": recipe.num_training_steps(num_examples),
+           "max_grad_norm": recipe.max_grad_norm, "bf16": precision == "bf16"}  # fmt: skip
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:  # transformers 5
+        out["train_sampling_strategy"] = "group_by_length" if recipe.group_by_length else "random"
+    else:  # transformers 4.x
+        out["group_by_length"] = recipe.group_by_length
+    return out
 
 
 def metrics_function(*, num_labels: int):
@@ -73,9 +85,10 @@ class StabilityCallback(TrainerCallback):
 
     - Gradient norm: every optimizer step, the global norm of the gradients the optimizer receives is kept in
       `grad_norms` (after the Trainer's clipping, when `max_grad_norm` > 0; the Trainer's own pre-clip `grad_norm`
-      appears in its logs and is kept in `history` with the loss).
+      appears in its logs and is kept in `history` with the loss). The norms stay on the device and are read back
+      together at each log, evaluation and at the end, so the callback adds no host sync per step on a GPU.
     - Divergence: a NaN/inf loss or gradient norm stops training (`control.should_training_stop`) and sets
-      `diverged`; it is a recorded outcome, not an exception.
+      `diverged`; it is a recorded outcome, not an exception. It is noticed at the next log (`logging_steps`).
     - Failure at the end (Mosbach et al. 2021): `failed` is True when the run diverged or its last evaluation's
       `metric` is at or below the majority-class baseline (given, or computed from `labels`). Logged as a warning
       and appended to `state.log_history` as {"steadytune_failed": ...}. Without any evaluation `failed` is None.
@@ -89,23 +102,40 @@ class StabilityCallback(TrainerCallback):
                 raise ValueError("num_labels is needed to compute the majority baseline from labels")
             baseline = majority_baseline(labels, num_labels=num_labels, metric=metric)
         self.metric, self.baseline = metric, baseline
-        self.grad_norms: list[tuple[int, float]] = []
+        self._grad_norms: list[tuple[int, float]] = []
+        self._pending: list[tuple[int, torch.Tensor]] = []  # norms not read back from the device yet
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] | None = None
         self.diverged = False
         self.failed: bool | None = None
 
+    @property
+    def grad_norms(self) -> list[tuple[int, float]]:
+        """(step, global gradient norm) of every optimizer step so far."""
+        self._read_back()
+        return self._grad_norms
+
+    def _read_back(self, control=None) -> None:
+        if not self._pending:
+            return
+        steps = [s for s, _ in self._pending]
+        norms = torch.stack([n for _, n in self._pending]).float().cpu()  # one transfer for all of them
+        self._pending.clear()
+        self._grad_norms += list(zip(steps, norms.tolist()))
+        if not bool(torch.isfinite(norms).all()):
+            self.diverged = True
+            if control is not None:
+                control.should_training_stop = True
+
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         grads = [p.grad for p in model.parameters() if p.grad is not None] if model is not None else []
         if grads:
-            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
-            self.grad_norms.append((state.global_step + 1, norm))
-            if not math.isfinite(norm):
-                self.diverged = True
-                control.should_training_stop = True
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            self._pending.append((state.global_step + 1, norm.detach()))
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        self._read_back(control)
         logs = logs or {}
         seen = {k: float(logs[k]) for k in ("loss", "grad_norm") if isinstance(logs.get(k), (int, float))}
         if seen:
@@ -116,10 +146,12 @@ class StabilityCallback(TrainerCallback):
         return control
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self._read_back(control)
         self.last_eval = dict(metrics or {})
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._read_back(control)
         score = None if self.last_eval is None else self.last_eval.get(f"eval_{self.metric}")
         if self.diverged:
             self.failed = True

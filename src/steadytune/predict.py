@@ -15,6 +15,7 @@ from .data.load import texts_from_table
 from .data.readers import FORMATS, read_table
 from .errors import UserInputError
 from .models import load_tokenizer, quiet_transformers, resolve_device
+from .precision import autocast
 from .record import atomic_write_text
 
 __all__ = ["predict", "predict_file", "predict_logits"]
@@ -36,11 +37,19 @@ def _load_saved(model_dir: str | Path):
 
 @torch.inference_mode()
 def predict_logits(
-    model, data: EncodedSplit, tokenizer, *, batch_size: int = 128, device=None, with_loss: bool = False
+    model,
+    data: EncodedSplit,
+    tokenizer,
+    *,
+    batch_size: int = 128,
+    device=None,
+    with_loss: bool = False,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, float | None]:
     """Logits of every example, in the split's order, and with `with_loss` the mean loss against its labels.
 
     Batches are sorted by length so that padding stays small; the model's train/eval mode is restored after.
+    `precision` "bf16" runs the forward pass under bf16 autocast (logits and loss are returned as float32).
     """
     was_training = model.training
     model.eval()
@@ -53,9 +62,10 @@ def predict_logits(
         batch = data.batch(idx, tokenizer)
         if not with_loss:
             batch.pop("labels")
-        result = model(**{k: v.to(device) for k, v in batch.items()})
+        with autocast(precision, device):
+            result = model(**{k: v.to(device) for k, v in batch.items()})
         if with_loss:
-            loss_sum += result.loss.double() * len(idx)
+            loss_sum += result.loss.detach().double() * len(idx)
         out[torch.as_tensor(idx)] = result.logits.float().cpu()
     model.train(was_training)
     return out, (float(loss_sum) / len(data) if with_loss else None)

@@ -21,6 +21,7 @@ from .errors import UserInputError
 from .mixout import apply_mixout
 from .optim import AdamW, BertAdam, param_groups
 from .optim.llrd import llrd_param_groups
+from .precision import PRECISIONS
 from .reinit import reinit_top_layers
 
 __all__ = ["OPTIMIZERS", "PRESETS", "Preset", "Recipe", "create_optimizer_and_scheduler", "prepare_model"]
@@ -61,6 +62,13 @@ class Recipe:
     mixout: float = help_field("Mixout probability toward the pre-trained weights, in [0, 1) (paper §6). 0: off.",
                                0.0)  # fmt: skip
     mixout_keep_dropout: bool = help_field("Keep dropout on with Mixout (the paper's code turned it off).", False)
+    # how fast (chosen not to change results: docs/results/precision.md)
+    precision: str = help_field("auto, fp32 or bf16: bf16 autocast with fp32 weights and optimizer state; auto is "
+                                "bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16 or AMX). "
+                                "Runs record what they used.", "auto")  # fmt: skip
+    group_by_length: bool = help_field("Batch training examples of similar length together (random mega-batches "
+                                       "of 16 batches, sorted; batches shuffled), so batches carry little "
+                                       "padding.", True)  # fmt: skip
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -82,6 +90,8 @@ class Recipe:
             ("mixout", 0 <= self.mixout < 1, "in [0, 1)"),
         ]
         problems += [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in checks if not ok]
+        if self.precision not in PRECISIONS:
+            problems.append(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")
         if self.prior_wd and self.weight_decay == 0:
             problems.append("prior_wd needs weight_decay > 0 (its strength λ), e.g. prior-wd:1e-3")
         if problems:
@@ -205,6 +215,10 @@ PRESETS: dict[str, Preset] = {
     "longer": Preset("train for a fixed number of steps instead of 3 epochs",
                      "paper §7; sample_commands/debiased_adam_longer.sh: --max_steps 400",
                      {}, "max_steps", 400, "steps"),
+    "fp32": Preset("train in float32 throughout (the default where the hardware has no fast bf16)",
+                   "paper Table 4: precision had no significant effect", {"precision": "fp32"}),
+    "bf16": Preset("bf16 autocast, fp32 weights and optimizer state (the default where the hardware has it)",
+                   "paper §3: mixed precision 'to speed up experiments'", {"precision": "bf16"}),
 }  # fmt: skip
 
 _FIELD_TYPES: dict[str, Any] = {f.name: get_type_hints(Recipe)[f.name] for f in fields(Recipe) if f.name != "name"}

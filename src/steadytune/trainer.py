@@ -19,17 +19,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import DATA_SEED, SPLIT_SEED, EncodedSplit, TaskData, encode, load_data
+from .data import DATA_SEED, GROUP_BATCHES, SPLIT_SEED, EncodedSplit, TaskData, encode, epoch_batches, load_data
 from .errors import UserInputError
 from .metrics import compute_metrics, is_failed, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
+from .precision import autocast, resolve_precision
 from .predict import predict_logits
 from .recipes import Recipe, create_optimizer_and_scheduler, prepare_model
 from .recipes import help_field as _help
 from .record import library_versions, write_run
 
 __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
+
+# Per-step scalars (loss, gradient norm) stay on the device and are read back in one transfer every SYNC_EVERY
+# steps and before each evaluation: reading them every step would make a GPU wait for the CPU at each step. A run
+# that diverges is noticed at most SYNC_EVERY - 1 steps late; those steps are not counted or recorded.
+SYNC_EVERY = 16
 
 
 @dataclass
@@ -157,10 +163,18 @@ class RunResult:
 
 
 def evaluate(
-    model: nn.Module, data: EncodedSplit, tokenizer, *, num_labels: int, batch_size: int = 128, device=None
+    model: nn.Module,
+    data: EncodedSplit,
+    tokenizer,
+    *,
+    num_labels: int,
+    batch_size: int = 128,
+    device=None,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Metrics of `model` on an encoded split, plus its mean `loss`."""
-    logits, loss = predict_logits(model, data, tokenizer, batch_size=batch_size, device=device, with_loss=True)
+    logits, loss = predict_logits(model, data, tokenizer, batch_size=batch_size, device=device, with_loss=True,
+                                  precision=precision)  # fmt: skip
     preds = logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)
     metrics = compute_metrics(preds.numpy(), data.split.labels, num_labels=num_labels)
     metrics["loss"] = loss
@@ -200,6 +214,7 @@ def train(
             data_seed=config.data_seed, split_seed=config.split_seed,
         )  # fmt: skip
     device = resolve_device(config.device)
+    precision = resolve_precision(recipe.precision, device)
     init_seed = config.seed if config.init_seed is None else config.init_seed
     metric = config.metric or data.metric
     # Before any training: this also rejects a metric that does not fit the task (f1 on 3 classes, say).
@@ -217,12 +232,12 @@ def train(
     setup_s = time.perf_counter() - started
 
     n, bs = len(train_enc), recipe.batch_size
-    steps_per_epoch = math.ceil(n / bs)
     total = recipe.num_training_steps(n)
     optimizer, scheduler = create_optimizer_and_scheduler(model, recipe, total)
     eval_at = _eval_steps(total, config.num_evals)
     params = [p for p in model.parameters() if p.requires_grad]
     clip = recipe.max_grad_norm if recipe.max_grad_norm > 0 else float("inf")  # inf: measure the norm, never clip
+    group = GROUP_BATCHES if recipe.group_by_length else None
     order_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout masks
     if device.type == "cuda":
@@ -232,32 +247,47 @@ def train(
     evals: list[dict[str, Any]] = []
     best_state, best_eval, diverged = None, None, False
     num_labels = data.num_labels
-    eval_kw = {"num_labels": num_labels, "batch_size": config.eval_batch_size, "device": device}
+    eval_kw = {"num_labels": num_labels, "batch_size": config.eval_batch_size, "device": device,
+               "precision": precision}  # fmt: skip
     bar = tqdm(total=total, desc=f"{data.name} {recipe.name} seed {config.seed}", disable=not progress,
                unit="step", leave=False, dynamic_ncols=True)  # fmt: skip
+    pending: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (loss, grad norm, lr) not yet read back
+
+    def read_back() -> bool:
+        """Move the pending scalars into `curve`; False (and the curve ends there) at a non-finite one."""
+        if not pending:
+            return True
+        first = len(curve) + 1
+        values = torch.stack([torch.stack((loss, norm.float())) for loss, norm, _ in pending]).tolist()
+        lrs = [lr for _, _, lr in pending]
+        pending.clear()
+        for i, ((loss_value, grad_norm), lr) in enumerate(zip(values, lrs)):
+            curve.append({"step": first + i, "loss": loss_value, "grad_norm": grad_norm, "lr": lr})
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                return False
+        bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", refresh=False)
+        return True
+
     train_started = time.perf_counter()
     eval_s = 0.0
     step = 0
     while step < total and not diverged:
-        perm = torch.randperm(n, generator=order_gen)
-        for b in range(steps_per_epoch):
-            batch = {k: v.to(device) for k, v in train_enc.batch(perm[b * bs : (b + 1) * bs], tokenizer).items()}
-            loss = model(**batch).loss
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                diverged = True
-                curve.append({"step": step + 1, "loss": loss_value, "grad_norm": float("nan"), "lr": float("nan")})
-                break
+        for idx in epoch_batches(train_enc.lengths, bs, order_gen, group_batches=group):
+            batch = {k: v.to(device, non_blocking=True) for k, v in train_enc.batch(idx, tokenizer).items()}
+            with autocast(precision, device):
+                loss = model(**batch).loss
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-            lr = scheduler.get_last_lr()[0]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            pending.append((loss.detach().float(), grad_norm, scheduler.get_last_lr()[0]))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            curve.append({"step": step, "loss": loss_value, "grad_norm": grad_norm, "lr": lr})
             bar.update()
-            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            if (step in eval_at or step >= total or len(pending) >= SYNC_EVERY) and not read_back():
+                # Diverged (NaN/inf): a recorded outcome. The steps from the bad one on do not count.
+                diverged, step = True, len(curve) - 1
+                break
             if step in eval_at:
                 t0 = time.perf_counter()
                 val = evaluate(model, val_enc, tokenizer, **eval_kw)
@@ -286,7 +316,7 @@ def train(
 
     last_score = None if last_test is None else last_test[metric]
     result = RunResult(
-        config={**config.to_dict(), "init_seed": init_seed, "device": str(device)},
+        config={**config.to_dict(), "init_seed": init_seed, "device": str(device), "precision": precision},
         data=data.summary(),
         metric=metric,
         majority_baseline=baseline,

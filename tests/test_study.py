@@ -12,10 +12,19 @@ import sys
 import time
 
 import pytest
+import torch
 
 from steadytune.cli import main
 from steadytune.errors import UserInputError
-from steadytune.study import LocalExecutor, Study, load_records, parse_recipes, parse_seeds, run_trial
+from steadytune.study import (
+    LocalExecutor,
+    Study,
+    default_parallelism,
+    load_records,
+    parse_recipes,
+    parse_seeds,
+    run_trial,
+)
 
 RECIPES = "bertadam+lr=1e-3,adam+lr=1e-3+reinit:1"
 
@@ -51,10 +60,10 @@ def test_parse_recipes_and_seeds():
 
 def test_run_stores_every_trial_once_and_resumes(tiny_model_dir, toy_files, tmp_path):
     study = _study(tmp_path / "s", tiny_model_dir, toy_files)
-    assert study.run(progress=False) == {"total": 4, "skipped": 0, "ran": 4, "errors": 0}
-    assert study.run(progress=False) == {"total": 4, "skipped": 4, "ran": 0, "errors": 0}
+    assert study.run(workers=1, progress=False) == {"total": 4, "skipped": 0, "ran": 4, "errors": 0}
+    assert study.run(workers=1, progress=False) == {"total": 4, "skipped": 4, "ran": 0, "errors": 0}
     grown = _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=3)  # more seeds: only the new ones run
-    assert grown.run(progress=False) == {"total": 6, "skipped": 4, "ran": 2, "errors": 0}
+    assert grown.run(workers=1, progress=False) == {"total": 6, "skipped": 4, "ran": 2, "errors": 0}
     records = load_records(tmp_path / "s")
     assert [(r["recipe"], r["seed"]) for r in records] == [
         (r, s) for r in parse_recipes(RECIPES) for s in range(3)
@@ -67,12 +76,53 @@ def test_run_stores_every_trial_once_and_resumes(tiny_model_dir, toy_files, tmp_
 
 
 def test_a_folder_with_other_settings_is_refused_unless_new(tiny_model_dir, toy_files, tmp_path):
-    _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1).run(progress=False)
+    _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1).run(workers=1, progress=False)
     with pytest.raises(UserInputError, match="other settings max_length"):
-        _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1, max_length=16).run(progress=False)
+        _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1, max_length=16).run(workers=1, progress=False)
     other = _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1, max_length=16, new=True)
-    assert other.run(progress=False)["ran"] == 2
+    assert other.run(workers=1, progress=False)["ran"] == 2
     assert [p.name for p in (tmp_path / "s").glob("study.*.sqlite.bak")]  # the old store is kept
+
+
+def test_a_recipe_whose_meaning_changed_is_refused(tiny_model_dir, toy_files, tmp_path):
+    """Trials stored before a recipe default changed (here: before bf16 and length grouping existed) are not
+    pooled with new ones under the same name."""
+    _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1).run(workers=1, progress=False)
+    con = sqlite3.connect(tmp_path / "s" / "study.sqlite")
+    with con:
+        for key, record in con.execute("SELECT rowid, record FROM trials").fetchall():
+            old = json.loads(record)
+            del old["config"]["group_by_length"], old["config"]["precision"]  # as written by steadytune 0.1.0
+            con.execute("UPDATE trials SET record = ? WHERE rowid = ?", (json.dumps(old), key))
+    con.close()
+    with pytest.raises(UserInputError, match=r"recipe 'bertadam\+lr=1e-3' now means other settings .*"
+                                             r"group_by_length False → True"):  # fmt: skip
+        _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=2).run(workers=1, progress=False)
+    # spelled out, the old meaning is a new recipe name; the stored ones are kept as they are
+    legacy = "bertadam+lr=1e-3+group_by_length=false+fp32"
+    legacy_study = _study(tmp_path / "s", tiny_model_dir, toy_files, recipes=legacy, seeds=1)
+    assert legacy_study.run(workers=1, progress=False)["ran"] == 1
+
+
+def test_tasks_may_be_added_or_left_out(tiny_model_dir, tmp_path):
+    from conftest import require_glue
+
+    glue = require_glue("RTE") and require_glue("MRPC")
+    kw = {"recipes": "adam+lr=1e-3+max_steps=1", "seeds": 1, "num_evals": 1, "train_size": 16,
+          "model": str(tiny_model_dir), "glue_dir": str(glue)}  # fmt: skip
+    assert Study(tmp_path / "s", tasks="rte", **kw).run(workers=1, progress=False)["ran"] == 1
+    assert Study(tmp_path / "s", tasks="rte,mrpc", **kw).run(workers=1, progress=False) == {
+        "total": 2, "skipped": 1, "ran": 1, "errors": 0}  # fmt: skip
+    assert Study(tmp_path / "s", tasks="mrpc", **kw).run(workers=1, progress=False)["skipped"] == 1
+    # the same settings over other rows: a copy of RTE with one dev sentence changed
+    (tmp_path / "glue" / "RTE").mkdir(parents=True)
+    for name in ("train.tsv", "dev.tsv"):
+        lines = (glue / "RTE" / name).read_text(encoding="utf-8").split("\n")
+        if name == "dev.tsv":
+            lines[1] = lines[1].replace("\t", "\tChanged: ", 1)  # row 0's first sentence
+        (tmp_path / "glue" / "RTE" / name).write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(UserInputError, match="other data for rte"):
+        Study(tmp_path / "s", tasks="rte", **{**kw, "glue_dir": str(tmp_path / "glue")}).run(workers=1, progress=False)
 
 
 class _FlakyExecutor:
@@ -90,7 +140,7 @@ def test_errored_trials_are_recorded_and_retried(tiny_model_dir, toy_files, tmp_
     assert con.execute("SELECT status, error FROM trials WHERE status = 'error'").fetchall() == [
         ("error", "RuntimeError: worker lost")
     ]
-    assert study.run(progress=False) == {"total": 2, "skipped": 1, "ran": 1, "errors": 0}
+    assert study.run(workers=1, progress=False) == {"total": 2, "skipped": 1, "ran": 1, "errors": 0}
     assert con.execute("SELECT COUNT(*) FROM trials WHERE status = 'done'").fetchone() == (2,)
 
 
@@ -102,11 +152,32 @@ def test_process_pool_gives_the_same_records(tiny_model_dir, toy_files, tmp_path
     assert _scores(load_records(tmp_path / "a")) == _scores(load_records(tmp_path / "b"))
 
 
+def test_default_parallelism_fills_the_cores_within_memory(tiny_model_dir, toy_files, monkeypatch):
+    import steadytune.study as S
+
+    monkeypatch.setattr(S, "_physical_memory", lambda: 64 * 2**30)
+    assert default_parallelism(str(tiny_model_dir), device="cpu", cores=8) == (8, 1)
+    monkeypatch.setattr(S, "_physical_memory", lambda: 8 * 2**30)  # 0.8 · 8 GB holds three ~2 GB workers
+    assert default_parallelism(str(tiny_model_dir), device="cpu", cores=8) == (3, 2)
+    monkeypatch.setattr(S, "_parameter_count", lambda model: 335_000_000)  # BERT-large: 8 GB + 2 GB each
+    monkeypatch.setattr(S, "_physical_memory", lambda: 16 * 2**30)
+    assert default_parallelism("bert-large", device="cpu", cores=2) == (1, 2)
+    monkeypatch.setattr("steadytune.models.resolve_device", lambda name: torch.device("cuda"))
+    assert default_parallelism("bert-large", device="cuda", cores=16) == (1, 16)  # one process shares the GPU
+    monkeypatch.undo()
+    # the tiny encoder's size, read from its config alone (2 layers × 32 wide)
+    assert 5_000 < S._parameter_count(str(tiny_model_dir)) < 100_000
+    # never more workers than trials; explicit settings win
+    trials = _study(tiny_model_dir.parent / "unused", tiny_model_dir, toy_files, seeds=1).trials()
+    assert len(trials) == 2 and LocalExecutor()._split(trials[:1])[0] == 1
+    assert LocalExecutor(2, threads=3)._split(trials) == (2, 3)
+
+
 def _cli_args(tiny_model_dir, toy_files, out, seeds) -> list[str]:
     data = _data(toy_files)
     return ["study", "--recipes", RECIPES, "--seeds", str(seeds), "--out", str(out), "--model", str(tiny_model_dir),
             "--train-file", data["train_file"], "--validation-file", data["validation_file"],
-            "--test-file", data["test_file"], "--num-evals", "2", "--quiet"]  # fmt: skip
+            "--test-file", data["test_file"], "--num-evals", "2", "--quiet", "--workers", "1"]  # fmt: skip
 
 
 def test_sigkill_mid_study_loses_and_repeats_nothing(tiny_model_dir, toy_files, tmp_path):
@@ -142,8 +213,47 @@ def test_sigkill_mid_study_loses_and_repeats_nothing(tiny_model_dir, toy_files, 
         assert (killed / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat after the command name: [state, ppid, ...]; None when the process is gone."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in os.listdir("/proc") if p.isdigit() and (_stat(p) or ["", "0"])[1] == str(pid)}
+
+
+def _running(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")  # an exited child nobody reaped yet is not running
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc (Linux)")
+def test_pool_workers_exit_when_the_driver_is_killed(tiny_model_dir, toy_files, tmp_path):
+    """A SIGKILLed driver cannot stop its pool; the workers notice and exit instead of training for nobody."""
+    args = [*_cli_args(tiny_model_dir, toy_files, tmp_path / "s", 20), "--workers", "2", "--threads", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "steadytune", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and len(workers) < 2:
+        workers = {k for k in _children(proc.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()}
+        time.sleep(0.1)
+    assert len(workers) == 2, "the pool did not start"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20  # the workers poll their parent once a second
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:  # do not leave them behind when the test fails
+        os.kill(w, signal.SIGKILL)
+    assert not alive, "orphaned workers still running"
+
+
 def test_export_csv_and_parquet(tiny_model_dir, toy_files, tmp_path, capsys):
-    _study(tmp_path / "s", tiny_model_dir, toy_files).run(progress=False)
+    _study(tmp_path / "s", tiny_model_dir, toy_files).run(workers=1, progress=False)
     assert main(["export", str(tmp_path / "s")]) == 0
     with open(tmp_path / "s" / "trials.csv", newline="") as f:
         rows = list(csv.DictReader(f))

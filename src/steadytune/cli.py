@@ -11,9 +11,12 @@ import json
 import sys
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from .errors import UserInputError
+
+if TYPE_CHECKING:
+    from .study import Executor
 
 __all__ = ["main"]
 
@@ -207,13 +210,40 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 _STUDY_PER_TRIAL = frozenset({"task", "recipe", "seed", "init_seed", "save_model"})
 
 
+def _study_executor(args: argparse.Namespace) -> Executor:
+    """The executor the flags ask for; flags of the other executor are an error, not silently ignored."""
+    from .study import LocalExecutor
+
+    ray_flags = {"--ray-address": args.ray_address, "--gpus-per-trial": args.gpus_per_trial,
+                 "--cpus-per-trial": args.cpus_per_trial, "--max-retries": args.max_retries}  # fmt: skip
+    local_flags = {"--workers": args.workers, "--threads": args.threads}
+    other = ray_flags if args.executor == "local" else local_flags
+    given = [flag for flag, value in other.items() if value is not None]
+    if given:
+        use = "--executor ray" if args.executor == "local" else "--executor local (with ray: --cpus-per-trial)"
+        raise UserInputError(f"{', '.join(given)} needs {use}; --executor is {args.executor!r}")
+    if args.executor == "local":
+        return LocalExecutor(args.workers, args.threads)  # None: steadytune.study.default_parallelism
+    from .ray_executor import DEFAULT_MAX_RETRIES, RayExecutor
+
+    return RayExecutor(
+        address=args.ray_address,
+        gpus_per_trial=0.0 if args.gpus_per_trial is None else args.gpus_per_trial,
+        cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+        max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+    )
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from .study import Study
     from .trainer import TrainConfig
 
+    executor = _study_executor(args)
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in _STUDY_PER_TRIAL}
     study = Study(args.out, tasks=args.tasks, recipes=args.recipes, seeds=args.seeds, new=args.new, **shared)
-    counts = study.run(workers=args.workers, threads=args.threads, progress=not args.quiet)
+    if hasattr(executor, "connect"):
+        executor.connect()  # a cluster that cannot be reached is an error before the study folder is written
+    counts = study.run(executor=executor, progress=not args.quiet)
     print(f"{counts['total']} trials: {counts['skipped']} already done, {counts['ran']} run now, "
           f"{counts['errors']} errors", file=sys.stderr)  # fmt: skip
     if counts["ran"] + counts["skipped"] > 0:
@@ -327,8 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipes", default="bertadam,adam", help="recipes, comma-separated (default: bertadam,adam)")
     p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list like 3,7,9 (default: 5)")
     p.add_argument("--out", type=Path, required=True, help="the study folder")
-    p.add_argument("--workers", type=int, default=1, help="trials run in parallel, each in its own process")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores/workers)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where trials run: local processes, or Ray tasks (docs/ray.md) (default: local)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: trials run in parallel, each in its own process (default: one single-threaded "
+                   "worker per core on CPU, as memory allows; one worker on a GPU)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None,
+                   help="local: torch threads per worker (default: cores/workers)")  # fmt: skip
+    p.add_argument("--ray-address", default=None, help="ray: the cluster, 'auto' (started here with `ray start`) or "
+                   "HOST:PORT (default: RAY_ADDRESS, else a cluster started here, else a new local one)")  # fmt: skip
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="ray: GPUs per trial; a fraction packs several trials on one GPU (default: 0)")  # fmt: skip
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="ray: CPUs per trial, also its torch threads (default: 1)")  # fmt: skip
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="ray: reruns of a trial whose worker died, then stored as an error (default: 3)")  # fmt: skip
     p.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     _add_config_arguments(p, skip=_STUDY_PER_TRIAL, recipe_settings=False)

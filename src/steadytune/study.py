@@ -35,10 +35,12 @@ from .recipes import Recipe
 from .record import atomic_write_bytes, atomic_write_text, to_json
 from .trainer import TrainConfig, train
 
-__all__ = ["Executor", "LocalExecutor", "Study", "Trial", "parse_recipes", "parse_seeds"]
+__all__ = ["Executor", "LocalExecutor", "Study", "Trial", "default_parallelism", "parse_recipes", "parse_seeds"]
 
 # Fields of TrainConfig that the grid sets per trial, or that do not change what a trial computes.
 _PER_TRIAL = {"task", "recipe", "seed", "init_seed"}
+# Recipe fields added after studies were first stored, with the value trials stored before them ran with.
+_ADDED_RECIPE_FIELDS: dict[str, Any] = {"precision": "fp32", "group_by_length": False}
 _NOT_IDENTITY = {"glue_dir", "train_file", "validation_file", "test_file", "device", "save_model"}
 
 
@@ -91,11 +93,16 @@ class Executor(Protocol):
     def run(self, trials: list[Trial], done: Callable[[Trial, dict[str, Any] | BaseException], None]) -> None: ...
 
 
-def run_trial(trial: Trial) -> dict[str, Any]:
-    """One trial, start to finish (also what a pool worker or a cluster task calls)."""
+def run_trial(trial: Trial, data: TaskData | None = None) -> dict[str, Any]:
+    """One trial, start to finish (also what a pool worker or a cluster task calls); `data` when already loaded."""
     config = TrainConfig.from_dict(trial.config)
-    result = train(config, data=_cached_data(to_json(_data_kwargs(config))))
+    result = train(config, data=data if data is not None else trial_data(trial))
     return result.to_dict()
+
+
+def trial_data(trial: Trial) -> TaskData:
+    """The trial's data, loaded once per process (the driver has it already: `Study` loads it first)."""
+    return _cached_data(to_json(_data_kwargs(TrainConfig.from_dict(trial.config))))
 
 
 def _data_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -110,31 +117,96 @@ def _cached_data(kwargs_json: str) -> TaskData:
     return load_data(**json.loads(kwargs_json))
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
 
+    def exit_with_parent() -> None:
+        # A driver killed by SIGTERM/SIGKILL cannot shut its pool down; without this its workers would train on,
+        # orphaned, for trials nobody will store. Poll once a second (cheap) rather than rely on Linux's prctl.
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True, name="steadytune-parent-watch").start()
+
+
+def default_parallelism(model: str, *, device: str = "auto", cores: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker) for a local study of `model`: what `--workers`/`--threads` default to.
+
+    On a GPU: one worker with every core (trials in one process share the device without contention). On CPU:
+    one single-threaded worker per core, because separate processes scale better than torch's threads on
+    encoder-sized matrices (measured, `benchmarks/parallelism.py`, docs/results/parallelism.md), but no more
+    workers than memory holds: each needs about 24 bytes per parameter (weights, gradients, Adam's two moments,
+    the best checkpoint and the cached pre-trained copy) plus ~2 GB for libraries and activations.
+    """
+    from .models import resolve_device
+
+    cores = cores or os.cpu_count() or 1
+    if resolve_device(device).type != "cpu":
+        return 1, cores
+    per_worker = 24 * _parameter_count(model) + 2 * 2**30
+    fits = max(1, int(0.8 * _physical_memory() // per_worker))  # 0.8: leave room for the OS and the driver
+    workers = max(1, min(cores, fits))
+    return workers, max(1, cores // workers)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest 8 GB
+        return 8 * 2**30
+
+
+def _parameter_count(model: str) -> int:
+    """Parameters of `model`'s encoder, from its config alone (built on the meta device: no weights read)."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from .models import quiet_transformers, resolve_model
+
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(resolve_model(model))
+        with torch.device("meta"):
+            return sum(p.numel() for p in AutoModel.from_config(config).parameters())
+    except Exception:  # unknown here (e.g. a hub id offline): the trial will report it; size as BERT-large
+        return 335_000_000
+
 
 class LocalExecutor:
-    """Trials in this process (`workers=1`) or in a pool of `workers` processes with `threads` torch threads each."""
+    """Trials in this process (`workers=1`) or in a pool of `workers` processes with `threads` torch threads each.
 
-    def __init__(self, workers: int = 1, threads: int | None = None) -> None:
-        cores = os.cpu_count() or 1
-        if workers < 1:
+    `workers=None` picks `default_parallelism` for the study's model when the trials arrive.
+    """
+
+    def __init__(self, workers: int | None = None, threads: int | None = None) -> None:
+        if workers is not None and workers < 1:
             raise UserInputError(f"workers must be at least 1, got {workers}")
-        self.workers = workers
+        if threads is not None and threads < 1:
+            raise UserInputError(f"threads must be at least 1, got {threads}")
+        self.workers, self.threads = workers, threads
+
+    def _split(self, trials: list[Trial]) -> tuple[int, int]:
+        cores = os.cpu_count() or 1
+        if self.workers is None:
+            config = trials[0].config if trials else {}
+            workers, threads = default_parallelism(config.get("model", ""), device=config.get("device", "auto"))
+            workers = max(1, min(workers, len(trials)))
+            return workers, self.threads or threads
         # workers × threads ≤ cores: more would only make the processes fight over the same cores.
-        self.threads = threads if threads is not None else max(1, cores // workers)
-        if self.threads < 1:
-            raise UserInputError(f"threads must be at least 1, got {self.threads}")
+        return self.workers, self.threads or max(1, cores // self.workers)
 
     def run(self, trials: list[Trial], done: Callable[[Trial, dict[str, Any] | BaseException], None]) -> None:
-        if self.workers == 1:
+        workers, threads = self._split(trials)
+        if workers == 1:
             import torch
 
             old = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
+            torch.set_num_threads(threads)
             try:
                 for trial in trials:
                     try:
@@ -149,8 +221,8 @@ class LocalExecutor:
 
         # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(self.threads,)) as pool:  # fmt: skip
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(threads, os.getpid())) as pool:  # fmt: skip
             pending = {pool.submit(run_trial, t): t for t in trials}
             try:
                 while pending:
@@ -242,19 +314,25 @@ class Study:
                 if old.exists():
                     old.rename(self.out / f"study.{stamp}.sqlite{suffix}.bak")
         con = self._connect()
-        mine = to_json(self.identity())
+        mine = self.identity()
         row = con.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
-        if row is None:
-            with con:
-                con.execute("INSERT INTO meta VALUES ('identity', ?)", (mine,))
-        elif row[0] != mine:
+        theirs = json.loads(row[0]) if row else {"settings": mine["settings"], "data": {}}
+        differ = sorted(k for k in {**theirs["settings"], **mine["settings"]}
+                        if theirs["settings"].get(k) != mine["settings"].get(k))  # fmt: skip
+        # Tasks may be added or left out between runs; a task the store has must still have the same rows.
+        changed = sorted(
+            t for t in mine["data"].keys() & theirs["data"].keys() if mine["data"][t] != theirs["data"][t]
+        )
+        if differ or changed:
             con.close()
-            theirs = json.loads(row[0])
-            differ = sorted(k for k in {**theirs["settings"], **self.identity()["settings"]}
-                            if theirs["settings"].get(k) != self.identity()["settings"].get(k))  # fmt: skip
-            what = f"settings {', '.join(differ)}" if differ else "data (the rows differ)"
+            what = f"settings {', '.join(differ)}" if differ else f"data for {', '.join(changed)} (the rows differ)"
             raise UserInputError(f"{self.out} holds a study with other {what}; use another folder, or --new to "
                                  "start over there (the old store is kept as a backup)")  # fmt: skip
+        union = {"settings": mine["settings"], "data": {**theirs["data"], **mine["data"]}}
+        if union != theirs or row is None:
+            with con:
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (to_json(union),))
+        self._check_recipes(con)
         # The order tasks and recipes were first given in (reports follow it); a grown grid appends.
         row = con.execute("SELECT value FROM meta WHERE key = 'order'").fetchone()
         order = json.loads(row[0]) if row else {"tasks": [], "recipes": []}
@@ -263,6 +341,33 @@ class Study:
         with con:
             con.execute("INSERT OR REPLACE INTO meta VALUES ('order', ?)", (json.dumps(order),))
         return con
+
+    def _check_recipes(self, con: sqlite3.Connection) -> None:
+        """Refuse when a recipe name now expands to other settings than its stored trials ran with.
+
+        The identity covers the shared settings; a recipe's own fields can change under the same name when a
+        default changes between steadytune versions (`adam` became bf16 and length-grouped). Mixing the two would
+        silently pool different set-ups under one label.
+        """
+        query = "SELECT record FROM trials WHERE status = 'done' AND recipe = ? LIMIT 1"
+        for recipe in self.recipes:
+            row = con.execute(query, (recipe,)).fetchone()
+            if row is None:
+                continue
+            stored = json.loads(row[0])["config"]
+            mine = TrainConfig.from_dict({**self.base, "recipe": recipe}).to_dict()
+            differ = []
+            for f in fields(Recipe):
+                if f.name == "name" or (f.name == "precision" and mine["precision"] == "auto"):
+                    continue  # auto is whatever the trial's hardware had; each record says which
+                theirs = stored.get(f.name, _ADDED_RECIPE_FIELDS.get(f.name, f.default))
+                if json.loads(to_json(theirs)) != json.loads(to_json(mine[f.name])):
+                    differ.append(f"{f.name} {theirs!r} → {mine[f.name]!r}")
+            if differ:
+                con.close()
+                raise UserInputError(f"{self.out}: recipe {recipe!r} now means other settings than its stored "
+                                     f"trials ({'; '.join(differ)}); use another folder, or --new to start over "
+                                     "there")  # fmt: skip
 
     # --- running ------------------------------------------------------------------------------------------------
 
@@ -278,7 +383,12 @@ class Study:
         return out
 
     def run(
-        self, *, workers: int = 1, threads: int | None = None, executor: Executor | None = None, progress: bool = True
+        self,
+        *,
+        workers: int | None = None,
+        threads: int | None = None,
+        executor: Executor | None = None,
+        progress: bool = True,
     ) -> dict[str, int]:
         """Run every trial not yet stored; returns counts {"total", "skipped", "ran", "errors"}."""
         executor = executor or LocalExecutor(workers, threads)

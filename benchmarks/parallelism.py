@@ -37,12 +37,17 @@ def main() -> None:
     parser.add_argument("--glue-dir", default="../shared/data/glue")
     parser.add_argument("--max-steps", type=int, default=16)
     parser.add_argument("--trials", type=int, default=4, help="trials per split (a multiple of every W)")
+    parser.add_argument("--models", default="minilm,bert-base", help="which of: minilm, bert-base")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     splits = [(w, cores // w) for w in range(1, cores + 1) if cores % w == 0]
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"all-MiniLM-L6-v2 (22M)": "all-MiniLM-L6-v2",
-                  "BERT-base-sized (110M)": str(bert_base_folder(Path(tmp) / "bert-base"))}  # fmt: skip
+        chosen = args.models.split(",")
+        models = {}
+        if "minilm" in chosen:
+            models["all-MiniLM-L6-v2 (22M)"] = "all-MiniLM-L6-v2"
+        if "bert-base" in chosen:
+            models["BERT-base-sized (110M)"] = str(bert_base_folder(Path(tmp) / "bert-base"))
         print(f"{cores} cores; each trial: RTE-1k, {args.max_steps} steps of batch 32, 1 evaluation; "
               f"{args.trials} trials per split")  # fmt: skip
         print(f"{'model':<24} {'workers x threads':>17} {'wall s':>7} {'s / trial':>9} {'trials / h':>10}")

@@ -159,7 +159,16 @@ def test_default_parallelism_fills_the_cores_within_memory(tiny_model_dir, toy_f
     assert default_parallelism(str(tiny_model_dir), device="cpu", cores=8) == (8, 1)
     monkeypatch.setattr(S, "_physical_memory", lambda: 8 * 2**30)  # 0.8 · 8 GB holds three ~2 GB workers
     assert default_parallelism(str(tiny_model_dir), device="cpu", cores=8) == (3, 2)
-    monkeypatch.setattr(S, "_parameter_count", lambda model: 335_000_000)  # BERT-large: 8 GB + 2 GB each
+    # the measured crossover on 2 cores (benchmarks/parallelism.py): MiniLM as 2 x 1, BERT-base as 1 x 2
+    monkeypatch.setattr(S, "_physical_memory", lambda: 24 * 2**30)
+    monkeypatch.setattr(S, "_parameter_count", lambda model: 22_700_000)
+    assert default_parallelism("all-MiniLM-L6-v2", device="cpu", cores=2) == (2, 1)
+    monkeypatch.setattr(S, "_parameter_count", lambda model: 109_000_000)
+    assert default_parallelism("bert-base", device="cpu", cores=2) == (1, 2)
+    assert default_parallelism("bert-base", device="cpu", cores=16) == (2, 8)  # 24 GB holds 2 of them
+    monkeypatch.setattr(S, "_physical_memory", lambda: 64 * 2**30)
+    assert default_parallelism("bert-base", device="cpu", cores=16) == (7, 2)
+    monkeypatch.setattr(S, "_parameter_count", lambda model: 335_000_000)  # BERT-large: 16 GB + 2 GB each
     monkeypatch.setattr(S, "_physical_memory", lambda: 16 * 2**30)
     assert default_parallelism("bert-large", device="cpu", cores=2) == (1, 2)
     monkeypatch.setattr("steadytune.models.resolve_device", lambda name: torch.device("cuda"))

@@ -138,20 +138,30 @@ def default_parallelism(model: str, *, device: str = "auto", cores: int | None =
     """(workers, threads per worker) for a local study of `model`: what `--workers`/`--threads` default to.
 
     On a GPU: one worker with every core (trials in one process share the device without contention). On CPU:
-    one single-threaded worker per core, because separate processes scale better than torch's threads on
-    encoder-sized matrices (measured, `benchmarks/parallelism.py`, docs/results/parallelism.md), but no more
-    workers than memory holds: each needs about 24 bytes per parameter (weights, gradients, Adam's two moments,
-    the best checkpoint and the cached pre-trained copy) plus ~2 GB for libraries and activations.
+    one torch thread per ~50M parameters and as many such workers as cores and memory allow. Measured on 2 cores
+    (`benchmarks/parallelism.py`, RTE-1k trials, bf16): all-MiniLM-L6-v2 (22M) runs 359 trials/h as 2 workers x 1
+    thread against 316 as 1 x 2 (small matrices gain little from a second thread, a second process gains ~all);
+    a BERT-base-sized model (110M) runs 86 trials/h as 1 x 2 against 73 as 2 x 1 (its matrices use both threads
+    well, and two copies fight over memory bandwidth). Memory caps the workers: 24 bytes per parameter are
+    weights, gradients, Adam's two moments, the best checkpoint and the cached pre-trained copy; activations and
+    allocator slack double that (measured peak resident size: a MiniLM worker 2.6 GB, a BERT-base-sized one
+    7.5 GB after four trials), plus ~2 GB for the libraries.
     """
     from .models import resolve_device
 
     cores = cores or os.cpu_count() or 1
     if resolve_device(device).type != "cpu":
         return 1, cores
-    per_worker = 24 * _parameter_count(model) + 2 * 2**30
+    params = _parameter_count(model)
+    threads = min(cores, max(1, round(params / _PARAMS_PER_THREAD)))
+    per_worker = 48 * params + 2 * 2**30
     fits = max(1, int(0.8 * _physical_memory() // per_worker))  # 0.8: leave room for the OS and the driver
-    workers = max(1, min(cores, fits))
-    return workers, max(1, cores // workers)
+    workers = max(1, min(cores // threads, fits))
+    return workers, max(threads, cores // workers)
+
+
+# One CPU thread per this many parameters: between MiniLM (22M: 1 thread wins) and BERT-base (110M: 2 threads win).
+_PARAMS_PER_THREAD = 50_000_000
 
 
 def _physical_memory() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from steadytune.record import atomic_write_text, to_json
 
@@ -45,3 +46,16 @@ def test_written_files_and_folders_get_the_usual_permissions(tmp_path, tiny_mode
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE(run.stat().st_mode) == 0o755
+
+
+def test_versions_name_the_running_code():
+    import re
+    from pathlib import Path
+
+    import steadytune
+    from steadytune.record import library_versions
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.+)"', pyproject, re.M).group(1) == steadytune.__version__  # said twice, once
+    versions = library_versions()
+    assert versions["steadytune"] == steadytune.__version__ and versions["torch"] == torch.__version__

@@ -17,7 +17,7 @@ from .reinit import reinit_top_layers
 from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "PRESETS",

@@ -22,8 +22,12 @@ __all__ = ["atomic_write_text", "library_versions", "write_run"]
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that can change a run's numbers."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("steadytune", "torch", "transformers", "tokenizers", "datasets", "numpy", "scipy", "scikit-learn"):
+    from . import __version__
+
+    # steadytune's own version from the code that runs, not from the installed metadata (they differ when a
+    # checkout is put first on PYTHONPATH, e.g. to finish a study with the version that started it)
+    out = {"python": platform.python_version(), "platform": platform.platform(), "steadytune": __version__}
+    for dist in ("torch", "transformers", "tokenizers", "datasets", "numpy", "scipy", "scikit-learn"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -49,7 +49,7 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=data.num_labels)
     surgery = hf.prepare_model(model, args.recipe, seed=args.seed)  # re-init / Mixout, before the optimizer
     print(f"recipe {args.recipe}: re-initialised {len(surgery['reinitialized'])} tensors")
-    extra = hf.training_arguments(args.recipe, len(train_ds))  # batch size, step budget, clipping
+    extra = hf.training_arguments(args.recipe, len(train_ds))  # batch size, step budget, clipping, bf16, grouping
     optimizer, scheduler = hf.create_optimizer(model, args.recipe, num_training_steps=extra["max_steps"])
     callback = hf.StabilityCallback(metric="accuracy", labels=data.validation.labels, num_labels=data.num_labels)
 

@@ -1,16 +1,25 @@
 r"""AdamW with switchable bias correction; ``bias_correction=False`` is BERT's original optimizer (BERTAdam).
 
-Written in the style of ``torch/optim``: a functional core :func:`adamw` that dispatches to a per-tensor
-(``_single_tensor_adamw``) or a multi-tensor (``_multi_tensor_adamw``, ``torch._foreach_*``) implementation, and a
-thin :class:`torch.optim.Optimizer` subclass :class:`AdamW` that owns the state. :class:`BertAdam` is
-:class:`AdamW` with ``bias_correction=False`` and the original BERT defaults.
+Written in the style of ``torch/optim``: a functional core :func:`adamw` that dispatches to one of three
+implementations, and a thin :class:`torch.optim.Optimizer` subclass :class:`AdamW` that owns the state.
+:class:`BertAdam` is :class:`AdamW` with ``bias_correction=False`` and the original BERT defaults.
 
-With ``bias_correction=True`` the arithmetic is performed in the same order as ``torch.optim.AdamW`` (non-capturable,
-non-fused path), so the two produce the same trajectory up to floating-point noise (bit-identical in practice).
+* ``_fused_adamw``: the ATen kernel behind ``torch.optim.AdamW(fused=True)`` (``torch._fused_adamw_``), one pass
+  over each tensor. The default wherever every parameter is a float16/bfloat16/float32/float64 tensor on a device
+  with fused kernels (CPU, CUDA, MPS, XPU, ...); on CPU it is 3.5-5x faster than the per-tensor loop.
+* ``_single_tensor_adamw``: a per-tensor loop of ATen ops (``lerp_``, ``mul_``, ``addcmul_``, ``addcdiv_``).
+* ``_multi_tensor_adamw``: the same ops as ``torch._foreach_*`` calls over the whole group.
+
+With ``bias_correction=True`` each path performs the arithmetic of its ``torch.optim.AdamW`` counterpart in the same
+order, so ours matches torch's *same* path bit for bit (fused with ``fused=True``, per-tensor with
+``foreach=False``, multi-tensor with ``foreach=True``). Across paths the update is the same but rounded
+differently (the fused kernel keeps intermediates in registers, uses fused multiply-adds and computes float16/bfloat16
+parameters in float32), so trajectories of different paths agree only to floating-point noise, not bitwise.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +28,25 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 __all__ = ["AdamW", "BertAdam", "adamw"]
+
+# Parameter dtypes the fused kernels implement (ATen dispatches them with AT_DISPATCH_FLOATING_TYPES_AND2(Half,
+# BFloat16)); other floating types such as float8 pass ``torch.is_floating_point`` but have no kernel.
+_FUSED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+# BERTAdam on the fused kernel. ``torch._fused_adamw_`` always bias-corrects: it reads step t from the step tensor
+# it is given and computes step_size = lr / (1 - beta1**t) and denom = sqrt(v) / sqrt(1 - beta2**t) + eps, with
+# beta**t evaluated by ``std::pow`` in double on CPU and CUDA (in float32 on MPS, which has no double). Handing it
+# t = 2**64 instead of the real step (the state's ``step`` keeps counting real steps) makes beta**t exactly 0.0, so
+# both corrections are exactly 1 and the kernel computes the uncorrected update, rounded like the fused AdamW.
+# Why 2**64: beta**t underflows to 0.0 once t * ln(beta) < ln(2**-1075) ~ -745.1, i.e. t > 745.1 / (1 - beta) for
+# beta near 1. A "large" t like 1e9 is not enough: 0.999**1e9 == 0.0, but 0.9999999999**1e9 ~ 0.905. The double
+# closest to 1 from below is 1 - 2**-53, and with t = 2**64, t * ln(1 - 2**-53) ~ -2048, far below -745.1: every
+# double beta in [0, 1) gives exactly 0.0. 2**64 is a power of two, exactly representable as the float32 the kernels
+# read the step as (max ~3.4e38). In float32 (MPS) the same holds for every beta that rounds to a float32 below 1
+# (then 1 - beta32 >= 2**-24 and t * ln(beta32) <= -2**40); betas within 2**-25 of 1 round to 1.0f, where no t
+# works. ``_bias_correction_vanishes`` checks both precisions in Python for the betas actually used, and
+# :func:`adamw` falls back to a non-fused path when the check fails, so the update is never silently corrected.
+_NO_BIAS_CORRECTION_STEP = 2.0**64
 
 
 def _validate_hyperparameters(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
@@ -103,12 +131,30 @@ class AdamW(Optimizer):
             usual. (The paper's released code, ``prior_wd_optim.PriorWD``, sets every group's own decay to 0 when
             prior decay is on, and its intended exception, plain decay for the last group, tests
             ``i == len(param_groups)``, which is never true: that decay is silently dropped.)
-        foreach: use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks it when every
-            parameter is on a device with native foreach kernels (e.g. CUDA) and the per-tensor loop otherwise.
+        foreach: ``True`` for the multi-tensor (``torch._foreach_*``) implementation, ``False`` for the per-tensor
+            loop. An explicit value also rules out the fused default (as in ``torch.optim``). With ``None`` and the
+            fused path not taken, the multi-tensor one is used when every parameter is on a device with native
+            foreach kernels (e.g. CUDA) and the per-tensor loop otherwise (CPU).
+        fused: use the fused kernel of ``torch.optim.AdamW(fused=True)`` (``torch._fused_adamw_``). ``None`` (with
+            ``foreach=None``) picks it when every parameter is a float16, bfloat16, float32 or float64 tensor on a
+            device with fused optimizer kernels (CPU, CUDA, MPS, XPU, ...). ``True`` raises a ``RuntimeError`` at
+            the step for any other parameter; ``True`` together with ``foreach=True`` is a ``ValueError``.
 
-    State per parameter (same names as ``torch.optim.AdamW``): ``step`` (a float32 scalar tensor on the CPU),
-    ``exp_avg`` (:math:`m`) and ``exp_avg_sq`` (:math:`v`); with ``prior_weight_decay``, also ``prior``
-    (:math:`\theta^{(0)}`).
+    **Implementations.** All three compute the update above; which one runs is decided per parameter group at every
+    step: the fused kernel (``fused=True``, or ``fused=None`` and ``foreach=None`` with every parameter supported:
+    the default on CPU and GPUs), else the multi-tensor one (``foreach=True``, or ``foreach=None`` on CUDA-like
+    devices), else the per-tensor loop. The fused kernel rounds differently from the other two (single pass, fused
+    multiply-adds, float32 arithmetic for float16/bfloat16 parameters), so the paths agree to floating-point noise
+    (a few ulps per step), not bit for bit. With ``bias_correction=True`` each path is bit-identical to the same
+    path of ``torch.optim.AdamW``. BERTAdam runs on the fused kernel by handing it a step count so large that both
+    bias corrections are exactly 1 (see ``_NO_BIAS_CORRECTION_STEP``); for betas within ``2**-25`` of 1, where
+    that cannot work in float32, it falls back to a non-fused path. Parameters whose gradient or state is not
+    contiguous (the kernel ignores strides) go through the per-tensor loop even on the fused path. Prior weight
+    decay is applied as a ``lerp_`` before the fused kernel, exactly as the other paths do it.
+
+    State per parameter (same names as ``torch.optim.AdamW``): ``step`` (a float32 scalar tensor, created on the CPU
+    by every implementation, so state dicts move freely between them), ``exp_avg`` (:math:`m`) and ``exp_avg_sq``
+    (:math:`v`); with ``prior_weight_decay``, also ``prior`` (:math:`\theta^{(0)}`).
     """
 
     def __init__(
@@ -122,8 +168,10 @@ class AdamW(Optimizer):
         bias_correction: bool = True,
         prior_weight_decay: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         _validate_hyperparameters(lr, betas, eps, weight_decay)
+        _validate_implementation(foreach, fused)
         defaults: dict[str, Any] = {
             "lr": lr,
             "betas": betas,
@@ -132,17 +180,19 @@ class AdamW(Optimizer):
             "bias_correction": bias_correction,
             "prior_weight_decay": prior_weight_decay,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        # State dicts saved before ``bias_correction``/``foreach`` existed get this optimizer's defaults.
+        # State dicts saved before ``bias_correction``/``foreach``/``fused`` existed get this optimizer's defaults.
         defaults = getattr(self, "defaults", {})
         for group in self.param_groups:
             group.setdefault("bias_correction", defaults.get("bias_correction", True))
             group.setdefault("prior_weight_decay", defaults.get("prior_weight_decay", False))
             group.setdefault("foreach", defaults.get("foreach"))
+            group.setdefault("fused", defaults.get("fused"))
             for p in group["params"]:
                 p_state = self.state.get(p, {})
                 if len(p_state) != 0 and not torch.is_tensor(p_state["step"]):
@@ -178,7 +228,8 @@ class AdamW(Optimizer):
             if len(state) == 0:
                 # Like torch (non-capturable, non-fused): the step counter lives on the CPU so that reading it
                 # for the bias correction does not synchronise with an accelerator. float32 counts exactly up
-                # to 2**24 steps.
+                # to 2**24 steps. Also on the fused path (torch keeps it on the parameter's device there), so
+                # that state dicts are interchangeable between paths; _fused_adamw copies it to the device.
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -222,6 +273,7 @@ class AdamW(Optimizer):
                 exp_avg_sqs,
                 state_steps,
                 foreach=group["foreach"],
+                fused=group["fused"],
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -261,25 +313,81 @@ class BertAdam(AdamW):
         *,
         prior_weight_decay: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, bias_correction=False,
-                         prior_weight_decay=prior_weight_decay, foreach=foreach)  # fmt: skip
+                         prior_weight_decay=prior_weight_decay, foreach=foreach, fused=fused)  # fmt: skip
+
+
+def _validate_implementation(foreach: bool | None, fused: bool | None) -> None:
+    if fused and foreach:
+        raise ValueError(
+            f"fused={fused!r} and foreach={foreach!r} cannot be used together: the fused kernel and the multi-tensor "
+            "implementation are alternatives (pass one of them, or None to let the optimizer choose)"
+        )
+
+
+def _fused_devices() -> list[str]:
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return _get_fused_kernels_supported_devices()
+
+
+def _default_fused(params: list[Tensor]) -> bool:
+    # torch's ``_default_to_fused_or_foreach(use_fused=True)`` rule: fused when every tensor is a plain tensor on a
+    # device with fused optimizer kernels (the CPU included) and of a dtype they implement. On CPU the fused kernel
+    # beats both other paths by far (see _default_foreach); on CUDA it is also torch's fastest AdamW.
+    if torch.jit.is_scripting():
+        return False
+    devices = _fused_devices()
+    return all(
+        type(p) in (Tensor, torch.nn.Parameter) and p.device.type in devices and p.dtype in _FUSED_DTYPES
+        for p in params
+    )
+
+
+def _check_fused_supported(params: list[Tensor]) -> None:
+    devices = _fused_devices()
+    for p in params:
+        if not (p.device.type in devices and p.dtype in _FUSED_DTYPES):
+            dtypes = ", ".join(str(d).removeprefix("torch.") for d in _FUSED_DTYPES)
+            raise RuntimeError(
+                f"fused=True requires every parameter to be a {dtypes} tensor on one of the devices {devices}, "
+                f"got a {str(p.dtype).removeprefix('torch.')} tensor on {p.device.type!r}; pass fused=None (or "
+                "False) to use another implementation"
+            )
 
 
 def _default_foreach(params: list[Tensor]) -> bool:
-    # Same rule as torch's ``_default_to_fused_or_foreach``: foreach only when every tensor is on a device with
-    # native foreach kernels (CUDA and friends). On CPU the _foreach_* ops fall back to a C++ loop over the same
-    # per-tensor kernels and materialise a param-sized intermediate for the whole group at once (higher peak
-    # memory). Measured on CPU (torch 2.13, 2 threads, float32, median of 15 steps, per-tensor vs foreach):
+    # Used when the fused path is not (fused=False, an explicit foreach, or a parameter the fused kernels do not
+    # support). Same rule as torch's ``_default_to_fused_or_foreach``: foreach only when every tensor is on a
+    # device with native foreach kernels (CUDA and friends). On CPU the _foreach_* ops fall back to a C++ loop over
+    # the same per-tensor kernels and materialise a param-sized intermediate for the whole group at once (higher
+    # peak memory). Measured on CPU (torch 2.13, 2 threads, float32, median of 15 steps, per-tensor vs foreach):
     # BERT-base shapes (201 tensors, 109M values) 202 vs 242 ms (BERTAdam 176 vs 196 ms); all-MiniLM-L6 shapes
     # (105 tensors, 22.7M values) 43 vs 44 ms (37 vs 41 ms). foreach only wins with many tiny tensors
-    # (1000 x 16 values: 18 vs 11 ms), which is not what fine-tuned encoders look like, so CPU stays per-tensor.
+    # (1000 x 16 values: 18 vs 11 ms), which is not what fine-tuned encoders look like, so without fused the CPU
+    # stays per-tensor. (The fused kernel is faster than both: see the timings in ``_fused_adamw``.)
     if torch.jit.is_scripting():
         return False
     from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
     supported = _get_foreach_kernels_supported_devices()
     return all(type(p) in (Tensor, torch.nn.Parameter) and p.device.type in supported for p in params)
+
+
+def _to_float32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _bias_correction_vanishes(beta: float, step: float | None = None) -> bool:
+    """Whether ``beta**step`` is exactly 0.0 for ``beta`` as a double and rounded to float32, so that the fused
+    kernels' bias corrections ``1 - beta**step`` are exactly 1 (see ``_NO_BIAS_CORRECTION_STEP``)."""
+    if step is None:
+        step = _NO_BIAS_CORRECTION_STEP
+    # Python's float ** is C's pow() on doubles, as in the CPU/CUDA kernels; the float32 case (MPS) is judged on the
+    # rounded beta (its double power is far below float32's smallest subnormal 2**-149 whenever it is 0.0).
+    return beta**step == 0.0 and _to_float32(beta) ** step == 0.0
 
 
 def adamw(
@@ -290,6 +398,7 @@ def adamw(
     state_steps: list[Tensor],
     *,
     foreach: bool | None = None,
+    fused: bool | None = None,
     lr: float,
     beta1: float,
     beta2: float,
@@ -299,7 +408,7 @@ def adamw(
     priors: list[Tensor] | None = None,
 ) -> None:
     r"""Functional AdamW / BERTAdam step, updating ``params``, ``exp_avgs``, ``exp_avg_sqs`` and ``state_steps``
-    in place. See :class:`AdamW` for the algorithm.
+    in place. See :class:`AdamW` for the algorithm and for which implementation runs when.
 
     Args:
         params: parameters to update (only those that have a gradient).
@@ -307,12 +416,19 @@ def adamw(
         exp_avgs: first-moment running averages, one per parameter.
         exp_avg_sqs: second-moment running averages, one per parameter.
         state_steps: per-parameter step counters (scalar tensors), incremented here.
-        foreach: use the ``torch._foreach_*`` implementation; ``None`` decides as :class:`AdamW` does.
+        foreach: ``True`` for the ``torch._foreach_*`` implementation, ``False`` for the per-tensor loop;
+            ``None`` decides as :class:`AdamW` does.
+        fused: use the fused kernel (``torch._fused_adamw_``); ``None`` decides as :class:`AdamW` does.
         lr, beta1, beta2, eps, weight_decay: hyper-parameters (floats).
         bias_correction: ``True`` for Adam(W), ``False`` for BERTAdam.
         priors: with weight decay, decay toward these tensors (one per parameter) instead of toward zero:
             :math:`\theta \leftarrow \theta - \gamma\lambda(\theta - \theta^{(0)})`.
+
+    Raises:
+        ValueError: ``fused=True`` together with ``foreach=True``, or lists of different lengths.
+        RuntimeError: ``fused=True`` with a parameter the fused kernels do not support (dtype or device).
     """
+    _validate_implementation(foreach, fused)
     n = len(params)
     if not (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(state_steps) == n):
         raise ValueError(
@@ -323,9 +439,19 @@ def adamw(
         raise ValueError(f"priors must have one tensor per parameter ({n}), got {len(priors)}")
     if not all(isinstance(t, Tensor) for t in state_steps):
         raise RuntimeError("state_steps must be a list of singleton tensors")
-    if foreach is None:
-        foreach = _default_foreach(params)
-    impl = _multi_tensor_adamw if foreach else _single_tensor_adamw
+    if fused is None:
+        # An explicit foreach (True or False) picks that implementation, as in torch.optim.
+        fused = foreach is None and _default_fused(params)
+    elif fused:
+        _check_fused_supported(params)
+    if fused and not bias_correction and not (_bias_correction_vanishes(beta1) and _bias_correction_vanishes(beta2)):
+        fused = False  # a beta within 2**-25 of 1: the kernel cannot be made to skip the bias correction
+    if fused:
+        impl = _fused_adamw
+    else:
+        if foreach is None:
+            foreach = _default_foreach(params)
+        impl = _multi_tensor_adamw if foreach else _single_tensor_adamw
     impl(
         params,
         grads,
@@ -452,3 +578,126 @@ def _multi_tensor_adamw(
         else:
             torch._foreach_add_(denom, eps)
             torch._foreach_addcdiv_(device_params, device_exp_avgs, denom, -lr)
+
+
+def _fused_adamw(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    bias_correction: bool,
+    priors: list[Tensor] | None = None,
+) -> None:
+    # As torch.optim.adam's _fused_adam: group by device and dtype, increment the steps (the kernel only reads
+    # them), one torch._fused_adamw_ call per group. The kernel makes one pass over param, grad, m and v instead of
+    # one per op. Measured on CPU (torch 2.13, 2 threads, float32, median of 15 steps, all-MiniLM-L6 shapes: 105
+    # tensors, 22.7M values, one run): fused 17.8 ms vs per-tensor 94.3 ms (BERTAdam 17.2 vs 62.2 ms);
+    # torch.optim.AdamW(fused=True) 16.6 ms, torch.optim.AdamW(foreach=True) 80.9 ms.
+    if len(params) == 0:
+        return
+
+    # The CPU kernel walks param, grad, exp_avg and exp_avg_sq as flat arrays from data_ptr(), ignoring strides
+    # (torch 2.13; torch.optim.AdamW(fused=True) has the same limitation): a transposed gradient would be applied
+    # to the wrong elements. Autograd lays gradients out like their parameters, so this is rare; such tensors take
+    # the per-tensor loop.
+    strided = [
+        i
+        for i, tensors in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs))
+        if not all(t.is_contiguous() for t in tensors)
+    ]
+    if strided:
+        _single_tensor_adamw(
+            [params[i] for i in strided],
+            [grads[i] for i in strided],
+            [exp_avgs[i] for i in strided],
+            [exp_avg_sqs[i] for i in strided],
+            [state_steps[i] for i in strided],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            priors=[priors[i] for i in strided] if priors is not None else None,
+        )
+        flat = sorted(set(range(len(params))) - set(strided))
+        params = [params[i] for i in flat]
+        grads = [grads[i] for i in flat]
+        exp_avgs = [exp_avgs[i] for i in flat]
+        exp_avg_sqs = [exp_avg_sqs[i] for i in flat]
+        state_steps = [state_steps[i] for i in flat]
+        priors = [priors[i] for i in flat] if priors is not None else None
+        if len(params) == 0:
+            return
+
+    # Without priors the list stands in for them (never read), so one grouping call serves both cases.
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps, priors if priors is not None else params]
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensors)
+    for (
+        device_params_,
+        device_grads_,
+        device_exp_avgs_,
+        device_exp_avg_sqs_,
+        device_steps_,
+        device_priors_,
+    ), _ in grouped.values():
+        device_params: list[Tensor] = list(device_params_)  # type: ignore[arg-type]
+        device_grads: list[Tensor] = list(device_grads_)  # type: ignore[arg-type]
+        device_exp_avgs: list[Tensor] = list(device_exp_avgs_)  # type: ignore[arg-type]
+        device_exp_avg_sqs: list[Tensor] = list(device_exp_avg_sqs_)  # type: ignore[arg-type]
+        device_steps: list[Tensor] = list(device_steps_)  # type: ignore[arg-type]
+        device = device_params[0].device
+
+        # The state's step counts real steps on every path (it is saved in state dicts).
+        if device_steps[0].is_cpu:
+            torch._foreach_add_(device_steps, torch.tensor(1.0, device="cpu"), alpha=1.0)
+        else:
+            torch._foreach_add_(device_steps, 1)
+
+        kernel_steps: list[Tensor] | tuple[Tensor, ...]
+        if not bias_correction:
+            # BERTAdam: a step count at which both bias corrections are exactly 1 (see _NO_BIAS_CORRECTION_STEP;
+            # adamw() has checked the betas). One read-only tensor serves the whole group.
+            no_correction = torch.full((), _NO_BIAS_CORRECTION_STEP, dtype=torch.float32, device=device)
+            kernel_steps = [no_correction] * len(device_params)
+        elif device.type == "cpu" or all(s.device == device and s.dtype == torch.float32 for s in device_steps):
+            kernel_steps = device_steps  # the CPU kernel reads each step with .item<float>(), wherever it is
+        elif all(s.is_cpu for s in device_steps):
+            # Accelerator kernels read the steps as float32 in device memory; ours live on the CPU: one copy.
+            kernel_steps = (
+                torch.stack(device_steps).to(device=device, dtype=torch.float32, non_blocking=True).unbind(0)
+            )
+        else:
+            kernel_steps = [s.to(device=device, dtype=torch.float32, non_blocking=True) for s in device_steps]
+
+        # Decay toward the priors: the same lerp as the other paths, then the kernel without decay.
+        if weight_decay != 0 and priors is not None:
+            torch._foreach_lerp_(device_params, list(device_priors_), lr * weight_decay)  # type: ignore[arg-type]
+            kernel_weight_decay = 0.0
+        else:
+            kernel_weight_decay = weight_decay
+
+        torch._fused_adamw_(
+            device_params,
+            device_grads,
+            device_exp_avgs,
+            device_exp_avg_sqs,
+            [],  # max_exp_avg_sqs: no amsgrad
+            kernel_steps,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=kernel_weight_decay,
+            eps=eps,
+            amsgrad=False,
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )

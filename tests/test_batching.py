@@ -70,3 +70,21 @@ def test_bad_arguments():
         epoch_batches(_lengths(10), 0, torch.Generator())
     with pytest.raises(ValueError, match="group_batches must be at least 1 or None, got 0"):
         epoch_batches(_lengths(10), 4, torch.Generator(), group_batches=0)
+
+
+@pytest.mark.parametrize("batch_size,max_tokens", [(128, 4096), (4, 4096), (128, 100), (1, 4096), (128, 1)])
+def test_eval_batches_cover_every_example_once_within_both_limits(batch_size, max_tokens):
+    from steadytune.predict import _eval_batches
+
+    lengths = np.random.default_rng(0).integers(3, 129, size=301)
+    batches = _eval_batches(lengths, batch_size, max_tokens)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(301))
+    assert np.all(np.diff(lengths[flat]) >= 0)  # sorted by length
+    for b in batches:
+        assert len(b) <= batch_size
+        assert len(b) == 1 or len(b) * lengths[b].max() <= max_tokens  # a single over-long example still gets a batch
+    # greedy: no batch could have taken the next example
+    for b, nxt in zip(batches, batches[1:]):
+        grown = len(b) + 1
+        assert grown > batch_size or grown * lengths[nxt[0]] > max_tokens

@@ -302,3 +302,13 @@ def test_report_and_export_of_a_missing_study_are_one_line(tmp_path, capsys):
     for cmd in (["report", str(tmp_path)], ["export", str(tmp_path)]):
         assert main(cmd) == 2
         assert "no study in" in capsys.readouterr().err
+
+
+def test_report_names_every_steadytune_version_that_ran_trials():
+    from steadytune.study import _versions
+
+    def rec(v):
+        return {"versions": {"steadytune": v}}
+
+    assert _versions([rec("0.3.0"), rec("0.3.0")]) == "0.3.0"
+    assert _versions([rec("0.3.0"), rec("0.2.0"), rec("0.3.0")]) == "0.2.0 (1 trials), 0.3.0 (2 trials)"

@@ -205,3 +205,26 @@ def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
     assert bad == [len(r.curve) - 1]  # recorded up to and including the first non-finite step, nothing after
     assert r.steps == len(r.curve) - 1 and r.last["step"] == r.steps
     assert all(e["step"] <= r.steps for e in r.evals)  # no evaluation of diverged weights
+
+
+def test_training_on_cpu_takes_the_fast_dropout_and_attention(tiny_model_dir, toy, monkeypatch):
+    import steadytune.fastpath as fastpath
+
+    calls = {"dropout": 0, "attention": 0}
+    real_dropout, real_attention = fastpath.dropout, fastpath.attention
+
+    def counting_dropout(*args, **kwargs):
+        calls["dropout"] += 1
+        return real_dropout(*args, **kwargs)
+
+    def counting_attention(*args, **kwargs):
+        calls["attention"] += 1
+        return real_attention(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "dropout", counting_dropout)
+    monkeypatch.setattr(fastpath, "attention", counting_attention)
+    r = _run(tiny_model_dir, toy, max_steps=2, num_evals=1)
+    assert r.steps == 2
+    # 2 steps × 2 layers of attention; dropout: embeddings, 2 × (attention probs, attention out, FFN out), head
+    assert calls["attention"] == 2 * 2
+    assert calls["dropout"] == 2 * (1 + 2 * 3 + 1)

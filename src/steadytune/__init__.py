@@ -8,6 +8,7 @@ and a fine-tuning run that records what happened honestly: best and last checkpo
 from .audit import AuditReport, audit_optimizer
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
+from .fastpath import cpu_fastpath
 from .metrics import compute_metrics, majority_baseline
 from .mixout import MixLinear, apply_mixout, remove_mixout
 from .optim import AdamW, BertAdam, create_optimizer, param_groups
@@ -17,7 +18,7 @@ from .reinit import reinit_top_layers
 from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "PRESETS",
@@ -35,6 +36,7 @@ __all__ = [
     "apply_mixout",
     "audit_optimizer",
     "compute_metrics",
+    "cpu_fastpath",
     "create_optimizer",
     "create_optimizer_and_scheduler",
     "evaluate",

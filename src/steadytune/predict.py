@@ -35,6 +35,28 @@ def _load_saved(model_dir: str | Path):
     return model, tokenizer, meta
 
 
+# Evaluation batches: at most 4096 tokens (32 examples of the usual max_length 128). With length-sorted examples a
+# fixed 128 examples a batch pads the short ones up to the long: RTE validation (138 examples, 20-128 tokens) is 48%
+# padding in 2 batches and took 0.83 s with all-MiniLM-L6-v2 (bf16, 2 threads); in 3 batches of at most 4096 tokens
+# it took 0.46 s, and CoLA's 521 short sentences the same as before (0.30 vs 0.32 s). Smaller batches (1024 tokens)
+# were slower on both: per-batch overhead.
+EVAL_BATCH_TOKENS = 4096
+
+
+def _eval_batches(lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
+    """Length-sorted batches of at most `batch_size` examples and `max_tokens` padded tokens (at least one each)."""
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]  # ascending, so the newest example is the longest
+        if end - start > 1 and ((end - start) * longest > max_tokens or end - start > batch_size):
+            batches.append(order[start : end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
+
+
 @torch.inference_mode()
 def predict_logits(
     model,
@@ -45,20 +67,20 @@ def predict_logits(
     device=None,
     with_loss: bool = False,
     precision: str = "fp32",
+    max_tokens: int = EVAL_BATCH_TOKENS,
 ) -> tuple[torch.Tensor, float | None]:
     """Logits of every example, in the split's order, and with `with_loss` the mean loss against its labels.
 
-    Batches are sorted by length so that padding stays small; the model's train/eval mode is restored after.
+    Examples are sorted by length and batched up to `batch_size` examples and `max_tokens` tokens (padding
+    included), so padding stays small; the model's train/eval mode is restored after.
     `precision` "bf16" runs the forward pass under bf16 autocast (logits and loss are returned as float32).
     """
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
-    order = np.argsort(data.lengths, kind="stable")
     out = torch.empty(len(data), model.config.num_labels, dtype=torch.float32)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per batch
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in _eval_batches(data.lengths, batch_size, max_tokens):
         batch = data.batch(idx, tokenizer)
         if not with_loss:
             batch.pop("labels")

@@ -498,6 +498,17 @@ def trial_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _versions(records: list[dict[str, Any]]) -> str:
+    """The steadytune version of the trials, e.g. "0.3.0"; a study resumed under another names each with a count."""
+    counts: dict[str, int] = {}
+    for r in records:
+        version = r.get("versions", {}).get("steadytune", "?")
+        counts[version] = counts.get(version, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{v} ({n} trials)" for v, n in sorted(counts.items()))
+
+
 def write_study_report(study_dir: str | Path, *, title: str | None = None) -> tuple[Path, Path]:
     """report.md and report.html (figures embedded) from what the study folder holds now."""
     from .report import write_report
@@ -509,7 +520,7 @@ def write_study_report(study_dir: str | Path, *, title: str | None = None) -> tu
     model = records[0]["config"]["model"]
     title = title or f"steadytune study: {model}, {len(rows)} trials"
     notes = [f"model {model}; train size {records[0]['config'].get('train_size') or 'full'}; "
-             f"steadytune {records[0]['versions'].get('steadytune', '?')}"]  # fmt: skip
+             f"steadytune {_versions(records)}"]  # fmt: skip
     return write_report(Path(study_dir), rows, curves, summarize(rows), title=title, notes=notes)
 
 

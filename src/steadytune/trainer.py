@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import DATA_SEED, GROUP_BATCHES, SPLIT_SEED, EncodedSplit, TaskData, encode, epoch_batches, load_data
 from .errors import UserInputError
+from .fastpath import cpu_fastpath
 from .metrics import compute_metrics, is_failed, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
@@ -274,7 +275,7 @@ def train(
     while step < total and not diverged:
         for idx in epoch_batches(train_enc.lengths, bs, order_gen, group_batches=group):
             batch = {k: v.to(device, non_blocking=True) for k, v in train_enc.batch(idx, tokenizer).items()}
-            with autocast(precision, device):
+            with autocast(precision, device), cpu_fastpath(device.type == "cpu"):
                 loss = model(**batch).loss
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)

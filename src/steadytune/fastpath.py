@@ -1,0 +1,152 @@
+r"""Faster CPU training for dropout and attention, swapped in around the forward pass with a `TorchFunctionMode`.
+
+On the CPU two parts of an encoder's training step cost far more than their arithmetic (all-MiniLM-L6-v2, batch 32
+of ~70 tokens, bf16 autocast, 2 threads, torch 2.13; forward + backward of one step):
+
+- **Dropout.** `torch.nn.functional.dropout` draws its mask with `bernoulli_`, one float per element from a single
+  Mersenne-Twister stream: ~5.6 ns an element, 130 ms of a 320 ms forward. `dropout` below builds the same
+  Bernoulli(1 - p) mask from raw 32-bit random integers instead (`random_` on int64, two draws per value, then one
+  comparison): `u < round((1 - p) * 2**32)` keeps an element with probability within 2**-33 of 1 - p, finer than
+  the float `bernoulli_` itself resolves; kept values are scaled by 1 / (1 - p), as torch does. About 2.3x faster.
+- **Attention.** Transformers' SDPA attention calls `scaled_dot_product_attention`. In training on the CPU that is
+  either the math kernel (when there is dropout, with `bernoulli_` again) or the flash kernel (without), whose
+  backward took 516 ms against 210 ms for plain matmuls. `attention` below is SDPA written out (scores, mask,
+  float32 softmax, dropout, weighted sum), so its backward is matrix products and its dropout is the fast one.
+
+`cpu_fastpath()` turns both on for CPU tensors that need gradients and leaves everything else (inference,
+CUDA, which has its own fused Philox dropout and attention kernels, other functions) to torch. Only the random
+stream changes: the masks have the same distribution, and a run stays reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["attention", "cpu_fastpath", "dropout"]
+
+_TWO_32 = 2**32
+
+
+def dropout(x: Tensor, p: float, *, generator: torch.Generator | None = None) -> Tensor:
+    r"""Inverted dropout with a mask from raw random bits: :math:`y = x \odot m / (1 - p)`, :math:`m_i \sim
+    \text{Bernoulli}(1 - p)` independently.
+
+    Each element gets 32 random bits :math:`u_i` (two per `int64` from `random_`, the whole int64 range) and is kept
+    when :math:`u_i < \text{round}((1 - p) \cdot 2^{32})`, i.e. with probability within :math:`2^{-33}` of
+    :math:`1 - p`. Differentiable in `x` (the gradient is the same mask and scale). `x` must be on the CPU.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    n = x.numel()
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=x.device)
+    bits.random_(-(2**63), None, generator=generator)  # from the int64 minimum to its maximum: 64 uniform bits
+    # Viewed as int32, u is uniform on [-2**31, 2**31): shift the threshold by -2**31 to match.
+    keep = bits.view(torch.int32)[:n].view(x.shape) < round((1.0 - p) * _TWO_32) - 2**31
+    # where() rather than x * keep: multiplying by a bool tensor converts it to x's dtype first, forward and back.
+    return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - p))
+
+
+def attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    r"""`torch.nn.functional.scaled_dot_product_attention`, written out with :func:`dropout`:
+
+    .. math:: \text{out} = \text{dropout}\big(\text{softmax}(Q K^\top \cdot s + M)\big)\, V, \quad
+        s = 1/\sqrt{d} \text{ unless given}
+
+    `attn_mask` is boolean (True = attend) or additive, broadcastable to (..., L, S). Everything runs in at least
+    float32 (bf16/fp16 inputs are upcast, autocast is off inside, and the result is cast back), as torch's math
+    kernel computes it; the matrix products here are thin (head size 32-64), so float32 costs little. One difference
+    from that kernel: a query row whose keys are all masked out attends uniformly instead of giving zeros (what
+    transformers' eager attention does with its additive masks); padding masks never produce such rows for real
+    tokens.
+    """
+    dtype = torch.promote_types(query.dtype, torch.float32)
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.size(-1))
+    with torch.autocast(query.device.type, enabled=False):
+        q, k, v = (t.to(dtype) for t in (query, key, value))
+        if enable_gqa and k.size(-3) != q.size(-3):  # grouped-query attention: each key head serves a group
+            k = k.repeat_interleave(q.size(-3) // k.size(-3), dim=-3)
+            v = v.repeat_interleave(q.size(-3) // v.size(-3), dim=-3)
+        # Scale the thin query rather than the L x S scores; mask in place (the product's backward needs q and k,
+        # not its output), so the only L x S tensors made are the scores, the probabilities and the dropped ones.
+        scores = torch.matmul(q * scale, k.transpose(-2, -1))
+        if is_causal:
+            causal = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
+            attn_mask = causal if attn_mask is None else _as_bool(attn_mask) & causal
+        if attn_mask is not None:
+            if attn_mask.dtype == torch.bool:  # as an additive mask: its backward is the identity, no L x S copy
+                attn_mask = torch.zeros(attn_mask.shape, dtype=dtype, device=q.device).masked_fill_(
+                    ~attn_mask, torch.finfo(dtype).min
+                )
+            if torch.broadcast_shapes(scores.shape, attn_mask.shape) == scores.shape:
+                scores.add_(attn_mask)
+            else:
+                scores = scores + attn_mask
+        probs = torch.softmax(scores, dim=-1)
+        if dropout_p > 0.0:
+            probs = dropout(probs, dropout_p)
+        return torch.matmul(probs, v).to(query.dtype)
+
+
+def _as_bool(mask: Tensor) -> Tensor:
+    return mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min
+
+
+def _needs_grad(*tensors: Any) -> bool:
+    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors)
+
+
+def _sdpa_args(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    return (query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+class _CPUFastPath(TorchFunctionMode):
+    """Routes `F.dropout` and `F.scaled_dot_product_attention` on CPU training tensors to this module's versions."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        if func is F.dropout:
+            x, p, training, inplace = _dropout_args(*args, **kwargs)
+            if training and not inplace and x.device.type == "cpu" and x.is_floating_point() and 0.0 < p < 1.0:
+                return dropout(x, p)
+        elif func is F.scaled_dot_product_attention:
+            sdpa = _sdpa_args(*args, **kwargs)
+            query, key, value, attn_mask = sdpa[:4]
+            if query.device.type == "cpu" and _needs_grad(query, key, value) and not query.is_nested:
+                return attention(*sdpa)
+        return func(*args, **kwargs)
+
+
+def _dropout_args(input, p=0.5, training=True, inplace=False):  # noqa: A002 (F.dropout's own parameter name)
+    return input, p, training, inplace
+
+
+@contextlib.contextmanager
+def cpu_fastpath(enabled: bool = True) -> Iterator[None]:
+    """Within this block, CPU dropout and attention that need gradients use :func:`dropout` and :func:`attention`."""
+    if not enabled:
+        yield
+        return
+    with _CPUFastPath():
+        yield

@@ -1,0 +1,185 @@
+"""The CPU fast path: dropout from raw random bits, SDPA written out, and the mode that swaps them in."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from steadytune.fastpath import attention, cpu_fastpath, dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keeps_each_element_with_probability_1_minus_p(p):
+    torch.manual_seed(0)
+    n = 1_000_000
+    y = dropout(torch.ones(n), p)
+    kept = y != 0
+    sd = math.sqrt(p * (1 - p) / (n / 2))
+    # Even and odd positions come from the low and high halves of each int64: both halves must be uniform (the
+    # default `random_()` range leaves the top bit 0, which would keep every odd element at p = 0.5).
+    for half in (kept[0::2], kept[1::2]):
+        assert abs(half.double().mean().item() - (1 - p)) < 5 * sd
+    # neighbours are independent: P(both kept) = (1 - p)^2
+    both = (kept[0::2] & kept[1::2]).double().mean().item()
+    assert abs(both - (1 - p) ** 2) < 5 * math.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / (n / 2))
+    # kept values are scaled by exactly 1 / (1 - p), like F.dropout
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1.0 / (1 - p)), rtol=0, atol=0)
+
+
+def test_dropout_is_reproducible_from_the_seed_and_differs_across_seeds():
+    x = torch.randn(4, 33, 7)
+    masks = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        masks.append(dropout(x, 0.3) != 0)
+    assert torch.equal(masks[0], masks[1])
+    assert not torch.equal(masks[0], masks[2])
+    gen = torch.Generator().manual_seed(3)
+    torch.manual_seed(99)
+    assert torch.equal(dropout(x, 0.3, generator=gen) != 0, masks[0])  # an explicit generator is the stream used
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_dropout_gradient_is_the_same_mask_and_scale(dtype):
+    torch.manual_seed(1)
+    x = (torch.rand(5, 11, dtype=torch.float64) + 0.5).to(dtype).requires_grad_()  # no zeros in x
+    y = dropout(x, 0.25)
+    assert y.dtype == dtype and y.shape == x.shape
+    g = torch.randn(5, 11, dtype=torch.float64).to(dtype)
+    y.backward(g)
+    keep = y.detach() != 0
+    torch.testing.assert_close(y.detach(), torch.where(keep, x.detach() * (1 / 0.75), 0))
+    torch.testing.assert_close(x.grad, torch.where(keep, g * (1 / 0.75), 0))
+
+
+def test_dropout_edge_probabilities_and_bad_values():
+    x = torch.randn(3, 4)
+    assert dropout(x, 0.0) is x
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=str(bad)):
+            dropout(x, bad)
+
+
+def _qkv(b=2, h=3, lq=5, lk=6, d=4, hk=None, dtype=torch.float64):
+    torch.manual_seed(0)
+    q = torch.randn(b, h, lq, d, dtype=dtype, requires_grad=True)
+    k = torch.randn(b, hk or h, lk, d, dtype=dtype, requires_grad=True)
+    v = torch.randn(b, hk or h, lk, d, dtype=dtype, requires_grad=True)
+    return q, k, v
+
+
+def _masks():
+    bool_mask = torch.ones(2, 1, 5, 6, dtype=torch.bool)
+    bool_mask[0, :, :, 4:] = False  # padding keys of the first example
+    additive = torch.zeros(2, 1, 5, 6, dtype=torch.float64).masked_fill(~bool_mask, torch.finfo(torch.float64).min)
+    return {"none": None, "bool": bool_mask, "additive": additive}
+
+
+@pytest.mark.parametrize("mask", ["none", "bool", "additive"])
+@pytest.mark.parametrize("extra", [{}, {"scale": 0.3}, {"is_causal": True}])
+def test_attention_without_dropout_matches_torch_sdpa_and_its_gradients(mask, extra):
+    if mask != "none" and extra.get("is_causal"):
+        extra = {**extra}  # causal plus a padding mask: torch takes only one, so compare against the combined mask
+        causal = torch.ones(5, 6, dtype=torch.bool).tril()
+        m = _masks()["bool"] & causal
+        ref_kw = {"attn_mask": m}
+    else:
+        m = _masks()[mask]
+        ref_kw = {"attn_mask": m, **extra}
+    q, k, v = _qkv()
+    ours = attention(q, k, v, attn_mask=_masks()[mask], **extra)
+    ours.sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    q2, k2, v2 = _qkv()
+    ref = F.scaled_dot_product_attention(q2, k2, v2, **ref_kw)
+    ref.sum().backward()
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(grads, (q2.grad, k2.grad, v2.grad)):
+        torch.testing.assert_close(a, b)
+
+
+def test_attention_grouped_query_heads():
+    q, k, v = _qkv(h=4, hk=2)
+    ours = attention(q, k, v, enable_gqa=True)
+    ref = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    torch.testing.assert_close(ours, ref)
+
+
+def test_attention_dropout_is_softmax_then_fast_dropout_then_values():
+    q, k, v = _qkv()
+    mask = _masks()["bool"]
+    torch.manual_seed(7)
+    ours = attention(q, k, v, attn_mask=mask, dropout_p=0.4)
+    scores = (q @ k.transpose(-2, -1) / 2.0).masked_fill(~mask, torch.finfo(torch.float64).min)  # 1/sqrt(d=4)
+    torch.manual_seed(7)
+    expected = dropout(torch.softmax(scores, -1), 0.4) @ v
+    torch.testing.assert_close(ours, expected)
+
+
+def test_mode_routes_cpu_training_dropout_and_attention_only():
+    x = torch.randn(64, 64, requires_grad=True)
+    module = nn.Dropout(0.5).train()
+    with cpu_fastpath():
+        torch.manual_seed(0)
+        functional = F.dropout(x, 0.5)
+        torch.manual_seed(0)
+        via_module = module(x)
+        not_training = F.dropout(x, 0.5, training=False)
+    torch.manual_seed(0)
+    ours = dropout(x, 0.5)
+    torch.manual_seed(0)
+    native = F.dropout(x, 0.5)
+    assert torch.equal(functional, ours) and torch.equal(via_module, ours)
+    assert not torch.equal(ours, native)  # a different stream, so the test can tell the two apart
+    assert torch.equal(not_training, x)
+
+    q, k, v = _qkv(dtype=torch.float32)
+    with cpu_fastpath():
+        torch.manual_seed(0)
+        routed = F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+        with torch.no_grad():  # inference is torch's own kernel (no dropout asked, so equal either way)
+            inference = F.scaled_dot_product_attention(q, k, v)
+    torch.manual_seed(0)
+    assert torch.equal(routed, attention(q, k, v, dropout_p=0.5))
+    torch.testing.assert_close(inference, F.scaled_dot_product_attention(q, k, v))
+    with cpu_fastpath(enabled=False):
+        torch.manual_seed(0)
+        assert torch.equal(F.dropout(x, 0.5), native)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_tiny_bert_trains_the_same_without_dropout_and_differently_with_it(tiny_model_dir, impl):
+    """A real transformers model under the mode: with dropout 0 the forward and gradients match torch's kernels;
+    with dropout the loss is finite and reproducible from the seed."""
+    from transformers import AutoModelForSequenceClassification
+
+    def run(dropout_prob: float, fast: bool, seed: int = 0):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            tiny_model_dir, num_labels=2, attn_implementation=impl, hidden_dropout_prob=dropout_prob,
+            attention_probs_dropout_prob=dropout_prob, torch_dtype=torch.float64,
+        ).train()  # fmt: skip
+        ids = torch.randint(5, 40, (3, 9))
+        mask = torch.ones_like(ids)
+        mask[0, 6:] = 0
+        torch.manual_seed(seed)
+        with cpu_fastpath(fast):
+            loss = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 1])).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    loss_native, grads_native = run(0.0, fast=False)
+    loss_fast, grads_fast = run(0.0, fast=True)
+    torch.testing.assert_close(loss_fast, loss_native)
+    for a, b in zip(grads_fast, grads_native, strict=True):
+        torch.testing.assert_close(a, b)
+
+    first, _ = run(0.2, fast=True)
+    again, _ = run(0.2, fast=True)
+    other_seed, _ = run(0.2, fast=True, seed=1)
+    assert torch.isfinite(first) and torch.equal(first, again) and not torch.equal(first, other_seed)

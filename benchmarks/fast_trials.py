@@ -7,11 +7,13 @@ lr 2e-5, 3 epochs, 10% warm-up, clip 1.0, Adam eps 1e-6, no weight decay, 10 eva
 after the other in this process:
 
   (a) `Trainer`: every example padded to max_length 128, fp32, torch AdamW, evaluation every N steps;
-  (b) `steadytune.train`: its defaults (length-grouped batches, dynamic padding, bf16 where the CPU/GPU has it).
+  (b) `steadytune.train`: its defaults (length-grouped batches, dynamic padding, bf16 where the CPU/GPU has it,
+      the fused AdamW kernel, and on the CPU `steadytune.fastpath`'s dropout and attention).
 
 Prints four parts: the machine (measured fp32 and bf16 matmul peaks), the per-trial table with the ratio, the
 model FLOP/s steadytune reached while training as a fraction of the bf16 peak, and one optimizer step of
-steadytune's AdamW/BertAdam against `torch.optim.AdamW(foreach=True)` on BERT-base-sized tensors.
+steadytune's AdamW/BertAdam against `torch.optim.AdamW(foreach=True)` (and its fused kernel) on BERT-base-sized
+tensors.
 Timings depend on what else runs on the machine: run it alone.
 """
 
@@ -238,11 +240,15 @@ def main() -> None:
           "values), median of 15")  # fmt: skip
     ref = optimizer_step_ms(lambda p: torch.optim.AdamW(p, lr=1e-3, eps=1e-6, weight_decay=0.0, foreach=True), tensors)
     print(f"{'torch.optim.AdamW(foreach=True)':<36} {ref:>8.1f} ms   1.00x")
+    kw = {"lr": 1e-3, "eps": 1e-6, "weight_decay": 0.0}
     for label, make in [
-        ("steadytune AdamW (default path)", lambda p: AdamW(p, lr=1e-3, eps=1e-6, weight_decay=0.0)),
-        ("steadytune AdamW (foreach=True)", lambda p: AdamW(p, lr=1e-3, eps=1e-6, weight_decay=0.0, foreach=True)),
-        ("steadytune BertAdam (default path)", lambda p: BertAdam(p, lr=1e-3, weight_decay=0.0)),
-        ("steadytune BertAdam (foreach=True)", lambda p: BertAdam(p, lr=1e-3, weight_decay=0.0, foreach=True)),
+        ("torch.optim.AdamW(fused=True)", lambda p: torch.optim.AdamW(p, **kw, fused=True)),
+        ("steadytune AdamW (default: fused)", lambda p: AdamW(p, **kw)),
+        ("steadytune AdamW (foreach=True)", lambda p: AdamW(p, **kw, foreach=True)),
+        ("steadytune AdamW (per-tensor)", lambda p: AdamW(p, **kw, foreach=False)),
+        ("steadytune BertAdam (default: fused)", lambda p: BertAdam(p, **kw)),
+        ("steadytune BertAdam (foreach=True)", lambda p: BertAdam(p, **kw, foreach=True)),
+        ("steadytune BertAdam (per-tensor)", lambda p: BertAdam(p, **kw, foreach=False)),
     ]:
         ms = optimizer_step_ms(make, tensors)
         print(f"{label:<36} {ms:>8.1f} ms   {ms / ref:.2f}x")

@@ -63,10 +63,11 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 2.0) 
 def hf_trial(data, model_name: str, seed: int, device: torch.device) -> dict:
     """(a) run_glue's way: pad to 128, fp32, torch AdamW, evaluate every N steps; final model scored on test."""
     import datasets
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
     started = time.perf_counter()
+    set_seed(seed)  # before the model exists, as run_glue does: the new head's init then depends on the seed alone
     path = resolve_model(model_name)
     tok = AutoTokenizer.from_pretrained(path)
 

@@ -121,3 +121,32 @@ def test_callback_flags_failure_and_divergence():
     assert cb.failed is None
     with pytest.raises(ValueError, match="num_labels"):
         hf.StabilityCallback(labels=[0, 1, 1])
+
+
+def test_cpu_fastpath_reaches_into_a_trainer(tiny_model_dir, tmp_path, monkeypatch):
+    """`with steadytune.cpu_fastpath(): trainer.train()`: training forwards take the fast dropout and attention,
+    evaluation (no gradients) keeps torch's attention."""
+    import steadytune
+    import steadytune.fastpath as fastpath
+
+    calls = {"attention": 0}
+    real = fastpath.attention
+
+    def counting(*args, **kwargs):
+        calls["attention"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "attention", counting)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=3,
+                             eval_strategy="steps", eval_steps=3, save_strategy="no", report_to=[], use_cpu=True,
+                             disable_tqdm=True, seed=0)  # fmt: skip
+    trainer = Trainer(model=model, args=args, train_dataset=_dataset(tokenizer, 24, 1),
+                      eval_dataset=_dataset(tokenizer, 16, 2),
+                      data_collator=DataCollatorWithPadding(tokenizer))  # fmt: skip
+    with steadytune.cpu_fastpath():
+        trainer.train()
+    assert calls["attention"] == 3 * 2  # 3 training steps × 2 layers; the evaluation's 2 batches × 2 layers are not
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])

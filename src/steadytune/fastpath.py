@@ -11,8 +11,8 @@ of ~70 tokens, bf16 autocast, 2 threads, torch 2.13; forward + backward of one s
   torch does.
 - **Attention.** Transformers' SDPA attention calls `scaled_dot_product_attention`. In training on the CPU that is
   either the math kernel (when there is dropout, with `bernoulli_` again) or the flash kernel (without), whose
-  backward took 516 ms against 210 ms for plain matmuls. `attention` below is SDPA written out (scores, mask,
-  float32 softmax, dropout, weighted sum), so its backward is matrix products and its dropout is the fast one.
+  backward took 516 ms against 210 ms for plain matmuls. `attention` below is SDPA written out in float32 (scores,
+  mask, softmax, dropout, weighted sum), so its backward is matrix products and its dropout is the fast one.
 
 `cpu_fastpath()` turns both on for CPU tensors that need gradients and leaves everything else (inference,
 CUDA, which has its own fused Philox dropout and attention kernels, other functions) to torch. Only the random
@@ -150,7 +150,7 @@ class _CPUFastPath(TorchFunctionMode):
                 return dropout(x, p)
         elif func is F.scaled_dot_product_attention:
             sdpa = _sdpa_args(*args, **kwargs)
-            query, key, value, attn_mask = sdpa[:4]
+            query, key, value = sdpa[:3]
             if query.device.type == "cpu" and _needs_grad(query, key, value) and not query.is_nested:
                 return attention(*sdpa)
         return func(*args, **kwargs)

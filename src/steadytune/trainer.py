@@ -4,7 +4,8 @@
 2021, §3): bias-corrected Adam, batch 32, lr 2e-5, 3 epochs, linear warm-up over the first 10% of steps then linear
 decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says. Validation
 runs `num_evals` times, evenly spread, the last at the final step; the best-validation weights are kept, and both
-the best and the last model are scored on the test split.
+the best and the last model are scored on the test split. On a CPU the training forward pass runs under
+`steadytune.fastpath` (dropout and attention with the same distributions, computed faster).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class TrainConfig:
         "How to train: presets joined by '+', each with an optional :value, and field=value settings, e.g. "
         "'adam', 'bertadam', 'adam+reinit:2', 'adam+llrd:0.9+lr=1e-4' (see `steadytune recipes`).")})  # fmt: skip
     num_evals: int = _help("Validation evaluations spread evenly over training, the last at the final step.", 10)
-    eval_batch_size: int = _help("Batch size for evaluation.", 128)
+    eval_batch_size: int = _help("Most examples in an evaluation batch (which also holds at most 4096 tokens).", 128)
     seed: int = _help("Seed of data order and dropout.", 0)
     init_seed: int | None = _help("Seed of the new classifier head; defaults to seed.")
     device: str = _help("cuda, cpu, or auto (CUDA when present).", "auto")

@@ -328,8 +328,11 @@ def _validate_implementation(foreach: bool | None, fused: bool | None) -> None:
 
 
 def _fused_devices() -> list[str]:
-    from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
+    # torch's own list (the CPU is on it from torch 2.4); a torch without the helper gets no fused default.
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    except ImportError:
+        return []
     return _get_fused_kernels_supported_devices()
 
 

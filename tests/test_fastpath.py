@@ -85,7 +85,7 @@ def _masks():
 @pytest.mark.parametrize("extra", [{}, {"scale": 0.3}, {"is_causal": True}])
 def test_attention_without_dropout_matches_torch_sdpa_and_its_gradients(mask, extra):
     if mask != "none" and extra.get("is_causal"):
-        extra = {**extra}  # causal plus a padding mask: torch takes only one, so compare against the combined mask
+        # causal plus a padding mask: torch takes only one, so compare against the combined mask
         causal = torch.ones(5, 6, dtype=torch.bool).tril()
         m = _masks()["bool"] & causal
         ref_kw = {"attn_mask": m}

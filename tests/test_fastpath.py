@@ -43,8 +43,12 @@ def test_dropout_is_reproducible_from_the_seed_and_differs_across_seeds():
     assert torch.equal(dropout(x, 0.3, generator=gen) != 0, masks[0])  # an explicit generator is the stream used
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_dropout_gradient_is_the_same_mask_and_scale(dtype):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_dropout_given_its_mask_is_torch_cpu_dropouts_arithmetic_both_ways(dtype):
+    # torch's CPU dropout multiplies by a mask made in x's dtype, 1 / (1 - p) rounded there: read it off F.dropout
+    torch_scale = F.dropout(torch.ones(10_000, dtype=dtype), 0.25).max()
+    if dtype == torch.bfloat16:
+        assert torch_scale.item() == 1.3359375  # 4/3 rounded to bf16, so the comparison below can tell
     torch.manual_seed(1)
     x = (torch.rand(5, 11, dtype=torch.float64) + 0.5).to(dtype).requires_grad_()  # no zeros in x
     y = dropout(x, 0.25)
@@ -52,9 +56,30 @@ def test_dropout_gradient_is_the_same_mask_and_scale(dtype):
     g = torch.randn(5, 11, dtype=torch.float64).to(dtype)
     y.backward(g)
     keep = y.detach() != 0
-    # exactly torch's x * scale with a Python float scale (a scale rounded to bf16 would be 1.3359375, not 4/3)
-    assert torch.equal(y.detach(), torch.where(keep, x.detach() * (1 / 0.75), 0))
-    assert torch.equal(x.grad, torch.where(keep, g * (1 / 0.75), 0))
+    assert 0 < keep.sum() < keep.numel()
+    assert torch.equal(y.detach(), torch.where(keep, x.detach() * torch_scale, 0))
+    assert torch.equal(x.grad, torch.where(keep, g * torch_scale, 0))
+
+
+@pytest.mark.parametrize("n", [10, 70_001, 200_000])
+def test_dropout_masks_do_not_depend_on_whether_threads_drew_them(n, monkeypatch):
+    import steadytune.fastpath as fastpath
+
+    x = torch.ones(n)
+    torch.manual_seed(5)
+    threaded = dropout(x, 0.5)
+    monkeypatch.setattr(fastpath, "_PARALLEL_MIN", n + 1)
+    torch.manual_seed(5)
+    assert torch.equal(dropout(x, 0.5), threaded)
+    # the two halves come from different streams (the same stream twice would repeat the first half's mask)
+    half = n // 2
+    assert not torch.equal(threaded[:half] != 0, threaded[half : 2 * half] != 0)
+
+
+def test_dropout_probabilities_below_the_32_bit_resolution_keep_everything():
+    x = torch.randn(1000)
+    torch.testing.assert_close(dropout(x, 2**-40), x / (1 - 2**-40), rtol=0, atol=0)
+    assert torch.equal(dropout(x, 1 - 2**-40), torch.zeros_like(x))
 
 
 def test_dropout_edge_probabilities_and_bad_values():

@@ -11,7 +11,7 @@ import torch
 from steadytune import TrainConfig, train
 from steadytune.data import load_user_data
 from steadytune.errors import UserInputError
-from steadytune.trainer import _eval_steps
+from steadytune.trainer import _clip_grad_norm, _eval_steps
 
 
 @pytest.fixture
@@ -176,7 +176,8 @@ def test_no_host_sync_per_training_step(tiny_model_dir, toy, monkeypatch):
     """The loop reads its per-step scalars back every SYNC_EVERY steps (and at evaluations), not every step.
 
     Counted: reads of a tensor's value (item, tolist, float) made by the training loop itself. (The optimizer's
-    `step` counters live on the CPU, as torch.optim keeps them, so reading those is no device round-trip.)
+    `step` counters live on the CPU, as torch.optim keeps them, so reading those is no device round-trip; nor is
+    the gradient norm's read in `_clip_grad_norm`, which happens only on the CPU: checked in the clipping tests.)
     """
     import traceback
 
@@ -188,7 +189,7 @@ def test_no_host_sync_per_training_step(tiny_model_dir, toy, monkeypatch):
 
         def counted(self, *a, _real=real, **k):
             caller = traceback.extract_stack(limit=2)[0]
-            if caller.filename == T.__file__:
+            if caller.filename == T.__file__ and caller.name != "_clip_grad_norm":
                 reads.append(caller.lineno)
             return _real(self, *a, **k)
 
@@ -228,3 +229,32 @@ def test_training_on_cpu_takes_the_fast_dropout_and_attention(tiny_model_dir, to
     # 2 steps × 2 layers of attention; dropout: embeddings, 2 × (attention probs, attention out, FFN out), head
     assert calls["attention"] == 2 * 2
     assert calls["dropout"] == 2 * (1 + 2 * 3 + 1)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0, 100.0, float("inf")])
+def test_clipping_is_torchs_bit_for_bit_and_skips_only_the_multiply_by_one(max_norm, monkeypatch):
+    def params(nan: bool = False):
+        gen = torch.Generator().manual_seed(0)
+        ps = [torch.zeros(s, dtype=torch.float64, requires_grad=True) for s in [(7, 3), (5,), (2, 2, 2)]]
+        for p in ps:
+            p.grad = torch.randn(p.shape, dtype=torch.float64, generator=gen)
+        if nan:
+            ps[1].grad[2] = float("nan")
+        return ps
+
+    for nan in (False, True):
+        ref, ours, on_gpu = params(nan), params(nan), params(nan)
+        ref_norm = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        versions = [p.grad._version for p in ours]
+        norm = _clip_grad_norm(ours, max_norm, skip_unit_scale=True)
+        assert torch.equal(norm, ref_norm) or (nan and norm.isnan() and ref_norm.isnan())
+        for a, b in zip(ours, ref):
+            assert torch.equal(a.grad, b.grad) or (nan and a.grad.isnan().any())
+        clipped = not nan and ref_norm.item() > max_norm
+        # scaled in place exactly when torch's factor is not 1: the version counter tells a multiply happened
+        assert [p.grad._version > v for p, v in zip(ours, versions)] == [clipped or nan] * 3
+
+        # without the skip (how a GPU run clips) it is torch's function and reads nothing back
+        monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("read the norm back"))
+        assert torch.equal(_clip_grad_norm(on_gpu, max_norm), ref_norm) or nan
+        monkeypatch.undo()

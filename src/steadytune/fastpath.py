@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,9 @@ def dropout(x: Tensor, p: float, *, generator: torch.Generator | None = None) ->
     Each element gets 32 random bits :math:`u_i` and is kept when :math:`u_i < \text{round}((1 - p) \cdot 2^{32})`,
     i.e. with probability within :math:`2^{-33}` of :math:`1 - p`. The bits come from numpy's PCG64DXSM, seeded by
     one 63-bit draw from `generator` (torch's default generator when None), so `torch.manual_seed` decides every
-    mask. Differentiable in `x` (the gradient is the same mask and scale). `x` must be on the CPU.
+    mask. Given the mask the arithmetic is torch's CPU dropout's: the mask in `x`'s dtype, divided by :math:`1 - p`
+    there (so in bf16 the scale is 1/0.9 rounded, 1.109375, as with `F.dropout`), times `x`. Differentiable in `x`
+    (the gradient is the same scaled mask). `x` must be on the CPU.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
@@ -52,28 +56,63 @@ def dropout(x: Tensor, p: float, *, generator: torch.Generator | None = None) ->
         return x
     if p == 1.0:
         return x * 0.0
-    # Uniform on [-2**31, 2**31) as int32: shift the threshold by -2**31 to match.
-    keep = _random_int32(x.numel(), generator).view(x.shape) < round((1.0 - p) * _TWO_32) - 2**31
-    scale = 1.0 / (1.0 - p)
-    if x.dtype in (torch.float32, torch.float64):
-        # The mask as {0, scale} in x's dtype: one multiply forward and one backward (where() then mul_() would be
-        # two passes each way), and scale rounds exactly as torch's own x * scale does for these dtypes.
-        return x * torch.where(keep, torch.tensor(scale, dtype=x.dtype), torch.tensor(0.0, dtype=x.dtype))
-    # bf16/fp16: scale must not round to x's dtype (1/0.9 is 1.109375 in bf16), so multiply by the Python float.
-    # where() rather than x * keep: multiplying by a bool tensor converts it to x's dtype first, forward and back.
-    return torch.where(keep, x, 0.0).mul_(scale)
+    keep = _random_below(x.numel(), round((1.0 - p) * _TWO_32), generator).view(x.shape)
+    # {0, 1/(1-p)} in x's dtype, then one product each way (bool -> float is a fast conversion, unlike where()).
+    return x * keep.to(x.dtype).div_(1.0 - p)
 
 
-def _random_int32(n: int, generator: torch.Generator | None) -> Tensor:
-    """`n` uniform int32 values (32 random bits each), from a PCG64DXSM stream seeded by one draw of `generator`.
+# Masks are drawn in two halves from two independent streams, so that two threads can fill them; the halves are
+# fixed by the size alone, so a mask does not depend on how many threads drew it.
+_STREAMS = 2
+# Below this many elements one thread draws both halves: handing work to the pool costs ~20 us.
+_PARALLEL_MIN = 1 << 16
+_pool: ThreadPoolExecutor | None = None
 
-    numpy's `random_raw` makes 64 bits in ~1.7 ns (0.8 ns per 32-bit value); torch's CPU `random_` takes ~2.9 ns
-    per 32-bit value from its Mersenne Twister. numpy guarantees a bit generator's raw stream for a given seed
-    across versions (NEP 19), so masks stay reproducible.
+
+def _random_below(n: int, threshold: int, generator: torch.Generator | None) -> Tensor:
+    """`n` booleans, each True with probability `threshold` / 2**32: 32 uniform random bits each, compared.
+
+    The bits come from PCG64DXSM streams seeded by one draw of `generator` (one stream per half, keyed by its
+    index). numpy's `random_raw` makes 64 bits in ~1.5 ns, releasing the GIL; torch's CPU `random_` takes ~2.9 ns per
+    32-bit value from its Mersenne Twister. numpy guarantees a bit generator's raw stream for a given seed across
+    versions (NEP 19), so masks stay reproducible.
     """
     seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))  # 63 bits
-    raw = np.random.PCG64DXSM(seed).random_raw((n + 1) // 2)  # uint64, 64 uniform bits each
-    return torch.from_numpy(raw.view(np.int32)[:n])
+    if threshold >= _TWO_32:  # p < 2**-33: every element is kept
+        return torch.ones(n, dtype=torch.bool)
+    out = np.empty(n, dtype=np.bool_)
+    bounds = [n * i // _STREAMS for i in range(_STREAMS + 1)]
+    # Uniform on [-2**31, 2**31) as int32: shift the threshold by -2**31 to match (an int32 scalar: comparing with
+    # an int64 one would convert every value first).
+    below = np.int32(max(threshold, 0) - 2**31)
+
+    def fill(i: int) -> None:
+        lo, hi = bounds[i], bounds[i + 1]
+        stream = np.random.PCG64DXSM(np.random.SeedSequence(seed, spawn_key=(i,)))
+        raw = stream.random_raw((hi - lo + 1) // 2)  # uint64: two 32-bit values each
+        np.less(raw.view(np.int32)[: hi - lo], below, out=out[lo:hi])
+
+    if n < _PARALLEL_MIN:
+        for i in range(_STREAMS):
+            fill(i)
+    else:
+        list(_thread_pool().map(fill, range(_STREAMS)))
+    return torch.from_numpy(out)
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_STREAMS, thread_name_prefix="steadytune-dropout")
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child has the pool object but not its threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def attention(
@@ -102,7 +141,9 @@ def attention(
     if scale is None:
         scale = 1.0 / math.sqrt(query.size(-1))
     with torch.autocast(query.device.type, enabled=False):
-        q, k, v = (t.to(dtype) for t in (query, key, value))
+        # Contiguous float32 copies in one pass each: the heads usually arrive as a transposed view of a linear
+        # layer's output, which `matmul` would otherwise copy a second time to batch over them.
+        q, k, v = (t.to(dtype, memory_format=torch.contiguous_format) for t in (query, key, value))
         if enable_gqa and k.size(-3) != q.size(-3):  # grouped-query attention: each key head serves a group
             k = k.repeat_interleave(q.size(-3) // k.size(-3), dim=-3)
             v = v.repeat_interleave(q.size(-3) // v.size(-3), dim=-3)
@@ -124,7 +165,12 @@ def attention(
         probs = torch.softmax(scores, dim=-1)
         if dropout_p > 0.0:
             probs = dropout(probs, dropout_p)
-        return torch.matmul(probs, v).to(query.dtype)
+        out = torch.matmul(probs, v)  # (..., heads, L, head size)
+        if out.dim() < 4:
+            return out.to(query.dtype)
+        # Returned as a view of (..., L, heads, head size) memory, as torch's own CPU kernels do: callers transpose
+        # the heads back next to the hidden size, which then costs no copy.
+        return out.transpose(-3, -2).to(query.dtype, memory_format=torch.contiguous_format).transpose(-3, -2)
 
 
 def _as_bool(mask: Tensor) -> Tensor:

@@ -183,6 +183,23 @@ def evaluate(
     return metrics
 
 
+def _clip_grad_norm(params: list[torch.Tensor], max_norm: float, *, skip_unit_scale: bool = False) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_`: scale the gradients so their global 2-norm is at most `max_norm`; return
+    the norm from before.
+
+    torch multiplies by the clipping factor even when it is exactly 1, so that a GPU never waits to read the norm.
+    With `skip_unit_scale` (for CPU tensors, where reading it is free) that multiply, a full pass over the gradients,
+    is skipped; the norm and any clipping are torch's own, bit for bit.
+    """
+    utils = torch.nn.utils
+    if not skip_unit_scale or not hasattr(utils, "get_total_norm"):  # the two halves are public since torch 2.6
+        return utils.clip_grad_norm_(params, max_norm)
+    norm = utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if torch.clamp(max_norm / (norm + 1e-6), max=1.0).item() != 1.0:  # as torch computes it (NaN included)
+        utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
+
+
 def _eval_steps(total: int, num_evals: int) -> set[int]:
     return {math.ceil(k * total / num_evals) for k in range(1, num_evals + 1)}
 
@@ -279,7 +296,7 @@ def train(
             with autocast(precision, device), cpu_fastpath(device.type == "cpu"):
                 loss = model(**batch).loss
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            grad_norm = _clip_grad_norm(params, clip, skip_unit_scale=device.type == "cpu")
             pending.append((loss.detach().float(), grad_norm, scheduler.get_last_lr()[0]))
             optimizer.step()
             scheduler.step()

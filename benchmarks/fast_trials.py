@@ -31,6 +31,7 @@ import torch
 
 from steadytune import AdamW, BertAdam, train
 from steadytune.data import GROUP_BATCHES, encode, epoch_batches, load_data, padding_fraction
+from steadytune.fastpath import retain_freed_memory
 from steadytune.models import load_tokenizer, quiet_transformers, resolve_model
 from steadytune.precision import cpu_has_bf16
 
@@ -179,6 +180,10 @@ def main() -> None:
     bf16 = cpu_has_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
     print(f"## machine: {name}; {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
           f"threads; native bf16: {bf16}")  # fmt: skip
+    if device.type == "cpu":
+        # steadytune's train() does this on a CPU; done here first, so that (a) runs with it too (the fair side)
+        print(f"glibc keeps freed memory for reuse (steadytune.fastpath.retain_freed_memory), in both ways: "
+              f"{retain_freed_memory()}")  # fmt: skip
     peak = {dt: matmul_peak(getattr(torch, dt), device) for dt in ("float32", "bfloat16")}
     print(f"matmul peak, measured: fp32 {peak['float32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bfloat16'] / 1e9:.0f} "
           f"GFLOP/s ({peak['bfloat16'] / peak['float32']:.1f}x)\n", flush=True)  # fmt: skip

@@ -208,7 +208,7 @@ def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
     assert all(e["step"] <= r.steps for e in r.evals)  # no evaluation of diverged weights
 
 
-def test_training_on_cpu_takes_the_fast_dropout_and_attention(tiny_model_dir, toy, monkeypatch):
+def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_memory(tiny_model_dir, toy, monkeypatch):
     import steadytune.fastpath as fastpath
 
     calls = {"dropout": 0, "attention": 0}
@@ -222,10 +222,14 @@ def test_training_on_cpu_takes_the_fast_dropout_and_attention(tiny_model_dir, to
         calls["attention"] += 1
         return real_attention(*args, **kwargs)
 
+    import steadytune.trainer as T
+
+    retained = []
     monkeypatch.setattr(fastpath, "dropout", counting_dropout)
     monkeypatch.setattr(fastpath, "attention", counting_attention)
+    monkeypatch.setattr(T, "retain_freed_memory", lambda: retained.append(True))
     r = _run(tiny_model_dir, toy, max_steps=2, num_evals=1)
-    assert r.steps == 2
+    assert r.steps == 2 and retained == [True]  # the process keeps freed memory for the next steps
     # 2 steps × 2 layers of attention; dropout: embeddings, 2 × (attention probs, attention out, FFN out), head
     assert calls["attention"] == 2 * 2
     assert calls["dropout"] == 2 * (1 + 2 * 3 + 1)

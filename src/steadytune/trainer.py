@@ -5,7 +5,8 @@
 decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says. Validation
 runs `num_evals` times, evenly spread, the last at the final step; the best-validation weights are kept, and both
 the best and the last model are scored on the test split. On a CPU the training forward pass runs under
-`steadytune.fastpath` (dropout and attention with the same distributions, computed faster).
+`steadytune.fastpath` (dropout and attention with the same distributions, computed faster), and the process keeps
+the memory it frees for the next step (`retain_freed_memory`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import DATA_SEED, GROUP_BATCHES, SPLIT_SEED, EncodedSplit, TaskData, encode, epoch_batches, load_data
 from .errors import UserInputError
-from .fastpath import cpu_fastpath
+from .fastpath import cpu_fastpath, retain_freed_memory
 from .metrics import compute_metrics, is_failed, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
@@ -248,6 +249,8 @@ def train(
                                    trust_remote_code=config.trust_remote_code)  # fmt: skip
     surgery = prepare_model(model, recipe, generator=init_gen)
     model.to(device).train()
+    if device.type == "cpu":
+        retain_freed_memory()
     setup_s = time.perf_counter() - started
 
     n, bs = len(train_enc), recipe.batch_size

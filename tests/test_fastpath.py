@@ -215,12 +215,15 @@ def test_tiny_bert_trains_the_same_without_dropout_and_differently_with_it(tiny_
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_retained_memory_is_reused_without_page_faults():
-    """Like a training step: 160 MB of 4 MB tensors live at once, then all freed, ten times. By default glibc gives
-    the freed heap back and every round faults all its pages in again; with retention the process reuses them.
-    Each case runs in a fresh interpreter (the setting is per process)."""
+    """Like a training step: 160 MB of 4 MB tensors live at once, then all freed, ten times. Each case runs in a
+    fresh interpreter that first pins glibc's thresholds at their start-up values (128 KiB; left alone, glibc moves
+    them as it goes, and whether it then trims depends on the address-space layout): every round faults all its
+    pages in again, unless `retain_freed_memory` raises them."""
     script = (
-        "import resource, sys, torch\n"
+        "import ctypes, resource, sys, torch\n"
         "from steadytune.fastpath import retain_freed_memory\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "assert libc.mallopt(-3, 128 << 10) and libc.mallopt(-1, 128 << 10)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD\n"
         "if sys.argv[1] == 'retain': assert retain_freed_memory() and retain_freed_memory()\n"
         "def step(): return [torch.ones(1 << 20) for _ in range(40)]\n"
         "for _ in range(3): step()\n"

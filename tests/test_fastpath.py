@@ -78,6 +78,22 @@ def test_dropout_masks_do_not_depend_on_whether_threads_drew_them(n, monkeypatch
     assert not torch.equal(threaded[:half] != 0, threaded[half : 2 * half] != 0)
 
 
+def test_dropout_leaves_a_one_thread_worker_on_one_thread(monkeypatch):
+    import steadytune.fastpath as fastpath
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(fastpath, "_thread_pool", lambda: pytest.fail("used the pool with torch on one thread"))
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(5)
+        single = dropout(torch.ones(200_000), 0.5)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.undo()
+    torch.manual_seed(5)
+    assert torch.equal(dropout(torch.ones(200_000), 0.5), single)
+
+
 def test_dropout_probabilities_below_the_32_bit_resolution_keep_everything():
     x = torch.randn(1000)
     torch.testing.assert_close(dropout(x, 2**-40), x / (1 - 2**-40), rtol=0, atol=0)

@@ -96,7 +96,8 @@ def _random_below(n: int, threshold: int, generator: torch.Generator | None) -> 
         raw = stream.random_raw((hi - lo + 1) // 2)  # uint64: two 32-bit values each
         np.less(raw.view(np.int32)[: hi - lo], below, out=out[lo:hi])
 
-    if n < _PARALLEL_MIN:
+    # A worker that torch keeps to one thread (a study's 2 workers x 1 thread) stays on one here too.
+    if n < _PARALLEL_MIN or torch.get_num_threads() < 2:
         for i in range(_STREAMS):
             fill(i)
     else:

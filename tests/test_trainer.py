@@ -210,6 +210,7 @@ def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
 
 def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_memory(tiny_model_dir, toy, monkeypatch):
     import steadytune.fastpath as fastpath
+    import steadytune.trainer as T
 
     calls = {"dropout": 0, "attention": 0}
     real_dropout, real_attention = fastpath.dropout, fastpath.attention
@@ -221,8 +222,6 @@ def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_me
     def counting_attention(*args, **kwargs):
         calls["attention"] += 1
         return real_attention(*args, **kwargs)
-
-    import steadytune.trainer as T
 
     retained = []
     monkeypatch.setattr(fastpath, "dropout", counting_dropout)

@@ -88,7 +88,7 @@ def _random_below(n: int, threshold: int, generator: torch.Generator | None) -> 
     bounds = [n * i // _STREAMS for i in range(_STREAMS + 1)]
     # Uniform on [-2**31, 2**31) as int32: shift the threshold by -2**31 to match (an int32 scalar: comparing with
     # an int64 one would convert every value first).
-    below = np.int32(max(threshold, 0) - 2**31)
+    below = np.int32(threshold - 2**31)  # threshold is in [0, 2**32) here
 
     def fill(i: int) -> None:
         lo, hi = bounds[i], bounds[i + 1]

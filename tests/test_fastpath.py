@@ -63,35 +63,28 @@ def test_dropout_given_its_mask_is_torch_cpu_dropouts_arithmetic_both_ways(dtype
     assert torch.equal(x.grad, torch.where(keep, g * torch_scale, 0))
 
 
-@pytest.mark.parametrize("n", [10, 70_001, 200_000])
-def test_dropout_masks_do_not_depend_on_whether_threads_drew_them(n, monkeypatch):
-    import steadytune.fastpath as fastpath
+@pytest.mark.parametrize("low", [0, 1 << 23, (1 << 24) - 1])
+def test_masks_compare_all_32_bits_though_most_elements_draw_8(low):
+    from steadytune.fastpath import _random_below
 
-    x = torch.ones(n)
-    torch.manual_seed(5)
-    threaded = dropout(x, 0.5)
-    monkeypatch.setattr(fastpath, "_PARALLEL_MIN", n + 1)
-    torch.manual_seed(5)
-    assert torch.equal(dropout(x, 0.5), threaded)
-    # the two halves come from different streams (the same stream twice would repeat the first half's mask)
-    half = n // 2
-    assert not torch.equal(threaded[:half] != 0, threaded[half : 2 * half] != 0)
+    n, top = 1 << 22, 0xB7
+    threshold = (top << 24) | low  # the low 24 bits only matter for elements whose top 8 bits tie with 0xB7
+    keep = _random_below(n, threshold, torch.Generator().manual_seed(7))
+    p = threshold / 2**32
+    # 5 sd here is 0.0012; a tie always kept or always dropped would be off by up to 1/256 = 0.0039
+    assert abs(keep.double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    # The same seed with the lowest low bits keeps a subset: only the tied elements (~1/256 of them) can change.
+    floor = _random_below(n, top << 24, torch.Generator().manual_seed(7))
+    assert not (floor & ~keep).any()
+    changed = (keep & ~floor).sum().item()
+    assert abs(changed - n / 256 * low / 2**24) < 5 * math.sqrt(n / 256) + 1
 
 
-def test_dropout_leaves_a_one_thread_worker_on_one_thread(monkeypatch):
-    import steadytune.fastpath as fastpath
+def test_mask_thresholds_at_the_ends_of_the_32_bit_range():
+    from steadytune.fastpath import _random_below
 
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(fastpath, "_thread_pool", lambda: pytest.fail("used the pool with torch on one thread"))
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(5)
-        single = dropout(torch.ones(200_000), 0.5)
-    finally:
-        torch.set_num_threads(threads)
-    monkeypatch.undo()
-    torch.manual_seed(5)
-    assert torch.equal(dropout(torch.ones(200_000), 0.5), single)
+    assert not _random_below(100_000, 0, None).any()
+    assert _random_below(100_000, 2**32 - 1, None).all()  # drops only u = 2**32 - 1: p = 2**-32
 
 
 def test_dropout_probabilities_below_the_32_bit_resolution_keep_everything():

@@ -135,21 +135,27 @@ def model_flops(data, model_name: str, seed: int, steps: int) -> float:
 # --- part 4: one optimizer step ---------------------------------------------------------------------------------
 
 
-def optimizer_step_ms(make, params: list[torch.Tensor], reps: int = 15) -> float:
+def optimizer_step_ms(makers: dict[str, object], params: list[torch.Tensor], rounds: int = 15) -> dict[str, float]:
+    """Median time of one step of each optimizer, measured round-robin (each round times every optimizer once, in a
+    rotated order), so that the host's drift during the measurement falls on all of them alike. They share the
+    parameters and gradients (the arithmetic does not depend on the values) and each keeps its own state."""
     params = [p.detach().clone().requires_grad_() for p in params]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    opt = make(params)
-    for _ in range(3):
-        opt.step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        opt.step()
-        if params[0].is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    opts = {label: make(params) for label, make in makers.items()}
+    for opt in opts.values():
+        for _ in range(3):
+            opt.step()
+    times: dict[str, list[float]] = {label: [] for label in opts}
+    labels = list(opts)
+    for r in range(rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            t0 = time.perf_counter()
+            opts[label].step()
+            if params[0].is_cuda:
+                torch.cuda.synchronize()
+            times[label].append(time.perf_counter() - t0)
+    return {label: 1000 * statistics.median(ts) for label, ts in times.items()}
 
 
 def bert_base_tensors(device: torch.device) -> list[torch.Tensor]:
@@ -243,21 +249,21 @@ def main() -> None:
     # 4. one optimizer step, BERT-base-sized tensors
     tensors = bert_base_tensors(device)
     print(f"\n## one optimizer step, {len(tensors)} BERT-base tensors ({sum(t.numel() for t in tensors) / 1e6:.0f}M "
-          "values), median of 15")  # fmt: skip
-    ref = optimizer_step_ms(lambda p: torch.optim.AdamW(p, lr=1e-3, eps=1e-6, weight_decay=0.0, foreach=True), tensors)
-    print(f"{'torch.optim.AdamW(foreach=True)':<36} {ref:>8.1f} ms   1.00x")
+          "values), median of 15 rounds, round-robin")  # fmt: skip
     kw = {"lr": 1e-3, "eps": 1e-6, "weight_decay": 0.0}
-    for label, make in [
-        ("torch.optim.AdamW(fused=True)", lambda p: torch.optim.AdamW(p, **kw, fused=True)),
-        ("steadytune AdamW (default: fused)", lambda p: AdamW(p, **kw)),
-        ("steadytune AdamW (foreach=True)", lambda p: AdamW(p, **kw, foreach=True)),
-        ("steadytune AdamW (per-tensor)", lambda p: AdamW(p, **kw, foreach=False)),
-        ("steadytune BertAdam (default: fused)", lambda p: BertAdam(p, **kw)),
-        ("steadytune BertAdam (foreach=True)", lambda p: BertAdam(p, **kw, foreach=True)),
-        ("steadytune BertAdam (per-tensor)", lambda p: BertAdam(p, **kw, foreach=False)),
-    ]:
-        ms = optimizer_step_ms(make, tensors)
-        print(f"{label:<36} {ms:>8.1f} ms   {ms / ref:.2f}x")
+    ms = optimizer_step_ms({
+        "torch.optim.AdamW(foreach=True)": lambda p: torch.optim.AdamW(p, **kw, foreach=True),
+        "torch.optim.AdamW(fused=True)": lambda p: torch.optim.AdamW(p, **kw, fused=True),
+        "steadytune AdamW (default: fused)": lambda p: AdamW(p, **kw),
+        "steadytune AdamW (foreach=True)": lambda p: AdamW(p, **kw, foreach=True),
+        "steadytune AdamW (per-tensor)": lambda p: AdamW(p, **kw, foreach=False),
+        "steadytune BertAdam (default: fused)": lambda p: BertAdam(p, **kw),
+        "steadytune BertAdam (foreach=True)": lambda p: BertAdam(p, **kw, foreach=True),
+        "steadytune BertAdam (per-tensor)": lambda p: BertAdam(p, **kw, foreach=False),
+    }, tensors)  # fmt: skip
+    ref = ms["torch.optim.AdamW(foreach=True)"]
+    for label, t in ms.items():
+        print(f"{label:<36} {t:>8.1f} ms   {t / ref:.2f}x")
 
 
 def _cpu_name() -> str:

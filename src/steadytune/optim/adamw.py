@@ -511,7 +511,7 @@ def _single_tensor_adamw(
             step_size = lr / bias_correction1
             # ``** 0.5`` rather than math.sqrt to round exactly like torch.optim.AdamW.
             bias_correction2_sqrt = bias_correction2**0.5
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+            denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)  # one temporary, as below
         else:
             step_size = lr
             denom = exp_avg_sq.sqrt().add_(eps)

@@ -25,6 +25,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -135,7 +136,11 @@ def model_flops(data, model_name: str, seed: int, steps: int) -> float:
 # --- part 4: one optimizer step ---------------------------------------------------------------------------------
 
 
-def optimizer_step_ms(makers: dict[str, object], params: list[torch.Tensor], rounds: int = 15) -> dict[str, float]:
+MakeOptimizer = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+Timings = dict[str, float]  # label -> median ms
+
+
+def optimizer_step_ms(makers: dict[str, MakeOptimizer], params: list[torch.Tensor], rounds: int = 15) -> Timings:
     """Median time of one step of each optimizer, measured round-robin (each round times every optimizer once, in a
     rotated order), so that the host's drift during the measurement falls on all of them alike. They share the
     parameters and gradients (the arithmetic does not depend on the values) and each keeps its own state."""

@@ -5,25 +5,29 @@
 decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says. Validation
 runs `num_evals` times, evenly spread, the last at the final step; the best-validation weights are kept, and both
 the best and the last model are scored on the test split. On a CPU the training forward pass runs under
-`steadytune.fastpath` (dropout and attention with the same distributions, computed faster), and the process keeps
-the memory it frees for the next step (`retain_freed_memory`).
+`steadytune.fastpath` (dropout and attention with the same distributions, computed faster; each attention block's
+query, key and value projections as one product), and the process keeps the memory it frees for the next step
+(`retain_freed_memory`). Only the word-embedding rows of the run's own tokens are trained (`steadytune.vocab`): the
+others' updates are exactly zero.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data import DATA_SEED, GROUP_BATCHES, SPLIT_SEED, EncodedSplit, TaskData, encode, epoch_batches, load_data
 from .errors import UserInputError
-from .fastpath import cpu_fastpath, retain_freed_memory
+from .fastpath import cpu_fastpath, retain_freed_memory, sibling_projections
 from .metrics import compute_metrics, is_failed, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
@@ -32,6 +36,7 @@ from .predict import predict_logits
 from .recipes import Recipe, create_optimizer_and_scheduler, prepare_model
 from .recipes import help_field as _help
 from .record import library_versions, write_run
+from .vocab import reachable_rows, restore_rows
 
 __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
 
@@ -174,10 +179,13 @@ def evaluate(
     batch_size: int = 128,
     device=None,
     precision: str = "fp32",
+    projections: Sequence[tuple[nn.Linear, ...]] = (),
 ) -> dict[str, float]:
-    """Metrics of `model` on an encoded split, plus its mean `loss`."""
-    logits, loss = predict_logits(model, data, tokenizer, batch_size=batch_size, device=device, with_loss=True,
-                                  precision=precision)  # fmt: skip
+    """Metrics of `model` on an encoded split, plus its mean `loss`; `projections` (on the CPU) as in training,
+    each group one product (the same logits, bit for bit, ~2% faster)."""
+    with cpu_fastpath(bool(projections), projections=projections):
+        logits, loss = predict_logits(model, data, tokenizer, batch_size=batch_size, device=device, with_loss=True,
+                                      precision=precision)  # fmt: skip
     preds = logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)
     metrics = compute_metrics(preds.numpy(), data.split.labels, num_labels=num_labels)
     metrics["loss"] = loss
@@ -199,6 +207,13 @@ def _clip_grad_norm(params: list[torch.Tensor], max_norm: float, *, skip_unit_sc
     if torch.clamp(max_norm / (norm + 1e-6), max=1.0).item() != 1.0:  # as torch computes it (NaN included)
         utils.clip_grads_with_norm_(params, max_norm, norm)
     return norm
+
+
+def _token_ids(splits: tuple[EncodedSplit, ...], tokenizer) -> np.ndarray:
+    """Every token id the run's batches can hold: the splits' own and the padding id."""
+    pad = [tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else []
+    ids = [np.asarray(f["input_ids"], dtype=np.int64) for split in splits for f in split.features]
+    return np.unique(np.concatenate([*ids, np.asarray(pad, dtype=np.int64)]))
 
 
 def _eval_steps(total: int, num_evals: int) -> set[int]:
@@ -251,6 +266,11 @@ def train(
     model.to(device).train()
     if device.type == "cpu":
         retain_freed_memory()
+    # Only the embedding rows of the run's own tokens are trained: the others' updates are exactly zero (vocab.py).
+    rows = None
+    if recipe.weight_decay == 0 or recipe.prior_wd:
+        rows = reachable_rows(model, _token_ids((train_enc, val_enc, test_enc), tokenizer))
+    projections = sibling_projections(model) if device.type == "cpu" else []  # after surgery: Mixout's are left out
     setup_s = time.perf_counter() - started
 
     n, bs = len(train_enc), recipe.batch_size
@@ -270,7 +290,7 @@ def train(
     best_state, best_eval, diverged = None, None, False
     num_labels = data.num_labels
     eval_kw = {"num_labels": num_labels, "batch_size": config.eval_batch_size, "device": device,
-               "precision": precision}  # fmt: skip
+               "precision": precision, "projections": projections}  # fmt: skip
     bar = tqdm(total=total, desc=f"{data.name} {recipe.name} seed {config.seed}", disable=not progress,
                unit="step", leave=False, dynamic_ncols=True)  # fmt: skip
     pending: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (loss, grad norm, lr) not yet read back
@@ -296,7 +316,7 @@ def train(
     while step < total and not diverged:
         for idx in epoch_batches(train_enc.lengths, bs, order_gen, group_batches=group):
             batch = {k: v.to(device, non_blocking=True) for k, v in train_enc.batch(idx, tokenizer).items()}
-            with autocast(precision, device), cpu_fastpath(device.type == "cpu"):
+            with autocast(precision, device), cpu_fastpath(device.type == "cpu", projections=projections):
                 loss = model(**batch).loss
             loss.backward()
             grad_norm = _clip_grad_norm(params, clip, skip_unit_scale=device.type == "cpu")
@@ -362,6 +382,8 @@ def train(
         if config.save_model and best_state is not None:
             model.load_state_dict(best_state)
             remove_mixout(model)  # evaluation weights only: the saved model loads as a plain classifier
+            if rows is not None:
+                restore_rows(model, rows)
         keep = config.save_model and best_state is not None
         write_run(out, result, model=model if keep else None, tokenizer=tokenizer, overwrite=overwrite)
     return result

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steadytune.fastpath import attention, cpu_fastpath, dropout
+from steadytune.fastpath import attention, cpu_fastpath, dropout, sibling_projections
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -192,8 +192,8 @@ def test_mode_routes_cpu_training_dropout_and_attention_only():
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 def test_tiny_bert_trains_the_same_without_dropout_and_differently_with_it(tiny_model_dir, impl):
-    """A real transformers model under the mode: with dropout 0 the forward and gradients match torch's kernels;
-    with dropout the loss is finite and reproducible from the seed."""
+    """A real transformers model under the mode, q/k/v projections fused: with dropout 0 the forward and gradients
+    match torch's kernels and separate projections; with dropout the loss is finite and reproducible from the seed."""
     from transformers import AutoModelForSequenceClassification
 
     def run(dropout_prob: float, fast: bool, seed: int = 0):
@@ -205,8 +205,10 @@ def test_tiny_bert_trains_the_same_without_dropout_and_differently_with_it(tiny_
         ids = torch.randint(5, 40, (3, 9))
         mask = torch.ones_like(ids)
         mask[0, 6:] = 0
+        projections = sibling_projections(model)
+        assert len(projections) == 2  # one (query, key, value) per layer
         torch.manual_seed(seed)
-        with cpu_fastpath(fast):
+        with cpu_fastpath(fast, projections=projections if fast else ()):
             loss = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 1])).loss
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
@@ -221,6 +223,90 @@ def test_tiny_bert_trains_the_same_without_dropout_and_differently_with_it(tiny_
     again, _ = run(0.2, fast=True)
     other_seed, _ = run(0.2, fast=True, seed=1)
     assert torch.isfinite(first) and torch.equal(first, again) and not torch.equal(first, other_seed)
+
+
+class _Block(nn.Module):
+    """Three projections of one width, as an attention block has them; `forward` feeds them `inputs` in turn."""
+
+    def __init__(self, names=("query", "key", "value"), bias=True):
+        super().__init__()
+        for name, out in zip(names, (6, 6, 4), strict=True):
+            setattr(self, name, nn.Linear(5, out, bias=bias, dtype=torch.float64))
+        self.names = names
+
+    def forward(self, *inputs, order=(0, 1, 2)):
+        return [getattr(self, self.names[i])(x) for i, x in zip(order, inputs, strict=True)]
+
+
+@pytest.mark.parametrize("names", [("query", "key", "value"), ("q_lin", "k_lin", "v_lin")])
+@pytest.mark.parametrize("bias", [True, False])
+def test_projections_of_one_input_run_as_one_product_in_any_order(names, bias):
+    block = _Block(names, bias)
+    (group,) = sibling_projections(block)
+    assert [id(m) for m in group] == [id(getattr(block, n)) for n in names]
+    x = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+
+    for order in [(0, 1, 2), (2, 0, 1)]:
+        expected = block(x, x, x, order=order)
+        grads = torch.autograd.grad(sum(o.square().sum() for o in expected), [x, *block.parameters()])
+        with cpu_fastpath(projections=[group]):
+            got = block(x, x, x, order=order)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        again = torch.autograd.grad(sum(o.square().sum() for o in got), [x, *block.parameters()])
+        for a, b in zip(again, grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # one product: below the fast path's mode, F.linear is called once, with the three weights stacked
+    shapes = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.linear:
+                shapes.append(tuple(args[1].shape))
+            return func(*args, **(kwargs or {}))
+
+    with Spy(), cpu_fastpath(projections=[group]):
+        block(x, x, x)
+    assert shapes == [(16, 5)]
+
+
+def test_projections_on_different_inputs_run_one_by_one():
+    """Cross-attention's pattern (key and value read another input): exact results, and no more fusing."""
+    block = _Block()
+    (group,) = sibling_projections(block)
+    x, y = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    plain = block(x, y, y)
+    with cpu_fastpath(projections=[group]):
+        first, second = block(x, y, y), block(x, y, y)
+    for a, b in zip(first, plain, strict=True):  # query came from the fused product (its rounding may differ)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert all(torch.equal(a, b) for a, b in zip(second, plain, strict=True))  # then layer by layer, as torch
+
+
+def test_sibling_projections_leave_out_mixout_and_mismatched_layers(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from steadytune.mixout import apply_mixout
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    assert len(sibling_projections(model)) == 2
+    apply_mixout(model, 0.1)
+    assert sibling_projections(model) == []  # MixLinear mixes its weight before the product
+    block = _Block()
+    block.value = nn.Linear(5, 4, bias=False, dtype=torch.float64)  # one without a bias
+    assert sibling_projections(block) == []
+
+
+def test_fused_projections_leave_inference_logits_unchanged(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
+    ids = torch.randint(5, 40, (3, 9))
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        with cpu_fastpath(projections=sibling_projections(model)):
+            fused = model(input_ids=ids).logits
+    torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

@@ -18,7 +18,7 @@ from .reinit import reinit_top_layers
 from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "PRESETS",

@@ -8,7 +8,7 @@ and a fine-tuning run that records what happened honestly: best and last checkpo
 from .audit import AuditReport, audit_optimizer
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
-from .fastpath import cpu_fastpath
+from .fastpath import cpu_fastpath, sibling_projections
 from .metrics import compute_metrics, majority_baseline
 from .mixout import MixLinear, apply_mixout, remove_mixout
 from .optim import AdamW, BertAdam, create_optimizer, param_groups
@@ -48,6 +48,7 @@ __all__ = [
     "param_groups",
     "prepare_model",
     "reinit_top_layers",
+    "sibling_projections",
     "remove_mixout",
     "train",
 ]

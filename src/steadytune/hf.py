@@ -10,8 +10,9 @@
 
 The recipe's batch size, budget and gradient clipping are the Trainer's to apply: set `per_device_train_batch_size`,
 `max_steps` (the same `num_training_steps`) and `max_grad_norm` in `TrainingArguments` (see `training_arguments`).
-On a CPU, `with steadytune.cpu_fastpath(): trainer.train()` also gives the Trainer steadytune's faster dropout and
-attention (`steadytune.fastpath`); evaluation inside it keeps torch's kernels. Calling `retain_freed_memory()` from
+On a CPU, `with steadytune.cpu_fastpath(projections=steadytune.sibling_projections(model)): trainer.train()` also
+gives the Trainer steadytune's faster dropout and attention and one product for each block's query, key and value
+(`steadytune.fastpath`); evaluation inside it keeps torch's attention. Calling `retain_freed_memory()` from
 `steadytune.fastpath` once saves the Trainer the page faults of re-allocating each step's activations.
 """
 

@@ -16,7 +16,9 @@ of ~70 tokens, bf16 autocast, 2 threads, torch 2.13; forward + backward of one s
 
 `cpu_fastpath()` turns both on for CPU tensors that need gradients and leaves everything else (inference,
 CUDA, which has its own fused Philox dropout and attention kernels, other functions) to torch. Only the random
-stream changes: the masks have the same distribution, and a run stays reproducible from its seed.
+stream changes: the masks have the same distribution, and a run stays reproducible from its seed. Given
+`projections` (from `sibling_projections`), it also runs each attention block's query, key and value
+projections as one product, in training and inference alike.
 
 A third cost is the memory itself: see `retain_freed_memory`.
 """

@@ -90,7 +90,7 @@ def test_reachable_rows_declines_where_it_would_not_be_exact(tiny_model_dir):
     model.get_input_embeddings().max_norm = 1.0  # renormalises the rows it looks up: not a plain lookup
     assert reachable_rows(model, [0, 1]) is None
     model.get_input_embeddings().max_norm = None
-    with pytest.raises(ValueError, match="token ids must lie in"):
+    with pytest.raises(ValueError, match=rf"token ids must lie in \[0, {size}\), got ids from 0 to {size}"):
         reachable_rows(model, [0, size])
 
 

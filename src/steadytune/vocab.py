@@ -61,8 +61,8 @@ class RowsEmbedding(nn.Embedding):
 
 
 def reachable_rows(model: nn.Module, token_ids: Iterable[int] | np.ndarray) -> RowsEmbedding | None:
-    """Replace `model`'s input embedding by a :class:`RowsEmbedding` of `token_ids` (sorted, unique; add the
-    padding id yourself) and return it, or return None and leave the model alone when that would not be exact:
+    """Replace `model`'s input embedding by a :class:`RowsEmbedding` of `token_ids` (any order, repeats allowed;
+    include the padding id) and return it, or return None and leave the model alone when that would not be exact:
     no plain `nn.Embedding` input embedding (or one with `max_norm`, `scale_grad_by_freq` or sparse gradients), or
     an output embedding (tied weights would need every row). Call it before the optimizer is made.
     """
@@ -76,7 +76,8 @@ def reachable_rows(model: nn.Module, token_ids: Iterable[int] | np.ndarray) -> R
     ids = torch.as_tensor(np.unique(np.asarray(list(token_ids) if not isinstance(token_ids, np.ndarray)
                                                else token_ids, dtype=np.int64)), device=emb.weight.device)  # fmt: skip
     if len(ids) == 0 or int(ids[0]) < 0 or int(ids[-1]) >= emb.num_embeddings:
-        raise ValueError(f"token ids must lie in [0, {emb.num_embeddings}), got {ids.tolist()[:3]}...")
+        got = "none" if len(ids) == 0 else f"ids from {int(ids[0])} to {int(ids[-1])}"
+        raise ValueError(f"token ids must lie in [0, {emb.num_embeddings}), got {got}")
     if len(ids) == emb.num_embeddings:
         return None
     rows = RowsEmbedding(emb, ids)

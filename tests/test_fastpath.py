@@ -302,11 +302,20 @@ def test_fused_projections_leave_inference_logits_unchanged(tiny_model_dir):
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).eval()
     ids = torch.randint(5, 40, (3, 9))
+    widths = []
+
+    class Spy(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is F.linear:
+                widths.append(args[1].shape[0])
+            return func(*args, **(kwargs or {}))
+
     with torch.inference_mode():
         plain = model(input_ids=ids).logits
-        with cpu_fastpath(projections=sibling_projections(model)):
+        with Spy(), cpu_fastpath(projections=sibling_projections(model)):
             fused = model(input_ids=ids).logits
     torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
+    assert widths.count(3 * 32) == 2  # one q/k/v product per layer, also under inference_mode
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

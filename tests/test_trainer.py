@@ -223,15 +223,26 @@ def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_me
         calls["attention"] += 1
         return real_attention(*args, **kwargs)
 
+    projection_calls = {"training": 0, "evaluation": 0}
+    real_projection = fastpath._CPUFastPath._projection
+
+    def counting_projection(self, *args, **kwargs):
+        projection_calls["training" if torch.is_grad_enabled() else "evaluation"] += 1
+        return real_projection(self, *args, **kwargs)
+
     retained = []
     monkeypatch.setattr(fastpath, "dropout", counting_dropout)
     monkeypatch.setattr(fastpath, "attention", counting_attention)
+    monkeypatch.setattr(fastpath._CPUFastPath, "_projection", counting_projection)
     monkeypatch.setattr(T, "retain_freed_memory", lambda: retained.append(True))
     r = _run(tiny_model_dir, toy, max_steps=2, num_evals=1)
     assert r.steps == 2 and retained == [True]  # the process keeps freed memory for the next steps
     # 2 steps × 2 layers of attention; dropout: embeddings, 2 × (attention probs, attention out, FFN out), head
     assert calls["attention"] == 2 * 2
     assert calls["dropout"] == 2 * (1 + 2 * 3 + 1)
+    # q, k and v of both layers go through the fused projections in training and in every evaluation batch
+    assert projection_calls["training"] == 2 * 2 * 3
+    assert projection_calls["evaluation"] > 0 and projection_calls["evaluation"] % (2 * 3) == 0
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 3.0, 100.0, float("inf")])

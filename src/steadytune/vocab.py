@@ -19,7 +19,7 @@ have left them).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class RowsEmbedding(nn.Embedding):
         return f"{self.num_embeddings} of {self.full_size} rows, {self.embedding_dim}"
 
 
-def reachable_rows(model: nn.Module, token_ids: Iterable[int] | np.ndarray) -> RowsEmbedding | None:
+def reachable_rows(model: nn.Module, token_ids: Sequence[int] | np.ndarray) -> RowsEmbedding | None:
     """Replace `model`'s input embedding by a :class:`RowsEmbedding` of `token_ids` (any order, repeats allowed;
     include the padding id) and return it, or return None and leave the model alone when that would not be exact:
     no plain `nn.Embedding` input embedding (or one with `max_norm`, `scale_grad_by_freq` or sparse gradients), or
@@ -73,8 +73,7 @@ def reachable_rows(model: nn.Module, token_ids: Iterable[int] | np.ndarray) -> R
     out = getattr(model, "get_output_embeddings", lambda: None)()
     if out is not None:
         return None
-    ids = torch.as_tensor(np.unique(np.asarray(list(token_ids) if not isinstance(token_ids, np.ndarray)
-                                               else token_ids, dtype=np.int64)), device=emb.weight.device)  # fmt: skip
+    ids = torch.as_tensor(np.unique(np.asarray(token_ids, dtype=np.int64)), device=emb.weight.device)
     if len(ids) == 0 or int(ids[0]) < 0 or int(ids[-1]) >= emb.num_embeddings:
         got = "none" if len(ids) == 0 else f"ids from {int(ids[0])} to {int(ids[-1])}"
         raise ValueError(f"token ids must lie in [0, {emb.num_embeddings}), got {got}")

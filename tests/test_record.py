@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from steadytune.record import atomic_write_text, to_json
+from steadytune.files import atomic_write_text, to_json
 
 
 def test_to_json_is_strict_for_python_and_numpy_values():

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import levene, ttest_ind
 
 from steadytune.errors import UserInputError
-from steadytune.record import to_json
+from steadytune.files import to_json
 from steadytune.stats import describe, expected_max_performance, ordered_unique, summarize
 
 

@@ -5,6 +5,7 @@ BERT's original optimizer (BERTAdam) omits Adam's bias correction, which makes f
 and a fine-tuning run that records what happened honestly: best and last checkpoints, failed and diverged runs.
 """
 
+from ._version import __version__
 from .audit import AuditReport, audit_optimizer
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
@@ -18,7 +19,6 @@ from .reinit import reinit_top_layers
 from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
-__version__ = "0.6.0"
 
 __all__ = [
     "PRESETS",

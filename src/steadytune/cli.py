@@ -132,7 +132,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UserInputError("--save-model needs --out DIR")
     result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     if args.json:
-        from .record import to_json
+        from .files import to_json
 
         sys.stdout.write(to_json(result.metrics_dict() | {"config": result.config}))
     else:

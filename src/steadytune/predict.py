@@ -16,7 +16,7 @@ from .data.readers import FORMATS, read_table
 from .errors import UserInputError
 from .models import load_tokenizer, quiet_transformers, resolve_device
 from .precision import autocast
-from .record import atomic_write_text
+from .files import atomic_write_text
 
 __all__ = ["predict", "predict_file", "predict_logits"]
 

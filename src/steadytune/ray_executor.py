@@ -43,7 +43,7 @@ from typing import Any
 from .data import TaskData
 from .errors import UserInputError
 from .models import resolve_model
-from .record import to_json
+from .files import to_json
 from .study import Trial, run_trial, trial_data
 
 __all__ = ["DEFAULT_MAX_RETRIES", "RayExecutor", "TrialFunction"]

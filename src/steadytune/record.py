@@ -1,29 +1,67 @@
-"""Writing a run's record to disk: atomically, so a crash never leaves a half-written file or folder."""
+"""What one run produced (`RunResult`, the record a study stores per trial) and writing it to a run folder."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import platform
-import shutil
-import tempfile
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._version import __version__
 from .errors import UserInputError
+from .files import atomic_folder, to_json
 
-if TYPE_CHECKING:
-    from .trainer import RunResult
+__all__ = ["RunResult", "library_versions", "write_run"]
 
-__all__ = ["atomic_write_text", "library_versions", "write_run"]
+
+@dataclass
+class RunResult:
+    """What one run produced: the record a study stores per trial."""
+
+    config: dict[str, Any]
+    data: dict[str, Any]
+    metric: str
+    majority_baseline: float
+    best: dict[str, Any]
+    """{"step", "validation": metrics, "test": metrics} of the best-validation checkpoint."""
+    last: dict[str, Any]
+    """The same for the final weights (test is None when the run diverged)."""
+    diverged: bool
+    failed: bool
+    """Final test metric ≤ the majority-class baseline (Mosbach et al. 2021), or diverged."""
+    steps: int
+    total_steps: int
+    evals: list[dict[str, Any]]
+    curve: list[dict[str, float]]
+    timings: dict[str, float]
+    versions: dict[str, str]
+    new_parameters: list[str]
+    surgery: dict[str, list[str]] = field(default_factory=dict)
+    """What the recipe changed in the model: {"reinitialized": parameter names, "mixout": module names}."""
+
+    @property
+    def test_best(self) -> float | None:
+        return None if self.best.get("test") is None else self.best["test"][self.metric]
+
+    @property
+    def test_last(self) -> float | None:
+        return None if self.last.get("test") is None else self.last["test"][self.metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metrics_dict(self) -> dict[str, Any]:
+        """Everything but the config and the per-step curve: `metrics.json`."""
+        d = self.to_dict()
+        for key in ("config", "curve"):
+            d.pop(key)
+        d["test_best"], d["test_last"] = self.test_best, self.test_last
+        return d
 
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that can change a run's numbers."""
-    from . import __version__
-
     # steadytune's own version from the code that runs, not from the installed metadata (they differ when a
     # checkout is put first on PYTHONPATH, e.g. to finish a study with the version that started it)
     out = {"python": platform.python_version(), "platform": platform.platform(), "steadytune": __version__}
@@ -35,63 +73,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _finite(obj: Any) -> Any:
-    """Plain Python values, with NaN and ±inf as null: strict JSON has no such numbers (a diverged run's loss)."""
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays (a float32 NaN is no Python float until converted)
-        obj = obj.tolist()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """Strict JSON (non-finite floats as null), one trailing newline."""
-    return json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False) + "\n"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _usual_mode(path: str | Path, *, folder: bool) -> None:
-    """mkstemp/mkdtemp create private (0600/0700) entries; give the final ones the mode open()/mkdir() would."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _usual_mode(tmp, folder=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """`atomic_write_bytes` of UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None, overwrite: bool = False) -> Path:
     """Write `config.json`, `metrics.json`, `curve.jsonl` (and `model/` when given) to the folder `out`.
 
@@ -100,10 +81,7 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    _usual_mode(tmp, folder=True)
-    try:
+    with atomic_folder(out) as tmp:
         # config.json alone says how to rerun and on exactly which rows (the data summary holds their fingerprints)
         (tmp / "config.json").write_text(to_json({**result.config, "data": result.data, "versions": result.versions}))
         (tmp / "metrics.json").write_text(to_json(result.metrics_dict()))
@@ -121,18 +99,4 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
                 "max_length": result.config["max_length"],
                 "metric": result.metric,
             }))  # fmt: skip
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with f.open("rb") as fh:
-                    os.fsync(fh.fileno())
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "run")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -36,7 +36,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from steadytune.record import atomic_write_bytes, atomic_write_text
+from steadytune.files import atomic_write_bytes, atomic_write_text
 from steadytune.stats import finite_scores, ordered_unique
 
 __all__ = ["slugify", "write_report"]

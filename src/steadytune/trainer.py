@@ -35,7 +35,7 @@ from .precision import autocast, resolve_precision
 from .predict import predict_logits
 from .recipes import Recipe, create_optimizer_and_scheduler, prepare_model
 from .recipes import help_field as _help
-from .record import library_versions, write_run
+from .record import RunResult, library_versions, write_run
 from .vocab import reachable_rows, restore_rows
 
 __all__ = ["RunResult", "TrainConfig", "evaluate", "train"]
@@ -123,51 +123,6 @@ class TrainConfig:
         if recipe_changes:
             config = replace(config, recipe=config.recipe.override(**recipe_changes))
         return config
-
-
-@dataclass
-class RunResult:
-    """What one run produced: the record a study stores per trial."""
-
-    config: dict[str, Any]
-    data: dict[str, Any]
-    metric: str
-    majority_baseline: float
-    best: dict[str, Any]
-    """{"step", "validation": metrics, "test": metrics} of the best-validation checkpoint."""
-    last: dict[str, Any]
-    """The same for the final weights (test is None when the run diverged)."""
-    diverged: bool
-    failed: bool
-    """Final test metric ≤ the majority-class baseline (Mosbach et al. 2021), or diverged."""
-    steps: int
-    total_steps: int
-    evals: list[dict[str, Any]]
-    curve: list[dict[str, float]]
-    timings: dict[str, float]
-    versions: dict[str, str]
-    new_parameters: list[str]
-    surgery: dict[str, list[str]] = field(default_factory=dict)
-    """What the recipe changed in the model: {"reinitialized": parameter names, "mixout": module names}."""
-
-    @property
-    def test_best(self) -> float | None:
-        return None if self.best.get("test") is None else self.best["test"][self.metric]
-
-    @property
-    def test_last(self) -> float | None:
-        return None if self.last.get("test") is None else self.last["test"][self.metric]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def metrics_dict(self) -> dict[str, Any]:
-        """Everything but the config and the per-step curve: `metrics.json`."""
-        d = self.to_dict()
-        for key in ("config", "curve"):
-            d.pop(key)
-        d["test_best"], d["test_last"] = self.test_best, self.test_last
-        return d
 
 
 def evaluate(

@@ -19,7 +19,6 @@ from .reinit import reinit_top_layers
 from .study import Study
 from .trainer import RunResult, TrainConfig, evaluate, train
 
-
 __all__ = [
     "PRESETS",
     "AdamW",

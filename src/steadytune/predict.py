@@ -14,9 +14,9 @@ from .data import EncodedSplit, Split, encode
 from .data.load import texts_from_table
 from .data.readers import FORMATS, read_table
 from .errors import UserInputError
+from .files import atomic_write_text
 from .models import load_tokenizer, quiet_transformers, resolve_device
 from .precision import autocast
-from .files import atomic_write_text
 
 __all__ = ["predict", "predict_file", "predict_logits"]
 

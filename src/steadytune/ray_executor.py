@@ -42,8 +42,8 @@ from typing import Any
 
 from .data import TaskData
 from .errors import UserInputError
-from .models import resolve_model
 from .files import to_json
+from .models import resolve_model
 from .study import Trial, run_trial, trial_data
 
 __all__ = ["DEFAULT_MAX_RETRIES", "RayExecutor", "TrialFunction"]

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 from .data import TaskData, load_data
 from .errors import UserInputError
-from .recipes import Recipe
 from .files import atomic_write_bytes, atomic_write_text, to_json
+from .recipes import Recipe
 from .trainer import TrainConfig, train
 
 __all__ = ["Executor", "LocalExecutor", "Study", "Trial", "default_parallelism", "parse_recipes", "parse_seeds"]

@@ -47,7 +47,7 @@ def main() -> None:
 
     import ray
 
-    from steadytune.ray_executor import RayExecutor
+    from steadytune.study.ray_executor import RayExecutor
 
     settings = {"tasks": args.task, "glue_dir": args.glue_dir, "model": args.model, "train_size": args.train_size,
                 "recipes": args.recipe, "seeds": args.seeds, "num_evals": 2, "device": "cpu"}  # fmt: skip

@@ -74,7 +74,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("batch_size,max_tokens", [(128, 4096), (4, 4096), (128, 100), (1, 4096), (128, 1)])
 def test_eval_batches_cover_every_example_once_within_both_limits(batch_size, max_tokens):
-    from steadytune.predict import _eval_batches
+    from steadytune.evaluate import _eval_batches
 
     lengths = np.random.default_rng(0).integers(3, 129, size=301)
     batches = _eval_batches(lengths, batch_size, max_tokens)

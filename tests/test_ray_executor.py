@@ -64,7 +64,7 @@ def _stored(out: Path) -> list[tuple]:
 
 
 def test_ray_gives_the_records_of_the_local_executor(ray_address, tiny_model_dir, toy_files, tmp_path):
-    from steadytune.ray_executor import RayExecutor
+    from steadytune.study.ray_executor import RayExecutor
 
     local, remote = (
         _study(tmp_path / "local", tiny_model_dir, toy_files),
@@ -84,7 +84,7 @@ def test_ray_gives_the_records_of_the_local_executor(ray_address, tiny_model_dir
 
 def _crash_once(trial: Trial, data: TaskData) -> dict[str, Any]:
     """Kills its worker the first time it runs seed 1 of the first recipe, then runs it normally."""
-    marker = Path(trial.config["train_file"]).with_name("crashed")
+    marker = Path(trial.config.train_file).with_name("crashed")
     if trial.seed == 1 and trial.recipe == RECIPES.split(",")[0] and not marker.exists():
         marker.touch()
         os._exit(1)
@@ -93,7 +93,7 @@ def _crash_once(trial: Trial, data: TaskData) -> dict[str, Any]:
 
 def _raise_or_crash(trial: Trial, data: TaskData) -> dict[str, Any]:
     """The first recipe raises (an error in the trial); the other kills its worker every time."""
-    calls = Path(trial.config["train_file"]).with_name(f"calls-{trial.recipe}")
+    calls = Path(trial.config.train_file).with_name(f"calls-{trial.recipe}")
     with calls.open("a") as f:
         f.write("x")
     if trial.recipe == RECIPES.split(",")[0]:
@@ -102,7 +102,7 @@ def _raise_or_crash(trial: Trial, data: TaskData) -> dict[str, Any]:
 
 
 def test_a_trial_whose_worker_dies_is_retried_and_stored_once(ray_address, tiny_model_dir, toy_files, tmp_path):
-    from steadytune.ray_executor import RayExecutor
+    from steadytune.study.ray_executor import RayExecutor
 
     study = _study(tmp_path / "s", tiny_model_dir, toy_files)
     counts = study.run(executor=RayExecutor(max_retries=1, trial_fn=_crash_once), progress=False)
@@ -112,7 +112,7 @@ def test_a_trial_whose_worker_dies_is_retried_and_stored_once(ray_address, tiny_
 
 
 def test_errors_are_not_retried_and_exhausted_retries_are_recorded(ray_address, tiny_model_dir, toy_files, tmp_path):
-    from steadytune.ray_executor import RayExecutor
+    from steadytune.study.ray_executor import RayExecutor
 
     study = _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=1)
     counts = study.run(executor=RayExecutor(max_retries=1, trial_fn=_raise_or_crash), progress=False)

@@ -153,7 +153,7 @@ def test_process_pool_gives_the_same_records(tiny_model_dir, toy_files, tmp_path
 
 
 def test_default_parallelism_fills_the_cores_within_memory(tiny_model_dir, toy_files, monkeypatch):
-    import steadytune.study as S
+    import steadytune.study.parallelism as S
 
     monkeypatch.setattr(S, "_physical_memory", lambda: 64 * 2**30)
     assert default_parallelism(str(tiny_model_dir), device="cpu", cores=8) == (8, 1)
@@ -305,7 +305,7 @@ def test_report_and_export_of_a_missing_study_are_one_line(tmp_path, capsys):
 
 
 def test_report_names_every_steadytune_version_that_ran_trials():
-    from steadytune.study import _versions
+    from steadytune.study.results import _versions
 
     def rec(v):
         return {"versions": {"steadytune": v}}

@@ -11,7 +11,7 @@ import torch
 from steadytune import TrainConfig, train
 from steadytune.data import load_user_data
 from steadytune.errors import UserInputError
-from steadytune.trainer import _clip_grad_norm, _eval_steps
+from steadytune.loop import clip_grad_norm, eval_steps
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ def test_max_steps_overrides_epochs(tiny_model_dir, toy):
 
 
 def test_eval_steps_spread_and_end_at_total():
-    assert _eval_steps(234, 10) == {24, 47, 71, 94, 117, 141, 164, 188, 211, 234}
-    assert max(_eval_steps(7, 10)) == 7 and len(_eval_steps(7, 10)) == 7
+    assert eval_steps(234, 10) == {24, 47, 71, 94, 117, 141, 164, 188, 211, 234}
+    assert max(eval_steps(7, 10)) == 7 and len(eval_steps(7, 10)) == 7
 
 
 def test_bertadam_differs_from_adamw(tiny_model_dir, toy):
@@ -177,11 +177,11 @@ def test_no_host_sync_per_training_step(tiny_model_dir, toy, monkeypatch):
 
     Counted: reads of a tensor's value (item, tolist, float) made by the training loop itself. (The optimizer's
     `step` counters live on the CPU, as torch.optim keeps them, so reading those is no device round-trip; nor is
-    the gradient norm's read in `_clip_grad_norm`, which happens only on the CPU: checked in the clipping tests.)
+    the gradient norm's read in `clip_grad_norm`, which happens only on the CPU: checked in the clipping tests.)
     """
     import traceback
 
-    import steadytune.trainer as T
+    import steadytune.loop as T
 
     reads = []
     for name in ("item", "tolist", "__float__"):
@@ -189,7 +189,7 @@ def test_no_host_sync_per_training_step(tiny_model_dir, toy, monkeypatch):
 
         def counted(self, *a, _real=real, **k):
             caller = traceback.extract_stack(limit=2)[0]
-            if caller.filename == T.__file__ and caller.name != "_clip_grad_norm":
+            if caller.filename == T.__file__ and caller.name != "clip_grad_norm":
                 reads.append(caller.lineno)
             return _real(self, *a, **k)
 
@@ -208,9 +208,8 @@ def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
     assert all(e["step"] <= r.steps for e in r.evals)  # no evaluation of diverged weights
 
 
-def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_memory(tiny_model_dir, toy, monkeypatch):
+def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_leaves_the_allocator(tiny_model_dir, toy, monkeypatch):
     import steadytune.fastpath as fastpath
-    import steadytune.trainer as T
 
     calls = {"dropout": 0, "attention": 0}
     real_dropout, real_attention = fastpath.dropout, fastpath.attention
@@ -234,9 +233,10 @@ def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_keeps_freed_me
     monkeypatch.setattr(fastpath, "dropout", counting_dropout)
     monkeypatch.setattr(fastpath, "attention", counting_attention)
     monkeypatch.setattr(fastpath._CPUFastPath, "_projection", counting_projection)
-    monkeypatch.setattr(T, "retain_freed_memory", lambda: retained.append(True))
+    monkeypatch.setattr(fastpath, "retain_freed_memory", lambda: retained.append(True))
     r = _run(tiny_model_dir, toy, max_steps=2, num_evals=1)
-    assert r.steps == 2 and retained == [True]  # the process keeps freed memory for the next steps
+    assert r.steps == 2 and retained == []  # a process-wide setting: the CLI's and workers' to make, not train()'s
+    assert r.config["fast_path"] is True and r.config["compact_embedding"] is True
     # 2 steps × 2 layers of attention; dropout: embeddings, 2 × (attention probs, attention out, FFN out), head
     assert calls["attention"] == 2 * 2
     assert calls["dropout"] == 2 * (1 + 2 * 3 + 1)
@@ -260,7 +260,7 @@ def test_clipping_is_torchs_bit_for_bit_and_skips_only_the_multiply_by_one(max_n
         ref, ours, on_gpu = params(nan), params(nan), params(nan)
         ref_norm = torch.nn.utils.clip_grad_norm_(ref, max_norm)
         versions = [p.grad._version for p in ours]
-        norm = _clip_grad_norm(ours, max_norm, skip_unit_scale=True)
+        norm = clip_grad_norm(ours, max_norm, skip_unit_scale=True)
         assert torch.equal(norm, ref_norm) or (nan and norm.isnan() and ref_norm.isnan())
         for a, b in zip(ours, ref):
             assert torch.equal(a.grad, b.grad) or (nan and a.grad.isnan().any())
@@ -270,5 +270,5 @@ def test_clipping_is_torchs_bit_for_bit_and_skips_only_the_multiply_by_one(max_n
 
         # without the skip (how a GPU run clips) it is torch's function and reads nothing back
         monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("read the norm back"))
-        assert torch.equal(_clip_grad_norm(on_gpu, max_norm), ref_norm) or nan
+        assert torch.equal(clip_grad_norm(on_gpu, max_norm), ref_norm) or nan
         monkeypatch.undo()

@@ -7,17 +7,20 @@ and a fine-tuning run that records what happened honestly: best and last checkpo
 
 from ._version import __version__
 from .audit import AuditReport, audit_optimizer
+from .config import TrainConfig
 from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
+from .evaluate import evaluate
 from .fastpath import cpu_fastpath, sibling_projections
 from .metrics import compute_metrics, majority_baseline
 from .mixout import MixLinear, apply_mixout, remove_mixout
 from .optim import AdamW, BertAdam, create_optimizer, param_groups
 from .optim.llrd import llrd_param_groups
 from .recipes import PRESETS, Recipe, create_optimizer_and_scheduler, prepare_model
+from .record import RunResult
 from .reinit import reinit_top_layers
 from .study import Study
-from .trainer import RunResult, TrainConfig, evaluate, train
+from .trainer import train
 
 __all__ = [
     "PRESETS",

@@ -50,8 +50,8 @@ def _add_config_arguments(
     parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset(), recipe_settings: bool = True
 ) -> None:
     """One flag per `TrainConfig` field (but `skip`), then one per `Recipe` field (those override the --recipe)."""
+    from .config import TrainConfig
     from .recipes import Recipe
-    from .trainer import TrainConfig
 
     hints = get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -61,6 +61,8 @@ def _add_config_arguments(
         tp = _scalar_type(hints[f.name])
         if f.name == "recipe":
             parser.add_argument("--recipe", default="adam", help=help_text + " (default: adam)")
+        elif tp is bool and f.default:  # on by default: --no-NAME turns it off
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=help_text)
         elif tp is bool:
             parser.add_argument(_flag(f.name), action="store_true", help=help_text)
         elif f.name == "text_columns":
@@ -88,8 +90,8 @@ def _add_config_arguments(
 
 
 def _config_from_args(args: argparse.Namespace):
+    from .config import TrainConfig
     from .recipes import Recipe
-    from .trainer import TrainConfig
 
     own = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if f.name != "name"}
@@ -124,12 +126,21 @@ def _result_table(result) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _training_process() -> None:
+    """This process exists to train: glibc keeps the memory it frees for the next step (process-wide, so the CLI
+    and worker processes set it, never the library: a notebook calling `steadytune.train` keeps its allocator)."""
+    from .fastpath import retain_freed_memory
+
+    retain_freed_memory()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
     config = _config_from_args(args)
     if config.save_model and args.out is None:
         raise UserInputError("--save-model needs --out DIR")
+    _training_process()
     result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     if args.json:
         from .files import to_json
@@ -207,9 +218,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-_STUDY_PER_TRIAL = frozenset({"task", "recipe", "seed", "init_seed", "save_model"})
-
-
 def _study_executor(args: argparse.Namespace) -> Executor:
     """The executor the flags ask for; flags of the other executor are an error, not silently ignored."""
     from .study import LocalExecutor
@@ -235,14 +243,15 @@ def _study_executor(args: argparse.Namespace) -> Executor:
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    from .config import STUDY_SKIPS, TrainConfig
     from .study import Study
-    from .trainer import TrainConfig
 
     executor = _study_executor(args)
-    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in _STUDY_PER_TRIAL}
+    shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in STUDY_SKIPS}
     study = Study(args.out, tasks=args.tasks, recipes=args.recipes, seeds=args.seeds, new=args.new, **shared)
     if hasattr(executor, "connect"):
         executor.connect()  # a cluster that cannot be reached is an error before the study folder is written
+    _training_process()  # trials may run in this process
     counts = study.run(executor=executor, progress=not args.quiet)
     print(f"{counts['total']} trials: {counts['skipped']} already done, {counts['ran']} run now, "
           f"{counts['errors']} errors", file=sys.stderr)  # fmt: skip
@@ -321,6 +330,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import STUDY_SKIPS
+
     parser = _Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -374,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: reruns of a trial whose worker died, then stored as an error (default: 3)")  # fmt: skip
     p.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
-    _add_config_arguments(p, skip=_STUDY_PER_TRIAL, recipe_settings=False)
+    _add_config_arguments(p, skip=STUDY_SKIPS, recipe_settings=False)
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("report", help="(re)write a study's report", description="Write report.md and report.html "

@@ -153,6 +153,14 @@ class Recipe:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
                 "prior_weight_decay": self.prior_wd}  # fmt: skip
 
+    @property
+    def still_rows_stay_still(self) -> bool:
+        r"""True when the optimizer leaves a parameter row whose gradient is always zero exactly where it started,
+        so such rows can be left out of training (`steadytune.vocab`): Adam and BERTAdam from zero state step by
+        :math:`\eta \cdot 0 / (0 + \epsilon) = 0`, and decay toward the pre-trained weights by
+        :math:`\lambda(\theta - \theta^{(0)}) = 0`; plain decay shrinks every row."""
+        return self.weight_decay == 0 or self.prior_wd
+
     def create_optimizer(self, params) -> torch.optim.Optimizer:
         """This recipe's optimizer over `params` (parameters or groups); `steadytune audit --recipe` probes it."""
         return self.optimizer_class(params, **self.optimizer_kwargs())

@@ -1,0 +1,125 @@
+"""`TrainConfig`, everything one run needs, and the field sets that the rest of the package reads from it.
+
+A study shares one configuration between its trials except `PER_TRIAL` (the grid sets those); its identity (what
+must match for trials to be pooled) leaves out `NOT_IDENTITY` (where files are, where to run, what to keep), since
+the data's identity is its rows' fingerprints, not its paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .data import DATA_SEED, SPLIT_SEED
+from .errors import UserInputError
+from .recipes import Recipe
+from .recipes import help_field as _help
+
+__all__ = ["ADDED_SETTINGS", "DATA_FIELDS", "NOT_IDENTITY", "PER_TRIAL", "STUDY_SKIPS", "TrainConfig"]
+
+# `steadytune.load_data`'s keywords: which rows a run trains and is scored on.
+DATA_FIELDS = ("task", "glue_dir", "train_file", "validation_file", "test_file", "text_columns", "label_column",
+               "task_type", "train_size", "data_seed", "split_seed")  # fmt: skip
+# What a study's grid sets per trial.
+PER_TRIAL = frozenset({"task", "recipe", "seed", "init_seed"})
+# What a study does not take as a shared setting: the grid's fields, and a run's own output (a study keeps records).
+STUDY_SKIPS = PER_TRIAL | {"save_model"}
+# Shared settings that do not change what a trial computes: paths (the data is identified by its rows), the
+# device (each record says which ran), what to keep.
+NOT_IDENTITY = frozenset({"glue_dir", "train_file", "validation_file", "test_file", "device", "save_model"})
+# Settings added after studies were first stored, with the value those studies' trials ran with.
+ADDED_SETTINGS: dict[str, Any] = {"fast_path": True, "compact_embedding": True}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs; saved as the run's `config.json`, so a run can be repeated from it."""
+
+    # what to train
+    model: str = _help("Hub id, local folder, or 'all-MiniLM-L6-v2' (the packaged copy when installed).",
+                       "all-MiniLM-L6-v2")  # fmt: skip
+    task: str | None = _help("GLUE preset (rte, mrpc, sts-b, cola, sst-2, qnli, qqp, mnli); or use train_file.")
+    glue_dir: str | None = _help("GLUE folder (<dir>/<TASK>/train.tsv); default env GLUE_DIR, else the hub.")
+    train_file: str | None = _help("Your own training data: CSV, TSV or JSONL.")
+    validation_file: str | None = _help("Validation data; without it, held out from train (paper protocol).")
+    test_file: str | None = _help("Test data; without it, the validation data is split into halves.")
+    text_columns: tuple[str, ...] | None = _help("One or two text columns of the user's data.")
+    label_column: str = _help("Label column of the user's data.", "label")
+    task_type: str = _help("classification, regression, or auto (non-integer numbers mean regression).", "auto")
+    train_size: int | None = _help("Draw a class-balanced subset of this many training examples (paper: 1000).")
+    data_seed: int = _help("Seed of the train subset; fixed, so every run sees the same rows.", DATA_SEED)
+    split_seed: int = _help("Seed of the validation/test split of dev; fixed across runs.", SPLIT_SEED)
+    max_length: int = _help("Truncate inputs to this many tokens (paper §3: 128).", 128)
+    metric: str | None = _help(
+        "Metric that picks the best checkpoint and decides failure: accuracy, f1, matthews_correlation, pearson, "
+        "spearmanr. Default: the GLUE task's (RTE accuracy, MRPC f1, CoLA MCC, STS-B spearmanr), else accuracy or "
+        "spearmanr."
+    )
+    # how to train
+    recipe: Recipe = field(default_factory=Recipe, metadata={"help": (
+        "How to train: presets joined by '+', each with an optional :value, and field=value settings, e.g. "
+        "'adam', 'bertadam', 'adam+reinit:2', 'adam+llrd:0.9+lr=1e-4' (see `steadytune recipes`).")})  # fmt: skip
+    num_evals: int = _help("Validation evaluations spread evenly over training, the last at the final step.", 10)
+    eval_batch_size: int = _help("Most examples in an evaluation batch (which also holds at most 4096 tokens).", 128)
+    seed: int = _help("Seed of data order and dropout.", 0)
+    init_seed: int | None = _help("Seed of the new classifier head; defaults to seed.")
+    device: str = _help("cuda, cpu, or auto (CUDA when present).", "auto")
+    trust_remote_code: bool = _help("Allow model code from the hub (off unless you ask).", False)
+    save_model: bool = _help("Write the best model and tokenizer (safetensors) to <out>/model.", False)
+    # speed paths: on by default; each record says whether it ran
+    fast_path: bool = _help(
+        "On a CPU, train through steadytune.fastpath: dropout masks from raw random bits and attention as float32 "
+        "products (the same distributions, another random stream), each block's q/k/v as one product. Off: torch's "
+        "own dropout and attention. No effect on CUDA.", True)  # fmt: skip
+    compact_embedding: bool = _help(
+        "Train only the word-embedding rows the run's tokens reach, where that is exact (no plain weight decay: "
+        "the other rows' updates are zero); the saved model has the full vocabulary. Off: the dense embedding.",
+        True)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, str):
+            self.recipe = Recipe.parse(self.recipe)
+        elif isinstance(self.recipe, dict):
+            self.recipe = Recipe.from_dict(self.recipe)
+        positive = {"max_length": self.max_length, "eval_batch_size": self.eval_batch_size,
+                    "num_evals": self.num_evals}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserInputError(f"{name} must be positive, got {value!r}")
+        if isinstance(self.text_columns, str):
+            self.text_columns = tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
+        elif self.text_columns is not None:
+            self.text_columns = tuple(self.text_columns)
+
+    def data_kwargs(self) -> dict[str, Any]:
+        """The settings that say which rows a run trains and is scored on: `steadytune.load_data`'s keywords."""
+        return {name: getattr(self, name) for name in DATA_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat: the recipe's fields sit beside the run's, and "recipe" is its name (easy to tabulate)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recipe"}
+        recipe = self.recipe.to_dict()
+        return {**d, "recipe": recipe.pop("name"), **recipe}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of `to_dict` (also takes a nested recipe dict, or a recipe string to parse)."""
+        own = {f.name for f in fields(cls)} - {"recipe"}
+        recipe_keys = {f.name for f in fields(Recipe)} - {"name"}
+        recipe: Any = d.get("recipe", "adam")
+        if isinstance(recipe, str) and recipe_keys & d.keys():
+            recipe = Recipe.from_dict({"name": recipe, **{k: d[k] for k in recipe_keys & d.keys()}})
+        return cls(recipe=recipe, **{k: v for k, v in d.items() if k in own})
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with run fields and recipe fields changed (`recipe=` first, then recipe fields on top of it)."""
+        own = {f.name for f in fields(self)}
+        recipe_keys = {f.name for f in fields(Recipe)} - {"name"}
+        unknown = overrides.keys() - own - recipe_keys
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        config = replace(self, **{k: v for k, v in overrides.items() if k in own})
+        recipe_changes = {k: v for k, v in overrides.items() if k in recipe_keys}
+        if recipe_changes:
+            config = replace(config, recipe=config.recipe.override(**recipe_changes))
+        return config

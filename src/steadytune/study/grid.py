@@ -1,0 +1,81 @@
+"""A study's grid: trials (task × recipe × seed), parsing the recipe and seed lists, and running one trial."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ..config import TrainConfig
+from ..data import TaskData, load_data
+from ..errors import UserInputError
+from ..recipes import Recipe
+from ..trainer import train
+
+__all__ = ["Trial", "parse_recipes", "parse_seeds", "run_trial", "trial_data"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One cell of the grid: the configuration to run (the recipe expanded into its fields), and its key."""
+
+    task: str
+    recipe: str
+    seed: int
+    config: TrainConfig
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.task, self.recipe, self.seed
+
+
+def parse_recipes(text: str | Iterable[str]) -> list[str]:
+    """ "bertadam,adam,adam+reinit:2" → a list; a comma followed by a digit stays (betas=0.9,0.98)."""
+    items = re.split(r",(?=\s*[A-Za-z])", text) if isinstance(text, str) else list(text)
+    recipes = [Recipe.parse(item).name for item in items if item.strip()]
+    if not recipes:
+        raise UserInputError("no recipes given; e.g. --recipes bertadam,adam")
+    if len(set(recipes)) != len(recipes):
+        raise UserInputError(f"recipes repeat: {', '.join(recipes)}")
+    return recipes
+
+
+def parse_seeds(seeds: int | str | Iterable[int]) -> list[int]:
+    """N → 0..N-1; "3,7,9" → [3, 7, 9]; a list as it is."""
+    if isinstance(seeds, str):
+        try:
+            values = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UserInputError(f"seeds must be a count or a list like 3,7,9, got {seeds!r}") from None
+        seeds = values[0] if len(values) == 1 and "," not in seeds else values
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise UserInputError(f"seeds must be at least 1, got {seeds}")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise UserInputError(f"seeds must be distinct non-negative integers, got {out}")
+    return out
+
+
+def run_trial(trial: Trial, data: TaskData | None = None) -> dict[str, Any]:
+    """One trial, start to finish (also what a pool worker or a cluster task calls); `data` when already loaded."""
+    return train(trial.config, data=data if data is not None else trial_data(trial)).to_dict()
+
+
+def trial_data(trial: Trial) -> TaskData:
+    """The trial's data, loaded once per process (the driver has it already: `Study` loads it first)."""
+    return config_data(trial.config)
+
+
+def config_data(config: TrainConfig) -> TaskData:
+    """`load_data` of a configuration's data settings, cached: a process loads each data set-up once (and
+    tokenizes it once per tokenizer, `steadytune.data.encode`)."""
+    return _cached_data(tuple(config.data_kwargs().items()))
+
+
+@lru_cache(maxsize=16)
+def _cached_data(kwargs: tuple[tuple[str, Any], ...]) -> TaskData:
+    return load_data(**dict(kwargs))

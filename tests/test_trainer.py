@@ -78,7 +78,7 @@ def test_bertadam_differs_from_adamw(tiny_model_dir, toy):
 
 def test_best_checkpoint_is_what_is_tested(tiny_model_dir, toy, monkeypatch):
     """When the best validation score comes before the end, the best test score comes from those weights."""
-    import steadytune.trainer as T
+    import steadytune.loop as T
 
     real_evaluate = T.evaluate
     scores = iter([0.9, 0.1, 0.2, 0.3])  # validation: best at the first evaluation

@@ -7,36 +7,38 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_folder", "atomic_write_bytes", "atomic_write_text", "to_json"]
+__all__ = ["atomic_folder", "atomic_write_bytes", "atomic_write_text", "json_safe", "to_json"]
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _finite(obj: Any) -> Any:
-    """Plain Python values, with NaN and ±inf as null: strict JSON has no such numbers (a diverged run's loss)."""
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays (a float32 NaN is no Python float until converted)
+def json_safe(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any:
+    """`obj` as plain JSON values: numpy and torch scalars and arrays as Python numbers and lists, tuples as lists,
+    paths as strings, and NaN and ±inf as null (strict JSON has no such numbers: a diverged run's loss). Anything
+    else goes through `default` (e.g. `repr`), or raises TypeError without one."""
+    if hasattr(obj, "tolist"):  # numpy and torch scalars and arrays (a float32 NaN is no Python float until converted)
         obj = obj.tolist()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {str(k): json_safe(v, default=default) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+        return [json_safe(v, default=default) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if default is not None:
+        return default(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def to_json(obj: Any, *, indent: int | None = 2) -> str:
-    """Strict JSON (non-finite floats as null), one trailing newline."""
-    return json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False) + "\n"
+    """Strict JSON of `json_safe(obj)`, one trailing newline."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n"
 
 
 def _umask() -> int:

@@ -14,6 +14,8 @@ from steadytune.errors import UserInputError
 from steadytune.metrics import (
     classification_metrics,
     compute_metrics,
+    constant_baseline,
+    failure,
     is_failed,
     majority_baseline,
     regression_metrics,
@@ -237,3 +239,50 @@ def test_is_failed() -> None:
     assert not is_failed(np.float64(0.1), 0.0)
     with pytest.raises(ValueError, match="baseline"):
         is_failed(0.5, math.nan)
+
+
+# --- the failed-run rule: the best constant predictor --------------------------------------------------------
+
+
+def test_constant_baseline_is_the_best_of_every_constant_scored_by_sklearn() -> None:
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    rng = np.random.default_rng(0)
+    for positive_share in (0.1, 0.3, 0.5, 0.8):
+        labels = (rng.random(139) < positive_share).astype(np.int64)
+        for metric, score in [("accuracy", accuracy_score), ("f1", lambda y, p: f1_score(y, p, zero_division=0)),
+                              ("matthews_correlation", matthews_corrcoef)]:  # fmt: skip
+            best = max(score(labels, np.full_like(labels, k)) for k in (0, 1))
+            b = constant_baseline(labels, num_labels=2, metric=metric, label_names=["neg", "pos"])
+            assert b.score == pytest.approx(best, abs=1e-12) and b.metric == metric
+    # F1 with a minority positive class: always-positive (2p / (1 + p)), where the majority class would give 0
+    labels = np.array([1] * 30 + [0] * 70)
+    b = constant_baseline(labels, num_labels=2, metric="f1", label_names=["neg", "pos"])
+    assert b.score == pytest.approx(2 * 0.3 / 1.3, abs=1e-12) and b.predictor == "always 'pos'"
+    assert majority_baseline(labels, num_labels=2, metric="f1") == 0.0
+    b = constant_baseline(labels, num_labels=2, metric="accuracy")
+    assert b.score == 0.7 and b.predictor == "always 0" and b.mse is None
+
+
+def test_constant_baseline_of_regression_is_zero_correlation_and_the_training_mean_mse() -> None:
+    test = np.array([0.0, 1.0, 4.0, 5.0])
+    train = np.array([1.0, 2.0, 3.0, 6.0])  # mean 3
+    b = constant_baseline(test, num_labels=1, metric="spearmanr", train_labels=train)
+    assert b.score == 0.0 and b.predictor == "any constant"
+    assert b.mse == pytest.approx(float(np.mean((test - 3.0) ** 2)), abs=1e-12)  # = 6.5
+    assert constant_baseline(test, num_labels=1, metric="pearson").mse is None
+
+
+def test_failure_names_why() -> None:
+    acc = constant_baseline([0, 0, 0, 1], num_labels=2, metric="accuracy")
+    assert failure(0.75, acc) == "constant"  # equal to the majority: no better than a constant
+    assert failure(0.76, acc) is None
+    assert failure(None, acc) == "constant" and failure(math.nan, acc) == "constant"
+    assert failure(0.99, acc, diverged=True) == "diverged"
+    reg = constant_baseline([0.0, 1.0, 4.0, 5.0], num_labels=1, metric="spearmanr", train_labels=[3.0])
+    assert reg.mse == 4.5  # (9 + 4 + 1 + 4) / 4
+    assert failure(0.4, reg, mse=4.4) is None
+    assert failure(0.4, reg, mse=4.5) == "collapsed"  # ranks a little, but predicts no better than the prior
+    assert failure(0.4, reg, mse=None) == "collapsed"
+    assert failure(0.0, reg, mse=1.0) == "constant"
+    assert failure(0.4, reg.to_dict(), mse=7.0) == "collapsed"  # a record's stored baseline works as well

@@ -312,3 +312,28 @@ def test_report_names_every_steadytune_version_that_ran_trials():
 
     assert _versions([rec("0.3.0"), rec("0.3.0")]) == "0.3.0"
     assert _versions([rec("0.3.0"), rec("0.2.0"), rec("0.3.0")]) == "0.2.0 (1 trials), 0.3.0 (2 trials)"
+
+
+def test_records_are_rescored_under_the_current_rule_when_reported(tiny_model_dir, toy_files, tmp_path):
+    """A store from before records held their baseline (0.6.0) is judged by the current rule, from its data."""
+    from steadytune.study import grid, trial_rows
+
+    out = tmp_path / "study"
+    _study(out, tiny_model_dir, toy_files, seeds=1, recipes="adam+lr=1e-3").run(progress=False)
+    fresh = trial_rows(load_records(out))[0]
+    assert fresh["rule"] == "current" and fresh["baseline_predictor"].startswith("always")
+    con = sqlite3.connect(out / "study.sqlite")
+    (record,) = [json.loads(r) for (r,) in con.execute("SELECT record FROM trials")]
+    for key in ("baseline", "failure"):
+        del record[key]
+    record["failed"] = not fresh["failed"]  # a verdict of another rule
+    with con:
+        con.execute("UPDATE trials SET record = ?", (json.dumps(record),))
+    con.close()
+    row = trial_rows(load_records(out))[0]
+    assert row["rule"] == "current" and row["failed"] == fresh["failed"] and row["baseline"] == fresh["baseline"]
+    assert row["stored_failed"] != row["failed"]
+    toy_files["test"].unlink()  # the data is gone: the verdict it was stored with stands, and says so
+    grid._cached_data.cache_clear()  # as in a new process (`steadytune report`)
+    row = trial_rows(load_records(out))[0]
+    assert row["rule"] == "stored" and row["failed"] == record["failed"]

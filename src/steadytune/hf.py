@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback, TrainingArguments
 
-from .metrics import compute_metrics, is_failed, majority_baseline
+from .metrics import compute_metrics, constant_baseline, is_failed
 from .models import resolve_device
 from .precision import resolve_precision
 from .recipes import Recipe, create_optimizer_and_scheduler
@@ -94,7 +94,8 @@ class StabilityCallback(TrainerCallback):
     - Divergence: a NaN/inf loss or gradient norm stops training (`control.should_training_stop`) and sets
       `diverged`; it is a recorded outcome, not an exception. It is noticed at the next log (`logging_steps`).
     - Failure at the end (Mosbach et al. 2021): `failed` is True when the run diverged or its last evaluation's
-      `metric` is at or below the majority-class baseline (given, or computed from `labels`). Logged as a warning
+      `metric` is at or below the best constant predictor's (given, or computed from `labels`:
+      `steadytune.metrics.constant_baseline`). Logged as a warning
       and appended to `state.log_history` as {"steadytune_failed": ...}. Without any evaluation `failed` is None.
     """
 
@@ -103,8 +104,8 @@ class StabilityCallback(TrainerCallback):
     ) -> None:
         if baseline is None and labels is not None:
             if num_labels is None:
-                raise ValueError("num_labels is needed to compute the majority baseline from labels")
-            baseline = majority_baseline(labels, num_labels=num_labels, metric=metric)
+                raise ValueError("num_labels is needed to compute the constant baseline from labels")
+            baseline = constant_baseline(labels, num_labels=num_labels, metric=metric).score
         self.metric, self.baseline = metric, baseline
         self._grad_norms: list[tuple[int, float]] = []
         self._pending: list[tuple[int, torch.Tensor]] = []  # norms not read back from the device yet
@@ -162,12 +163,12 @@ class StabilityCallback(TrainerCallback):
             logger.warning("steadytune: the run diverged (non-finite loss or gradient norm); counted as failed")
         elif score is None or self.baseline is None:
             self.failed = None
-            logger.warning(f"steadytune: cannot judge failure: no eval_{self.metric} or no majority baseline "
+            logger.warning(f"steadytune: cannot judge failure: no eval_{self.metric} or no baseline "
                            "(evaluate at the end, and pass baseline= or labels=)")  # fmt: skip
         else:
             self.failed = is_failed(score, self.baseline)
             if self.failed:
-                logger.warning(f"steadytune: FAILED run: eval_{self.metric} {score:.4f} ≤ majority-class baseline "
+                logger.warning(f"steadytune: FAILED run: eval_{self.metric} {score:.4f} ≤ the best constant predictor's "
                                f"{self.baseline:.4f} (Mosbach et al. 2021)")  # fmt: skip
         state.log_history.append({"step": state.global_step, "steadytune_failed": self.failed,
                                   "steadytune_diverged": self.diverged})  # fmt: skip

@@ -1,4 +1,4 @@
-"""Evaluation metrics for GLUE-style tasks, and the majority baseline behind the "failed run" rule.
+"""Evaluation metrics for GLUE-style tasks, and the constant-predictor baselines behind the "failed run" rule.
 
 Metric names follow Hugging Face ``evaluate``'s GLUE metric: ``accuracy``, ``f1`` (binary, positive label 1),
 ``matthews_correlation``, ``pearson`` and ``spearmanr``; regression also reports ``mse``. The numbers come from
@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -24,8 +27,11 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, mean_sq
 from steadytune.errors import UserInputError
 
 __all__ = [
+    "Baseline",
     "classification_metrics",
     "compute_metrics",
+    "constant_baseline",
+    "failure",
     "is_failed",
     "majority_baseline",
     "regression_metrics",
@@ -143,20 +149,8 @@ def compute_metrics(predictions: ArrayLike, labels: ArrayLike, *, num_labels: in
     return classification_metrics(predictions, labels, num_labels=num_labels)
 
 
-def majority_baseline(labels: ArrayLike, *, num_labels: int, metric: str) -> float:
-    """Score of the constant majority-class predictor on ``labels``, measured with ``metric``.
-
-    The predictor always outputs the most frequent class of ``labels`` themselves (ties go to the smallest
-    class id). ``accuracy`` is then the majority fraction; ``f1`` is the F1 of that constant prediction (0 when
-    the majority class is 0); ``matthews_correlation``, ``pearson`` and ``spearmanr`` are 0.0, because a
-    constant predictor has no correlation with anything.
-
-    This is the reference of the "failed run" rule of Dodge et al. (2020) and Mosbach et al. (ICLR 2021): a
-    fine-tuning run has failed when its final test metric is at or below this baseline (see :func:`is_failed`).
-
-    ``metric`` must be one that :func:`compute_metrics` reports for ``num_labels`` (``mse`` is not supported:
-    lower is better there, so the rule does not apply). Anything else raises ``UserInputError``.
-    """
+def _validate_metric(metric: str, num_labels: int) -> None:
+    """Raise unless `compute_metrics` reports `metric` for `num_labels` (a higher-is-better one: not mse)."""
     _check_num_labels(num_labels)
     known = _CLASSIFICATION_METRICS + _REGRESSION_METRICS
     if metric not in known:
@@ -170,6 +164,24 @@ def majority_baseline(labels: ArrayLike, *, num_labels: int, metric: str) -> flo
     if metric not in applicable:
         raise UserInputError(f"metric {metric!r} does not apply to a task with num_labels={num_labels}")
 
+
+def majority_baseline(labels: ArrayLike, *, num_labels: int, metric: str) -> float:
+    """Score of the constant majority-class predictor on ``labels``, measured with ``metric``.
+
+    The predictor always outputs the most frequent class of ``labels`` themselves (ties go to the smallest
+    class id). ``accuracy`` is then the majority fraction; ``f1`` is the F1 of that constant prediction (0 when
+    the majority class is 0); ``matthews_correlation``, ``pearson`` and ``spearmanr`` are 0.0, because a
+    constant predictor has no correlation with anything.
+
+    This is the reference of the "failed run" rule of Dodge et al. (2020) and Mosbach et al. (ICLR 2021) as they
+    state it. steadytune's rule (:func:`failure`) compares with :func:`constant_baseline` instead, the best of all
+    constant predictors, which is the same number for accuracy, Matthews correlation and the correlations, and
+    differs for F1 when the positive class is the minority (the majority class then scores F1 = 0).
+
+    ``metric`` must be one that :func:`compute_metrics` reports for ``num_labels`` (``mse`` is not supported:
+    lower is better there, so the rule does not apply). Anything else raises ``UserInputError``.
+    """
+    _validate_metric(metric, num_labels)
     if num_labels == 1:
         _as_1d(labels, "labels")  # still reject empty or malformed labels
         return 0.0
@@ -184,3 +196,74 @@ def is_failed(score: float | None, baseline: float) -> bool:
     if not math.isfinite(baseline):
         raise UserInputError(f"baseline must be finite, got {baseline!r}")
     return score is None or not math.isfinite(score) or bool(score <= baseline)
+
+
+# --- the failed-run rule ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a constant predictor reaches on a split: the reference of the failed-run rule (see `failure`)."""
+
+    metric: str
+    score: float
+    """The best `metric` any constant prediction scores on the split."""
+    predictor: str
+    """Which constant that is, e.g. "always 'not_entailment'" (accuracy on RTE) or "any constant" (correlations)."""
+    mse: float | None = None
+    """Regression: the split's MSE when every example is predicted as the training labels' mean."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def constant_baseline(
+    labels: ArrayLike,
+    *,
+    num_labels: int,
+    metric: str,
+    train_labels: ArrayLike | None = None,
+    label_names: Sequence[str] | None = None,
+) -> Baseline:
+    """The best score any constant predictor reaches on `labels` under `metric`, and which predictor it is.
+
+    Classification: every constant class is scored and the best kept (ties to the smallest class id): for accuracy
+    that is the majority class; for F1 (positive class 1) the better of always-positive, ``2p / (1 + p)`` with
+    ``p`` the positive share, and always-negative (0) — so a minority positive class does not make the baseline 0,
+    as the majority class alone would; Matthews correlation is 0 for every constant. Regression: correlations are
+    0 for every constant, and with `train_labels` `mse` is the split's MSE when predicting their mean (what a model
+    that collapsed to the prior would score).
+    """
+    _validate_metric(metric, num_labels)
+    if num_labels == 1:
+        labels = _as_1d(labels, "labels").astype(np.float64)
+        mse = None
+        if train_labels is not None:
+            mean = float(np.mean(_as_1d(train_labels, "train_labels").astype(np.float64)))
+            mse = float(np.mean((labels - mean) ** 2))
+        return Baseline(metric, 0.0, "any constant", mse)
+    labels = _as_class_ids(labels, "labels", num_labels)
+    scores = [classification_metrics(np.full_like(labels, k), labels, num_labels=num_labels)[metric]
+              for k in range(num_labels)]  # fmt: skip
+    best = int(np.argmax(scores))  # the first (smallest) class id among ties
+    name = repr(label_names[best]) if label_names is not None else str(best)
+    return Baseline(metric, float(scores[best]), f"always {name}")
+
+
+def failure(
+    score: float | None, baseline: Baseline | Mapping[str, Any], *, mse: float | None = None, diverged: bool = False
+) -> str | None:
+    """Why a run failed, or None when it did not: "diverged" (a non-finite loss); "constant" (its final test score
+    is missing, non-finite, or at or below the best constant predictor's: Dodge et al. 2020 and Mosbach et al.
+    2021 count a run as failed when it is no better than the majority classifier, and this is the same rule for
+    every metric, taking the best constant rather than the majority class alone); "collapsed" (regression: a test
+    MSE at least that of predicting the training labels' mean, whatever the correlations say).
+    """
+    b = baseline if isinstance(baseline, Baseline) else Baseline(**baseline)
+    if diverged:
+        return "diverged"
+    if is_failed(score, b.score):
+        return "constant"
+    if b.mse is not None and (mse is None or not mse < b.mse):
+        return "collapsed"
+    return None

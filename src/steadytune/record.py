@@ -23,13 +23,15 @@ class RunResult:
     data: dict[str, Any]
     metric: str
     majority_baseline: float
+    """The test metric of always predicting the test split's majority class (0 for correlations)."""
     best: dict[str, Any]
     """{"step", "validation": metrics, "test": metrics} of the best-validation checkpoint."""
     last: dict[str, Any]
     """The same for the final weights (test is None when the run diverged)."""
     diverged: bool
     failed: bool
-    """Final test metric ≤ the majority-class baseline (Mosbach et al. 2021), or diverged."""
+    """`failure` is not None: diverged, final test metric ≤ the best constant predictor's, or (regression) a test
+    MSE ≥ predicting the training mean."""
     steps: int
     total_steps: int
     evals: list[dict[str, Any]]
@@ -39,6 +41,10 @@ class RunResult:
     new_parameters: list[str]
     surgery: dict[str, list[str]] = field(default_factory=dict)
     """What the recipe changed in the model: {"reinitialized": parameter names, "mixout": module names}."""
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """The test split's constant-predictor baseline (`steadytune.metrics.Baseline`): the failure line."""
+    failure: str | None = None
+    """Why the run failed (`steadytune.metrics.failure`: "diverged", "constant", "collapsed"), None if it did not."""
 
     @property
     def test_best(self) -> float | None:

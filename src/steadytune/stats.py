@@ -242,6 +242,8 @@ def summarize(
                 "recipe": recipe,
                 "metric": group[0]["metric"],
                 "majority_baseline": float(group[0]["majority_baseline"]),
+                # the failure line: the best constant predictor's score (steadytune.metrics.constant_baseline)
+                "baseline": float(group[0].get("baseline", group[0]["majority_baseline"])),
                 "n": n,
                 **{f"best_{key}": value for key, value in best.items()},
                 **{f"last_{key}": value for key, value in last.items()},

@@ -31,7 +31,7 @@ from .data import GROUP_BATCHES, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .fastpath import sibling_projections
 from .loop import LoopState, Run, eval_steps, start, train_steps
-from .metrics import is_failed, majority_baseline
+from .metrics import Baseline, constant_baseline, failure, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
 from .precision import resolve_precision
@@ -49,7 +49,8 @@ class Prepared:
     run: Run
     config: TrainConfig
     data: TaskData
-    baseline: float
+    majority: float
+    baseline: Baseline
     settings: dict[str, Any]
     """The settings as they resolved on this machine (init_seed, device, precision, fast_path,
     compact_embedding): the record's config holds these values."""
@@ -73,7 +74,9 @@ def prepare(config: TrainConfig, data: TaskData | None = None) -> Prepared:
     init_seed = config.seed if config.init_seed is None else config.init_seed
     metric = config.metric or data.metric
     # Before any training: this also rejects a metric that does not fit the task (f1 on 3 classes, say).
-    baseline = majority_baseline(data.test.labels, num_labels=data.num_labels, metric=metric)
+    baseline = constant_baseline(data.test.labels, num_labels=data.num_labels, metric=metric,
+                                 train_labels=data.train.labels, label_names=data.label_names)  # fmt: skip
+    majority = majority_baseline(data.test.labels, num_labels=data.num_labels, metric=metric)
 
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     splits = tuple(encode(s, tokenizer, max_length=config.max_length)
@@ -107,7 +110,7 @@ def prepare(config: TrainConfig, data: TaskData | None = None) -> Prepared:
     )  # fmt: skip
     settings = {"init_seed": init_seed, "device": str(device), "precision": precision, "fast_path": fast_path,
                 "compact_embedding": rows is not None}  # fmt: skip
-    return Prepared(run=run, config=config, data=data, baseline=baseline, settings=settings,
+    return Prepared(run=run, config=config, data=data, majority=majority, baseline=baseline, settings=settings,
                     new_parameters=new_params, surgery=surgery, undo=undo, started=started,
                     setup_s=time.perf_counter() - started)  # fmt: skip
 
@@ -142,17 +145,18 @@ def finish(prep: Prepared, state: LoopState, *, out: str | Path | None = None, o
     for undo in reversed(prep.undo):
         undo()
 
-    last_score = None if last_test is None else last_test[metric]
+    scores = last_test or {}
+    why = failure(scores.get(metric), prep.baseline, mse=scores.get("mse"), diverged=state.diverged)
     result = RunResult(
         config={**config.to_dict(), **prep.settings},
         data=prep.data.summary(),
         metric=metric,
-        majority_baseline=prep.baseline,
+        majority_baseline=prep.majority,
         best={"step": best["step"] if best else None, "validation": best["validation"] if best else None,
               "test": best_test},
         last={"step": state.step, "validation": last_val, "test": last_test},
         diverged=state.diverged,
-        failed=state.diverged or is_failed(last_score, prep.baseline),
+        failed=why is not None,
         steps=state.step,
         total_steps=run.total_steps,
         evals=state.evals,
@@ -162,6 +166,8 @@ def finish(prep: Prepared, state: LoopState, *, out: str | Path | None = None, o
         versions=library_versions(),
         new_parameters=prep.new_parameters,
         surgery=prep.surgery,
+        baseline=prep.baseline.to_dict(),
+        failure=why,
     )  # fmt: skip
     if out is not None:
         keep = config.save_model and state.best_state is not None

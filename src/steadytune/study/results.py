@@ -6,9 +6,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..config import TrainConfig
 from ..errors import UserInputError
-from ..files import atomic_write_bytes, atomic_write_text
-from .grid import Trial
+from ..files import atomic_write_bytes, atomic_write_text, to_json
+from ..metrics import constant_baseline, failure
+from .grid import Trial, config_data
 from .store import load_records
 
 __all__ = ["export_rows", "trial_line", "trial_rows", "write_study_report"]
@@ -30,20 +32,65 @@ def trial_line(trial: Trial, record: dict[str, Any]) -> str:
 
 
 def trial_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per trial: what the statistics, the report and `steadytune export` use."""
+    """One flat row per trial: what the statistics, the report and `steadytune export` use.
+
+    `failed` is decided here, under the current rule (`steadytune.metrics.failure`), not read from the record, so
+    a store written under an older rule is re-scored when reported: from the record's own baseline where it has
+    one, else from its data, reloaded and checked against the record's fingerprints. A record whose data cannot be
+    found keeps the verdict it was stored with (`rule` says which).
+    """
+    baselines = _Baselines()
     rows = []
     for r in records:
         m = r["metric"]
         best_test, last_test = r["best"].get("test") or {}, r["last"].get("test") or {}
+        baseline = r.get("baseline") or baselines.of(r)
+        if baseline:
+            why = failure(last_test.get(m), baseline, mse=last_test.get("mse"), diverged=r["diverged"])
+            rule = "current"
+        else:
+            why = ("diverged" if r["diverged"] else "constant") if r["failed"] else None
+            rule = "stored"
         rows.append({
             "task": r["task"], "recipe": r["recipe"], "seed": r["seed"], "metric": m,
-            "majority_baseline": r["majority_baseline"], "test_best": best_test.get(m), "test_last": last_test.get(m),
-            "validation_best": (r["best"].get("validation") or {}).get(m), "failed": r["failed"],
+            "majority_baseline": r["majority_baseline"],
+            "baseline": baseline["score"] if baseline else r["majority_baseline"],
+            "baseline_predictor": baseline["predictor"] if baseline else "majority class",
+            "test_best": best_test.get(m), "test_last": last_test.get(m), "test_mse_last": last_test.get("mse"),
+            "baseline_mse": baseline.get("mse") if baseline else None,
+            "validation_best": (r["best"].get("validation") or {}).get(m),
+            "validation_last": (r["last"].get("validation") or {}).get(m),
+            "failed": why is not None, "failure": why, "rule": rule, "stored_failed": r["failed"],
             "diverged": r["diverged"], "steps": r["steps"], "best_step": r["best"]["step"],
-            "wall_s": r["timings"]["wall_s"],
+            "test_size": r["data"]["sizes"]["test"], "wall_s": r["timings"]["wall_s"],
             **{f"config.{k}": v for k, v in r["config"].items() if not isinstance(v, (list, dict, tuple))},
         })  # fmt: skip
     return rows
+
+
+class _Baselines:
+    """Constant-predictor baselines of records stored before records held one, from their data (each data
+    set-up loaded once)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict[str, Any] | None] = {}
+
+    def of(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        key = to_json(record["data"]["fingerprints"]) + record["metric"]
+        if key not in self._cache:
+            self._cache[key] = self._load(record)
+        return self._cache[key]
+
+    @staticmethod
+    def _load(record: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            data = config_data(TrainConfig.from_dict(record["config"]))
+        except (UserInputError, OSError, ValueError, TypeError, KeyError):  # moved, deleted, or never here
+            return None
+        if data.summary()["fingerprints"] != record["data"]["fingerprints"]:
+            return None  # other rows than the trial ran on: judging it by them would be wrong
+        return constant_baseline(data.test.labels, num_labels=data.num_labels, metric=record["metric"],
+                                 train_labels=data.train.labels, label_names=data.label_names).to_dict()  # fmt: skip
 
 
 def _versions(records: list[dict[str, Any]]) -> str:

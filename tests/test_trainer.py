@@ -208,7 +208,7 @@ def test_divergence_ends_the_curve_at_the_first_bad_step(tiny_model_dir, toy):
     assert all(e["step"] <= r.steps for e in r.evals)  # no evaluation of diverged weights
 
 
-def test_training_on_cpu_takes_the_fast_dropout_and_attention_and_leaves_the_allocator(tiny_model_dir, toy, monkeypatch):
+def test_training_on_cpu_takes_the_fast_path_and_leaves_the_allocator(tiny_model_dir, toy, monkeypatch):
     import steadytune.fastpath as fastpath
 
     calls = {"dropout": 0, "attention": 0}

@@ -168,8 +168,8 @@ class StabilityCallback(TrainerCallback):
         else:
             self.failed = is_failed(score, self.baseline)
             if self.failed:
-                logger.warning(f"steadytune: FAILED run: eval_{self.metric} {score:.4f} ≤ the best constant predictor's "
-                               f"{self.baseline:.4f} (Mosbach et al. 2021)")  # fmt: skip
+                logger.warning(f"steadytune: FAILED run: eval_{self.metric} {score:.4f} ≤ {self.baseline:.4f}, "
+                               "the best constant predictor's (Mosbach et al. 2021)")  # fmt: skip
         state.log_history.append({"step": state.global_step, "steadytune_failed": self.failed,
                                   "steadytune_diverged": self.diverged})  # fmt: skip
         return control

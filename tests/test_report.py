@@ -1,16 +1,31 @@
-"""Tests for steadytune.report: both files written, HTML parses with embedded PNGs, escaping, bold, determinism."""
+"""Tests for steadytune.report: both files written, HTML parses with embedded PNGs, escaping, bold, determinism, and
+one document rendered to markdown and HTML showing the same text."""
 
 from __future__ import annotations
 
 import base64
 import math
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from steadytune.report import slugify, write_report
+from steadytune.report import (
+    Bold,
+    Document,
+    Figure,
+    Heading,
+    Notes,
+    Paragraph,
+    Table,
+    render_html,
+    render_markdown,
+    report_document,
+    slugify,
+    write_report,
+)
 from steadytune.stats import summarize
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -227,3 +242,172 @@ def test_empty_summary(tmp_path: Path) -> None:
 def test_slugify(name: str, slug: str) -> None:
     assert slugify(name) == slug
     assert len(slugify("x" * 500)) <= 60
+
+
+# --- one document, two renderers ---------------------------------------------------------------------------------
+
+NOTES = ["model <b>tiny</b>", "4 seeds | 24 trials"]
+TITLE = "Study <script>x</script>"
+
+
+class Blocks(HTMLParser):
+    """The text of a page as a list of blocks ``(kind, text)``, kind one of "h1", "h2", "li", "p" (paragraphs,
+    captions), "img" (its alt text), "th", "td" (a cell's text; ``td*`` when it is bold)."""
+
+    KINDS = {"h1": "h1", "h2": "h2", "li": "li", "p": "p", "figcaption": "p", "th": "th", "td": "td"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[tuple[str, str]] = []
+        self._open: list[str] | None = None
+        self._kind = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.blocks.append(("img", dict(attrs)["alt"] or ""))
+        elif tag in self.KINDS:
+            self._open, self._kind = [], self.KINDS[tag]
+        elif tag == "strong" and self._kind == "td":
+            self._kind = "td*"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.KINDS and self._open is not None:
+            if self._open or self._kind != "p":  # a markdown image is a paragraph of its own: no text
+                self.blocks.append((self._kind, "".join(self._open)))
+            self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._open.append(data)
+
+
+def html_blocks(page: str) -> list[tuple[str, str]]:
+    parser = Blocks()
+    parser.feed(page)
+    parser.close()
+    return parser.blocks
+
+
+def unescape_markdown(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text.replace("**", ""))  # user text has every "*" escaped: no "**" of its own
+
+
+def simple_markdown_blocks(text: str) -> list[tuple[str, str]]:
+    """The blocks of the report's markdown, read line by line: just enough markdown for what render_markdown writes."""
+    blocks: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        if not line or re.fullmatch(r"\|(-+:?\|)+", line):
+            continue
+        if line.startswith("|"):
+            kind = "th" if not blocks or blocks[-1][0] not in ("th", "td", "td*") else "td"
+            for cell in split_markdown_row(line):
+                bold = kind == "td" and cell.startswith("**") and cell.endswith("**")
+                blocks.append((kind + "*" * bold, unescape_markdown(cell)))
+        elif match := re.fullmatch(r"(#{1,2}) (.*)", line):
+            blocks.append((f"h{len(match[1])}", unescape_markdown(match[2])))
+        elif match := re.fullmatch(r"!\[(.*)\]\([^)]*\)", line):
+            blocks.append(("img", unescape_markdown(match[1])))
+        elif line.startswith("- "):
+            blocks.append(("li", unescape_markdown(line[2:])))
+        else:
+            blocks.append(("p", unescape_markdown(line)))
+    return blocks
+
+
+def commonmark_blocks(text: str) -> list[tuple[str, str]]:
+    """The blocks of the markdown as a CommonMark reader (with GitHub's tables) renders them."""
+    markdown_it = pytest.importorskip("markdown_it")
+    return html_blocks(markdown_it.MarkdownIt("commonmark").enable("table").render(text))
+
+
+def without_headers(blocks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The HTML names a column group once, with its metric, in a header row above its columns; markdown repeats
+    the group's name (without the metric) in each column's header. Everything else must read the same."""
+    return [block for block in blocks if block[0] != "th"]
+
+
+def images(document: Document) -> dict[str, bytes]:
+    return {block.path: PNG_SIGNATURE for block in document.blocks if isinstance(block, Figure)}
+
+
+@pytest.fixture(scope="module")
+def document(report: dict) -> Document:
+    return report_document(report["summary"], title=TITLE, notes=NOTES)
+
+
+def test_write_report_renders_the_document(report: dict, document: Document) -> None:
+    assert report["md"].read_text(encoding="utf-8") == render_markdown(document)
+    written = {path: (report["out"] / path).read_bytes() for path in images(document)}
+    assert report["html"].read_text(encoding="utf-8") == render_html(document, written)
+
+
+def test_document_holds_user_strings_as_written(document: Document) -> None:
+    """Only the renderers escape: the document has the names exactly as the user wrote them."""
+    assert document.title == TITLE
+    assert document.blocks[0] == Notes(tuple(NOTES))
+    results, tests = [block for block in document.blocks if isinstance(block, Table)]
+    for table in (results, tests):
+        assert [row[0] for row in table.rows] == RECIPES
+        assert [(group.name, group.detail) for group in table.header[1:]] == [
+            ("rte", "accuracy"), (EVIL_TASK, "matthews_correlation")
+        ]  # fmt: skip
+    assert tests.header[2].columns == (f"Welch p vs {EVIL_RECIPE}", "Levene p")
+    alts = [block.alt for block in document.blocks if isinstance(block, Figure)]
+    assert alts[1] == f"{EVIL_TASK}: test metric per recipe"
+    assert "&lt;" not in repr(document) and "\\\\" not in repr(document)
+
+
+@pytest.mark.parametrize("read_markdown", [simple_markdown_blocks, commonmark_blocks])
+def test_markdown_and_html_say_the_same(document: Document, read_markdown: Callable[[str], list]) -> None:
+    md_blocks = read_markdown(render_markdown(document))
+    html = html_blocks(render_html(document, images(document)))
+    assert without_headers(md_blocks) == without_headers(html)
+    # Same headings, notes, cells (bold ones too), figure alt texts and captions, in the same order.
+    kinds = {kind for kind, _ in html}
+    assert kinds == {"h1", "h2", "li", "p", "img", "th", "td", "td*"}
+    assert ("h1", TITLE) in html and ("td", EVIL_RECIPE) in html and ("li", NOTES[1]) in html
+    assert [text for kind, text in html if kind == "h2"] == [
+        "Results", "Test metric per recipe", "Training loss", "Expected best-of-k performance"
+    ]  # fmt: skip
+    # Headers: markdown's "<task> <column>" is the HTML's group name (less its metric) and column name.
+    md_headers = [text for kind, text in md_blocks if kind == "th"]
+    assert md_headers[:5] == ["recipe", "rte best", "rte last", "rte failed", f"{EVIL_TASK} best"]
+    html_headers = [text for kind, text in html if kind == "th"]
+    assert html_headers[:4] == ["recipe", "rte (accuracy)", f"{EVIL_TASK} (matthews_correlation)", "best"]
+
+
+@pytest.mark.parametrize("read_markdown", [simple_markdown_blocks, commonmark_blocks])
+def test_a_new_section_appears_in_both(document: Document, read_markdown: Callable[[str], list]) -> None:
+    """A section added to the document once shows in both files, escaped for each."""
+    extra = (
+        Heading(2, "Fisher's exact test <a|b>"),
+        Paragraph(("Reference recipe: ", Bold("adam|*x*"), " & 1. $y$")),
+        Table(("task", "recipe", "Holm p"), (("rte", EVIL_RECIPE, Bold("< 0.001")), ("1. x", "- y", "+ z")),
+              "a <i>caption"),
+        Notes(("1. not a list", "- nor a list", "+ nor this", "2) nor this")),
+        Paragraph("- not a list either"),
+    )  # fmt: skip
+    extended = Document(document.title, document.blocks + extra)
+    markdown = render_markdown(extended)
+    md_blocks = read_markdown(markdown)
+    html = html_blocks(render_html(extended, images(extended)))
+    assert without_headers(md_blocks) == without_headers(html)
+    new = html[html.index(("h2", "Fisher's exact test <a|b>")) :]
+    assert new == [
+        ("h2", "Fisher's exact test <a|b>"),
+        ("p", "Reference recipe: adam|*x* & 1. $y$"),
+        ("th", "task"), ("th", "recipe"), ("th", "Holm p"),
+        ("td", "rte"), ("td", EVIL_RECIPE), ("td*", "< 0.001"),
+        ("td", "1. x"), ("td", "- y"), ("td", "+ z"),
+        ("p", "a <i>caption"),
+        ("li", "1. not a list"), ("li", "- nor a list"), ("li", "+ nor this"), ("li", "2) nor this"),
+        ("p", "- not a list either"),
+    ]  # fmt: skip
+    assert [block for block in md_blocks if block[0] == "th"][-3:] == new[2:5]  # a table without column groups
+    assert markdown.count("\n| ") == (1 + 3) + (1 + 3) + (1 + 2)  # header and rows of the three tables
+
+
+def test_whitespace_is_collapsed_in_both() -> None:
+    doc = Document("two\nlines", (Paragraph(("a\n\n", Bold(" b "), "\tc ")), Notes(("x\ny",))))
+    assert render_markdown(doc) == "# two lines\n\na **b** c\n\n- x y\n"
+    assert "<h1>two lines</h1>\n<p>a <strong>b</strong> c</p>\n<ul>\n<li>x y</li>\n</ul>" in render_html(doc, {})

@@ -12,12 +12,18 @@ writes, in this order:
 4. per task, the expected test metric of the best-validation run among k runs, k = 1..n (Dodge et al. 2019;
    Zhang et al. Fig. 4).
 
+The content is described once, as a :class:`Document`: a title and a sequence of blocks (:class:`Heading`,
+:class:`Paragraph`, :class:`Notes`, :class:`Table` with :class:`ColumnGroup` headers, :class:`Figure`) whose text
+is plain strings with :class:`Bold` spans. :func:`report_document` builds it from the summary (a new section is one
+more function called there); :func:`render_markdown` and :func:`render_html` turn it into the two files. Only the
+renderers escape: the document holds user strings as written. Every piece of text (title, notes, task, recipe and
+metric names, as well as the fixed wording) is put on one line and escaped for HTML, or backslash-escaped for
+markdown, so a name such as ``<script>`` or ``a|b`` is shown as written and cannot break the page or a table.
+
 The figures go to ``figures/`` as PNG files, which the markdown links and the HTML embeds as ``data:`` URIs (no
-external reference, no script; a Content-Security-Policy forbids loading anything else). Every user string (title,
-notes, task, recipe and metric names) is escaped for HTML, and backslash-escaped for markdown, so a name such as
-``<script>`` or ``a|b`` is shown as written and cannot break the page or a table. Figure file names are slugs of the
-task names. Every file is written atomically (temporary file, then rename). Figures are drawn with matplotlib's
-object-oriented ``Figure`` API: no pyplot, no global state, nothing to close, deterministic output.
+external reference, no script; a Content-Security-Policy forbids loading anything else). Figure file names are
+slugs of the task names. Every file is written atomically (temporary file, then rename). Figures are drawn with
+matplotlib's object-oriented ``Figure`` API: no pyplot, no global state, nothing to close, deterministic output.
 """
 
 from __future__ import annotations
@@ -27,19 +33,23 @@ import html
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator
 
 from steadytune.files import atomic_write_bytes, atomic_write_text
 from steadytune.stats import finite_scores, ordered_unique
 
-__all__ = ["slugify", "write_report"]
+__all__ = [
+    "Block", "Bold", "ColumnGroup", "Document", "Figure", "Heading", "Notes", "Paragraph", "Table", "Text",
+    "render_html", "render_markdown", "report_document", "slugify", "write_report",
+]  # fmt: skip
 
 Escape = Callable[[str], str]
 
@@ -90,6 +100,10 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 # Characters that mean something in (GitHub-flavoured) markdown inline text or tables; all are ASCII punctuation,
 # which CommonMark lets a backslash turn into a literal.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$#!])")
+# What would start a list at the start of a paragraph or list item ("- x", "+ x", "1. x", "2) x"): the
+# punctuation is escaped there only, so that numbers such as 0.715 in table cells stay as they are.
+_MARKDOWN_BLOCK_START = re.compile(r"^(\d*)([-+.)])")
+_WHITESPACE = re.compile(r"\s+")
 
 
 def slugify(name: str, *, max_length: int = _SLUG_MAX) -> str:
@@ -104,21 +118,211 @@ def slugify(name: str, *, max_length: int = _SLUG_MAX) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Runs of whitespace, newlines included, as one space: text cannot end a markdown line or table row."""
+    return _WHITESPACE.sub(" ", str(text))
 
 
 def _md(text: str) -> str:
-    """User text for a markdown line or table cell: one line, markdown punctuation backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(text))
+    """Text for markdown: markdown punctuation backslash-escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def _html(text: str) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(text, quote=True)
 
 
 def _mpl(text: str) -> str:
     """User text for matplotlib: an unescaped pair of ``$`` would start mathtext (and may fail to parse)."""
     return str(text).replace("$", r"\$")
+
+
+# --- the document ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bold:
+    """Strong emphasis: ``**text**`` in markdown, ``<strong>`` in HTML."""
+
+    text: str
+
+
+# Text as written (never escaped): a plain string, a bold span, or a sequence of them.
+Text = str | Bold | tuple[str | Bold, ...]
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int  # 2 for a section; the title is the document's only level 1
+    text: Text
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: Text
+
+
+@dataclass(frozen=True)
+class Notes:
+    """A bulleted list."""
+
+    items: tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class ColumnGroup:
+    """Columns under one name, such as a task's. ``detail`` (the metric) follows the name where the group has a
+    header cell of its own (HTML); a markdown table has a single header row, so there the name is repeated before
+    each column and the detail, which the caption should also give, is left out."""
+
+    name: Text
+    columns: tuple[Text, ...]
+    detail: Text = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: ``header`` cells are single columns or column groups; a row's first cell names it."""
+
+    header: tuple[Text | ColumnGroup, ...]
+    rows: tuple[tuple[Text, ...], ...]
+    caption: Text = ()
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG image: ``path`` is relative to the report and URL-safe (a slug), and names the image's bytes."""
+
+    path: str
+    alt: Text
+    caption: Text
+
+
+Block = Heading | Paragraph | Notes | Table | Figure
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+def _inline(text: Text, escape: Escape, strong: Escape) -> str:
+    """``text`` on one line (runs of whitespace as one space), each piece escaped, the bold ones in ``strong``."""
+    pieces = text if isinstance(text, tuple) else (text,)
+    rendered = "".join(
+        strong(escape(_one_line(piece.text).strip())) if isinstance(piece, Bold) else escape(_one_line(piece))
+        for piece in pieces
+    )
+    return rendered.strip()
+
+
+# --- markdown ----------------------------------------------------------------------------------------------------
+
+
+def _md_text(text: Text) -> str:
+    return _inline(text, _md, lambda inner: f"**{inner}**")
+
+
+def _md_paragraph(text: Text) -> str:
+    """Text that starts a line: a leading "1." or "-" must not start a list."""
+    return _MARKDOWN_BLOCK_START.sub(r"\1\\\2", _md_text(text))
+
+
+def _markdown_table(table: Table) -> list[str]:
+    header = [
+        f"{_md_text(cell.name)} {_md_text(column)}" if isinstance(cell, ColumnGroup) else _md_text(cell)
+        for cell in table.header
+        for column in (cell.columns if isinstance(cell, ColumnGroup) else (None,))
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]  # numbers right-aligned
+    lines += ["| " + " | ".join(_md_text(cell) for cell in row) + " |" for row in table.rows]
+    return lines + (["", _md_paragraph(table.caption)] if table.caption else [])
+
+
+def _markdown_block(block: Block) -> list[str]:
+    match block:
+        case Heading(level, text):
+            return ["#" * level + " " + _md_text(text)]
+        case Paragraph(text):
+            return [_md_paragraph(text)]
+        case Notes(items):
+            return [f"- {_md_paragraph(item)}" for item in items]
+        case Table():
+            return _markdown_table(block)
+        case Figure(path, alt, caption):
+            return [f"![{_md_text(alt)}]({quote(path)})", "", _md_paragraph(caption)]
+    raise TypeError(f"not a block of the report: {block!r}")
+
+
+def render_markdown(document: Document) -> str:
+    """The document as markdown (GitHub-flavoured: tables); figures are links to their ``path``."""
+    lines = [f"# {_md_text(document.title)}", ""]
+    for block in document.blocks:
+        lines += [*_markdown_block(block), ""]
+    return "\n".join(lines)
+
+
+# --- HTML --------------------------------------------------------------------------------------------------------
+
+
+def _html_text(text: Text) -> str:
+    return _inline(text, _html, lambda inner: f"<strong>{inner}</strong>")
+
+
+def _html_table(table: Table) -> list[str]:
+    groups = [cell for cell in table.header if isinstance(cell, ColumnGroup)]
+    top = []  # with column groups, two header rows: single columns span both, groups name their columns below
+    for cell in table.header:
+        if isinstance(cell, ColumnGroup):
+            name = f"{_html_text(cell.name)} ({_html_text(cell.detail)})" if cell.detail else _html_text(cell.name)
+            top.append(f'<th colspan="{len(cell.columns)}">{name}</th>')
+        else:
+            top.append(f'<th rowspan="2">{_html_text(cell)}</th>' if groups else f"<th>{_html_text(cell)}</th>")
+    second = "".join(f"<th>{_html_text(column)}</th>" for group in groups for column in group.columns)
+    head = "<thead><tr>" + "".join(top) + (f"</tr><tr>{second}</tr></thead>" if groups else "</tr></thead>")
+    lines = ["<table>", head, "<tbody>"]
+    lines += ["<tr>" + "".join(f"<td>{_html_text(cell)}</td>" for cell in row) + "</tr>" for row in table.rows]
+    lines += ["</tbody>", "</table>"]
+    return lines + ([f'<p class="caption">{_html_text(table.caption)}</p>'] if table.caption else [])
+
+
+def _html_block(block: Block, images: Mapping[str, bytes]) -> list[str]:
+    match block:
+        case Heading(level, text):
+            return [f"<h{level:d}>{_html_text(text)}</h{level:d}>"]
+        case Paragraph(text):
+            return [f"<p>{_html_text(text)}</p>"]
+        case Notes(items):
+            return ["<ul>", *(f"<li>{_html_text(item)}</li>" for item in items), "</ul>"]
+        case Table():
+            return _html_table(block)
+        case Figure(path, alt, caption):
+            source = "data:image/png;base64," + base64.b64encode(images[path]).decode("ascii")
+            return [
+                f'<figure><img src="{source}" alt="{_html_text(alt)}">',
+                f"<figcaption>{_html_text(caption)}</figcaption></figure>",
+            ]
+    raise TypeError(f"not a block of the report: {block!r}")
+
+
+def render_html(document: Document, images: Mapping[str, bytes]) -> str:
+    """The document as one HTML page; ``images`` holds each figure's PNG by its ``path``, embedded as data: URIs."""
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f"<title>{_html_text(document.title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_html_text(document.title)}</h1>",
+    ]
+    for block in document.blocks:
+        lines += _html_block(block, images)
+    lines += ["</body>", "</html>", ""]
+    return "\n".join(lines)
 
 
 # --- numbers -----------------------------------------------------------------------------------------------------
@@ -144,118 +348,173 @@ def _failures(entry: dict[str, Any]) -> str:
     return f"{entry['failed']}/{entry['n']} ({100 * entry['failure_rate']:.0f}%)"
 
 
-# --- tables ------------------------------------------------------------------------------------------------------
+# --- the report's content ----------------------------------------------------------------------------------------
+
+# The figures per task, in the order of their sections: file-name suffix and section heading.
+_SECTIONS = {
+    "box": "Test metric per recipe",
+    "loss": "Training loss",
+    "expected": "Expected best-of-k performance",
+}
 
 
 @dataclass(frozen=True)
-class _Cell:
-    text: str  # formatted numbers ("0.715 ± 0.013", "< 0.001"), escaped by the table renderers
-    bold: bool = False
+class _Summary:
+    """The summary by (task, recipe), its tasks and recipes in order, and per task its first recipe's entry (the
+    metric, baseline, best recipe and alpha are the same for all of a task's recipes)."""
+
+    entries: dict[tuple[str, str], dict[str, Any]]
+    tasks: list[str]
+    recipes: list[str]
+    first: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, summary: Sequence[dict[str, Any]]) -> _Summary:
+        entries = {(e["task"], e["recipe"]): e for e in summary}
+        tasks = ordered_unique(e["task"] for e in summary)
+        recipes = ordered_unique(e["recipe"] for e in summary)
+        first = {task: entries[task, next(r for r in recipes if (task, r) in entries)] for task in tasks}
+        return cls(entries, tasks, recipes, first)
+
+    def task_entries(self, task: str) -> list[dict[str, Any]]:
+        return [self.entries[task, recipe] for recipe in self.recipes if (task, recipe) in self.entries]
 
 
-def _table_cells(
-    summary: dict[tuple[str, str], dict[str, Any]], tasks: list[str], recipes: list[str]
-) -> tuple[list[list[_Cell]], list[list[_Cell]]]:
-    """Cells (without the recipe column) of the results table and of the p-value table, one list per recipe."""
-    missing = [_Cell("–")] * 3
-    results, tests = [], []
-    for recipe in recipes:
-        result_row, test_row = [], []
-        for task in tasks:
-            entry = summary.get((task, recipe))
-            if entry is None:
-                result_row += missing
-                test_row += missing[:2]
-                continue
-            result_row += [
-                _Cell(_mean_std(entry["best_mean"], entry["best_std"]), bold=bool(entry["tie"])),
-                _Cell(_mean_std(entry["last_mean"], entry["last_std"])),
-                _Cell(_failures(entry)),
-            ]
-            test_row += [_Cell(_p(entry["welch_p"])), _Cell(_p(entry["levene_p"]))]
-        results.append(result_row)
-        tests.append(test_row)
-    return results, tests
+def _unique_slugs(tasks: list[str]) -> dict[str, str]:
+    slugs: dict[str, str] = {}
+    for task in tasks:
+        base = candidate = slugify(task)
+        suffix = 2
+        while candidate in slugs.values():
+            candidate = f"{base}-{suffix}"
+            suffix += 1
+        slugs[task] = candidate
+    return slugs
 
 
-def _headers(
-    first_entry: dict[str, dict[str, Any]], esc: Escape, *, with_metric: bool
-) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Task headers (name, and metric when asked), then per task the sub-headers of both tables."""
-    task_headers, result_subs, test_subs = [], [], []
-    for task, entry in first_entry.items():
-        task_headers.append(f"{esc(task)} ({esc(entry['metric'])})" if with_metric else esc(task))
-        result_subs.append(["best", "last", "failed"])
-        best = entry["best_recipe"]
-        test_subs.append([f"Welch p vs {esc(best)}" if best is not None else "Welch p", "Levene p"])
-    return task_headers, result_subs, test_subs
+def _figure_paths(tasks: list[str]) -> dict[tuple[str, str], str]:
+    """Per (task, figure kind) the figure's path relative to the report."""
+    slugs = _unique_slugs(tasks)
+    return {(task, kind): f"figures/{slugs[task]}-{kind}.png" for kind in _SECTIONS for task in tasks}
 
 
-def _markdown_table(
-    task_headers: list[str], subs: list[list[str]], recipes: list[str], cells: list[list[_Cell]]
-) -> str:
-    header = ["recipe"] + [f"{task} {sub}" for task, task_subs in zip(task_headers, subs) for sub in task_subs]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
-    for recipe, row in zip(recipes, cells):
-        texts = [f"**{_md(cell.text)}**" if cell.bold else _md(cell.text) for cell in row]
-        lines.append("| " + " | ".join([_md(recipe), *texts]) + " |")
-    return "\n".join(lines)
+def _per_task_table(
+    study: _Summary,
+    columns: Callable[[dict[str, Any]], tuple[Text, ...]],
+    cells: Callable[[dict[str, Any]], list[Text]],
+    caption: Text,
+) -> Table:
+    """A row per recipe and a group of columns per task, named with its metric: ``columns(entry)`` names them
+    (from the task's first entry), ``cells(entry)`` fills them, "–" where a recipe has no runs of the task."""
+    header = ("recipe", *(ColumnGroup(task, columns(e), e["metric"]) for task, e in study.first.items()))
+    rows = []
+    for recipe in study.recipes:
+        row: list[Text] = [recipe]
+        for task, first in study.first.items():
+            entry = study.entries.get((task, recipe))
+            row += ["–"] * len(columns(first)) if entry is None else cells(entry)
+        rows.append(tuple(row))
+    return Table(header, tuple(rows), caption)
 
 
-def _html_table(task_headers: list[str], subs: list[list[str]], recipes: list[str], cells: list[list[_Cell]]) -> str:
-    top = "".join(f'<th colspan="{len(s)}">{task}</th>' for task, s in zip(task_headers, subs))
-    second = "".join(f"<th>{sub}</th>" for task_subs in subs for sub in task_subs)
-    lines = ["<table>", f'<thead><tr><th rowspan="2">recipe</th>{top}</tr><tr>{second}</tr></thead>', "<tbody>"]
-    for recipe, row in zip(recipes, cells):
-        tds = "".join(
-            f"<td><strong>{_html(c.text)}</strong></td>" if c.bold else f"<td>{_html(c.text)}</td>" for c in row
-        )
-        lines.append(f"<tr><td>{_html(recipe)}</td>{tds}</tr>")
-    lines += ["</tbody>", "</table>"]
-    return "\n".join(lines)
+def _result_cells(entry: dict[str, Any]) -> list[Text]:
+    best = _mean_std(entry["best_mean"], entry["best_std"])
+    return [Bold(best) if entry["tie"] else best, _mean_std(entry["last_mean"], entry["last_std"]), _failures(entry)]
 
 
-def _results_caption(first_entry: dict[str, dict[str, Any]], esc: Escape, bold: Escape) -> str:
-    alpha = next(iter(first_entry.values()))["alpha"]
+def _results_table(study: _Summary) -> Table:
+    alpha = next(iter(study.first.values()))["alpha"]
     per_task = "; ".join(
-        f"{esc(task)}: {esc(e['metric'])}, majority baseline {_number(e['majority_baseline'])}"
-        for task, e in first_entry.items()
+        f"{task}: {e['metric']}, majority baseline {_number(e['majority_baseline'])}"
+        for task, e in study.first.items()
     )
-    return (
+    caption = (
         "Test metric over seeds, as mean ± sample standard deviation: best = the checkpoint with the best "
         "validation score, last = the final checkpoint. Failed = runs whose last-checkpoint test metric is at or "
         "below the majority-class baseline (Mosbach et al. 2021) or that diverged, out of n runs; runs that "
-        "diverged before they were scored have no score and are left out of the means. "
-        f"{bold('Bold')}: per task, the recipe with the highest mean (best) and those not significantly worse "
+        "diverged before they were scored have no score and are left out of the means. ",
+        Bold("Bold"),
+        ": per task, the recipe with the highest mean (best) and those not significantly worse "
         f"(one-tailed Welch t-test, p ≥ α = {alpha:g}), as in Zhang et al. 2021, Table 1. "
-        f"Metric and majority-class baseline per task: {per_task}."
+        f"Metric and majority-class baseline per task: {per_task}.",
     )
+    return _per_task_table(study, lambda _: ("best", "last", "failed"), _result_cells, caption)
 
 
-def _tests_caption(first_entry: dict[str, dict[str, Any]], esc: Escape) -> str:
-    entry = next(iter(first_entry.values()))
-    alpha, baseline = entry["alpha"], entry["baseline_recipe"]
-    return (
+def _test_columns(entry: dict[str, Any]) -> tuple[Text, ...]:
+    best = entry["best_recipe"]
+    return (f"Welch p vs {best}" if best is not None else "Welch p", "Levene p")
+
+
+def _tests_table(study: _Summary) -> Table:
+    entry = next(iter(study.first.values()))
+    caption = (
         "Welch p: one-tailed Welch t-test (unequal variances) that the task's best recipe scores higher than this "
-        f"recipe (best checkpoint); p ≥ {alpha:g} is a tie. Levene p: Levene's test of equal variances against "
-        f"{esc(baseline)} with deviations from the median (the Brown–Forsythe test), as Mosbach et al. 2021 "
-        "compare the spread of fine-tuning runs. – where a test does not apply (the recipe itself, fewer than two "
-        "scores, constant scores, or no baseline runs)."
+        f"recipe (best checkpoint); p ≥ {entry['alpha']:g} is a tie. Levene p: Levene's test of equal variances "
+        f"against {entry['baseline_recipe']} with deviations from the median (the Brown–Forsythe test), as Mosbach "
+        "et al. 2021 compare the spread of fine-tuning runs. – where a test does not apply (the recipe itself, fewer "
+        "than two scores, constant scores, or no baseline runs)."
     )
+    return _per_task_table(study, _test_columns, lambda e: [_p(e["welch_p"]), _p(e["levene_p"])], caption)
+
+
+def _results_section(study: _Summary) -> list[Block]:
+    if not study.tasks:
+        return [Heading(2, "Results"), Paragraph("No finished trials.")]
+    return [Heading(2, "Results"), _results_table(study), _tests_table(study)]
+
+
+def _figure_caption(kind: str, task: str, entry: dict[str, Any]) -> str:
+    metric = entry["metric"]
+    if kind == "box":
+        return (
+            f"{task}: test {metric} of the best-validation checkpoint per recipe. Boxes: quartiles and median, "
+            "whiskers to the furthest run within 1.5 IQR; points: every run, spread sideways; dashed line: the "
+            f"majority-class baseline ({_number(entry['majority_baseline'])}). Runs that diverged before they were "
+            "scored are counted in n but not drawn."
+        )
+    if kind == "loss":
+        return (
+            f"{task}: training loss per step, mean over seeds (line) and min–max band, at each step over the runs "
+            "that reached it; non-finite losses are left out."
+        )
+    return (
+        f"{task}: expected test {metric} of the run with the best validation score among k runs drawn with "
+        "replacement (Dodge et al. 2019), bootstrap mean ± one standard deviation."
+    )
+
+
+def _figure_sections(study: _Summary) -> list[Block]:
+    """A section per kind of figure, with that figure of every task (nothing without tasks)."""
+    if not study.tasks:
+        return []
+    paths = _figure_paths(study.tasks)
+    blocks: list[Block] = []
+    for kind, section in _SECTIONS.items():
+        blocks.append(Heading(2, section))
+        for task in study.tasks:
+            alt = f"{task}: {section.lower()}"
+            blocks.append(Figure(paths[task, kind], alt, _figure_caption(kind, task, study.first[task])))
+    return blocks
+
+
+def report_document(summary: Sequence[dict[str, Any]], *, title: str, notes: Sequence[str] = ()) -> Document:
+    """The report's content, once for both files: notes, the results and p-value tables, the figure sections.
+
+    ``summary`` is :func:`steadytune.stats.summarize`'s; the figures are named as :func:`write_report` draws them.
+    A new section is a function returning its blocks, added here.
+    """
+    study = _Summary.of(summary)
+    blocks: list[Block] = [Notes(tuple(notes))] if notes else []
+    blocks += _results_section(study)
+    blocks += _figure_sections(study)
+    return Document(title, tuple(blocks))
 
 
 # --- figures -----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plot:
-    task: str
-    kind: str  # "box", "loss" or "expected": the section and the file-name suffix
-    filename: str
-    png: bytes
-
-
-def _png(fig: Figure) -> bytes:
+def _png(fig: MplFigure) -> bytes:
     buffer = io.BytesIO()
     # No "Software" text chunk: the PNG then holds nothing but the picture (and no URL).
     fig.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
@@ -266,7 +525,7 @@ def _box_figure(
     task: str, groups: dict[str, list[dict[str, Any]]], colours: dict[str, str], entry: dict[str, Any]
 ) -> bytes:
     recipes = list(groups)
-    fig = Figure(figsize=(max(_FIGSIZE[0], _INCHES_PER_RECIPE * len(recipes)), _FIGSIZE[1]), layout="constrained")
+    fig = MplFigure(figsize=(max(_FIGSIZE[0], _INCHES_PER_RECIPE * len(recipes)), _FIGSIZE[1]), layout="constrained")
     ax = fig.add_subplot()
     data = [finite_scores(row["test_best"] for row in group) for group in groups.values()]
     positions = np.arange(1, len(recipes) + 1)
@@ -304,7 +563,7 @@ def _loss_figure(
     curves: dict[tuple[str, str, int], list[dict[str, Any]]],
     colours: dict[str, str],
 ) -> bytes:
-    fig = Figure(figsize=_FIGSIZE, layout="constrained")
+    fig = MplFigure(figsize=_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     handles, labels = [], []
     for recipe, group in groups.items():
@@ -327,7 +586,7 @@ def _loss_figure(
 
 
 def _expected_figure(task: str, entries: list[dict[str, Any]], colours: dict[str, str]) -> bytes:
-    fig = Figure(figsize=_FIGSIZE, layout="constrained")
+    fig = MplFigure(figsize=_FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     handles, labels = [], []
     for entry in entries:
@@ -350,117 +609,25 @@ def _expected_figure(task: str, entries: list[dict[str, Any]], colours: dict[str
     return _png(fig)
 
 
-def _unique_slugs(tasks: list[str]) -> dict[str, str]:
-    slugs: dict[str, str] = {}
-    for task in tasks:
-        base = candidate = slugify(task)
-        suffix = 2
-        while candidate in slugs.values():
-            candidate = f"{base}-{suffix}"
-            suffix += 1
-        slugs[task] = candidate
-    return slugs
-
-
-_SECTIONS = {
-    "box": "Test metric per recipe",
-    "loss": "Training loss",
-    "expected": "Expected best-of-k performance",
-}
-
-
-def _figure_caption(plot: _Plot, entry: dict[str, Any], esc: Escape) -> str:
-    task, metric = esc(plot.task), esc(entry["metric"])
-    if plot.kind == "box":
-        return (
-            f"{task}: test {metric} of the best-validation checkpoint per recipe. Boxes: quartiles and median, "
-            "whiskers to the furthest run within 1.5 IQR; points: every run, spread sideways; dashed line: the "
-            f"majority-class baseline ({_number(entry['majority_baseline'])}). Runs that diverged before they were "
-            "scored are counted in n but not drawn."
-        )
-    if plot.kind == "loss":
-        return (
-            f"{task}: training loss per step, mean over seeds (line) and min–max band, at each step over the runs "
-            "that reached it; non-finite losses are left out."
-        )
-    return (
-        f"{task}: expected test {metric} of the run with the best validation score among k runs drawn with "
-        "replacement (Dodge et al. 2019), bootstrap mean ± one standard deviation."
-    )
+def _draw_figures(
+    rows: Sequence[dict[str, Any]], curves: dict[tuple[str, str, int], list[dict[str, Any]]], study: _Summary
+) -> dict[str, bytes]:
+    """Every figure's PNG by its path (see :func:`_figure_paths`)."""
+    paths = _figure_paths(study.tasks)
+    colours = {recipe: f"C{i % _N_COLOURS}" for i, recipe in enumerate(study.recipes)}
+    images = {}
+    for task in study.tasks:
+        entries = study.task_entries(task)
+        groups = {
+            e["recipe"]: [row for row in rows if row["task"] == task and row["recipe"] == e["recipe"]] for e in entries
+        }
+        images[paths[task, "box"]] = _box_figure(task, groups, colours, entries[0])
+        images[paths[task, "loss"]] = _loss_figure(task, groups, curves, colours)
+        images[paths[task, "expected"]] = _expected_figure(task, entries, colours)
+    return images
 
 
 # --- writing -----------------------------------------------------------------------------------------------------
-
-
-def _markdown(
-    title: str,
-    notes: list[str],
-    tables: tuple[str, str] | None,
-    captions: tuple[str, str] | None,
-    plots: list[_Plot],
-    figure_captions: list[str],
-) -> str:
-    lines = [f"# {_md(title)}", ""]
-    if notes:
-        lines += [f"- {_md(note)}" for note in notes] + [""]
-    lines += ["## Results", ""]
-    if tables is None or captions is None:
-        lines += ["No finished trials.", ""]
-    else:
-        lines += [tables[0], "", captions[0], "", tables[1], "", captions[1], ""]
-    for kind, section in _SECTIONS.items():
-        section_plots = [(p, c) for p, c in zip(plots, figure_captions) if p.kind == kind]
-        if not section_plots:
-            continue
-        lines += [f"## {section}", ""]
-        for plot, caption in section_plots:
-            lines += [f"![{_md(plot.task)}: {section.lower()}](figures/{plot.filename})", "", caption, ""]
-    return "\n".join(lines)
-
-
-def _html_page(
-    title: str,
-    notes: list[str],
-    tables: tuple[str, str] | None,
-    captions: tuple[str, str] | None,
-    plots: list[_Plot],
-    figure_captions: list[str],
-) -> str:
-    lines = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-        f"<title>{_html(title)}</title>",
-        f"<style>{_CSS}</style>",
-        "</head>",
-        "<body>",
-        f"<h1>{_html(title)}</h1>",
-    ]
-    if notes:
-        lines += ["<ul>", *(f"<li>{_html(note)}</li>" for note in notes), "</ul>"]
-    lines.append("<h2>Results</h2>")
-    if tables is None or captions is None:
-        lines.append("<p>No finished trials.</p>")
-    else:
-        lines += [
-            tables[0],
-            f'<p class="caption">{captions[0]}</p>',
-            tables[1],
-            f'<p class="caption">{captions[1]}</p>',
-        ]
-    for kind, section in _SECTIONS.items():
-        section_plots = [(p, c) for p, c in zip(plots, figure_captions) if p.kind == kind]
-        if not section_plots:
-            continue
-        lines.append(f"<h2>{section}</h2>")
-        for plot, caption in section_plots:
-            source = "data:image/png;base64," + base64.b64encode(plot.png).decode("ascii")
-            alt = f"{_html(plot.task)}: {section.lower()}"
-            lines += [f'<figure><img src="{source}" alt="{alt}">', f"<figcaption>{caption}</figcaption></figure>"]
-    lines += ["</body>", "</html>", ""]
-    return "\n".join(lines)
 
 
 def write_report(
@@ -486,54 +653,12 @@ def write_report(
         notes: lines shown under the title (model, data, seeds, wall time...), as plain text.
     """
     out_dir = Path(out_dir)
-    notes = list(notes or [])
-    entries = {(e["task"], e["recipe"]): e for e in summary}
-    tasks = ordered_unique(e["task"] for e in summary)
-    recipes = ordered_unique(e["recipe"] for e in summary)
-    colours = {recipe: f"C{i % _N_COLOURS}" for i, recipe in enumerate(recipes)}
-    slugs = _unique_slugs(tasks)
-
-    plots: list[_Plot] = []
-    for task in tasks:
-        task_entries = [entries[task, recipe] for recipe in recipes if (task, recipe) in entries]
-        groups = {
-            e["recipe"]: [row for row in rows if row["task"] == task and row["recipe"] == e["recipe"]]
-            for e in task_entries
-        }
-        pngs = {
-            "box": _box_figure(task, groups, colours, task_entries[0]),
-            "loss": _loss_figure(task, groups, curves, colours),
-            "expected": _expected_figure(task, task_entries, colours),
-        }
-        plots += [_Plot(task, kind, f"{slugs[task]}-{kind}.png", png) for kind, png in pngs.items()]
-    plots.sort(key=lambda plot: list(_SECTIONS).index(plot.kind))  # stable: tasks keep their order per section
-
-    figures = out_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    for plot in plots:
-        atomic_write_bytes(figures / plot.filename, plot.png)
-
-    # Per task the first recipe's summary: the metric, baseline, best recipe, alpha are the same for all of them.
-    first_entry = {task: entries[task, next(r for r in recipes if (task, r) in entries)] for task in tasks}
-    result_cells, test_cells = _table_cells(entries, tasks, recipes)
-    documents = {}
-    for name, esc, bold, render_table, render_page in (
-        ("report.md", _md, lambda text: f"**{text}**", _markdown_table, _markdown),
-        ("report.html", _html, lambda text: f"<strong>{text}</strong>", _html_table, _html_page),
-    ):
-        tables = captions = None
-        if first_entry:
-            # The HTML table has a header cell per task with room for the metric; markdown names it in the caption.
-            task_headers, result_subs, test_subs = _headers(first_entry, esc, with_metric=name == "report.html")
-            tables = (
-                render_table(task_headers, result_subs, recipes, result_cells),
-                render_table(task_headers, test_subs, recipes, test_cells),
-            )
-            captions = (_results_caption(first_entry, esc, bold), _tests_caption(first_entry, esc))
-        figure_captions = [_figure_caption(plot, first_entry[plot.task], esc) for plot in plots]
-        documents[name] = render_page(title, notes, tables, captions, plots, figure_captions)
-
+    document = report_document(summary, title=title, notes=notes or ())
+    images = _draw_figures(rows, curves, _Summary.of(summary))
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    for path, png in images.items():
+        atomic_write_bytes(out_dir / path, png)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    atomic_write_text(md_path, documents["report.md"])
-    atomic_write_text(html_path, documents["report.html"])
+    atomic_write_text(md_path, render_markdown(document))
+    atomic_write_text(html_path, render_html(document, images))
     return md_path, html_path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -362,6 +363,15 @@ def test_report_format_and_dict():
     assert d["hyperparameters"] == {"lr": 2e-5, "weight_decay": 0.01}
 
 
+def test_report_dict_is_strict_json_for_any_hyperparameter():
+    tag = object()
+    report = _audit(lambda params, tag=None, scale=None: torch.optim.AdamW(params), tag=tag,
+                    scale=torch.tensor([1.0, math.nan]))  # fmt: skip
+    d = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert d["hyperparameters"] == {"tag": repr(tag), "scale": [1.0, None]}  # repr for the unknown, NaN as null
+    assert d["betas"] == pytest.approx([0.9, 0.999]) and d["verdict"] == CORRECTED
+
+
 def test_first_step_of_one_lr_is_not_enough():
     # With betas (0.9, 0.99) BERTAdam's first step is exactly lr, like Adam's; the later steps give it away.
     report = _audit(LegacyAdamW, correct_bias=False, betas=(0.9, 0.99))
@@ -389,6 +399,48 @@ def test_user_module_spec_and_import_errors(tmp_path, monkeypatch):
         resolve_optimizer("mypkg_audit_xyz.broken.Opt")
     with pytest.raises(UserInputError, match="'mypkg_audit_xyz.opt' has no attribute 'Nope'"):
         resolve_optimizer("mypkg_audit_xyz.opt.Nope")
+
+
+@pytest.fixture
+def failing_package(tmp_path, monkeypatch):
+    """Package ``mypkg_audit_xyz2`` whose modules fail in different ways, imported afresh by each test."""
+    pkg = tmp_path / "mypkg_audit_xyz2"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "opt.py").write_text("import torch\n\n\nclass MyOpt(torch.optim.SGD):\n    pass\n\n\nvalue = 3\n")
+    (pkg / "broken.py").write_text("import no_such_dependency_xyz\n")
+    (pkg / "raises.py").write_text("raise RuntimeError('boom at import\\n  second line')\n")
+    (pkg / "attr_error.py").write_text("import os\n\nos.nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield pkg.name
+    for name in [m for m in sys.modules if m.partition(".")[0] == pkg.name]:
+        del sys.modules[name]
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        # Code that raises while importing, with or without ':', names the module and the error's first line.
+        ("mypkg_audit_xyz2.raises.Opt", r"cannot import 'mypkg_audit_xyz2\.raises' .*: RuntimeError: boom at import$"),
+        ("mypkg_audit_xyz2.raises:Opt", r"cannot import 'mypkg_audit_xyz2\.raises' .*: RuntimeError: boom at import$"),
+        # An AttributeError inside the module's code is an import failure, not a missing attribute of the package.
+        ("mypkg_audit_xyz2.attr_error.Opt", r"cannot import 'mypkg_audit_xyz2\.attr_error' .*AttributeError: .*nope"),
+        ("mypkg_audit_xyz2.broken:Opt", r"cannot import 'mypkg_audit_xyz2\.broken' .*no_such_dependency_xyz"),
+        # After ':' everything is an attribute: a submodule there is not imported.
+        ("mypkg_audit_xyz2:broken.Opt", r"^'mypkg_audit_xyz2' has no attribute 'broken' \(optimizer "),
+        ("mypkg_audit_xyz2.opt:MyOpt.Nope", r"^'mypkg_audit_xyz2\.opt\.MyOpt' has no attribute 'Nope' \(optimizer "),
+        ("mypkg_audit_xyz2.opt.Nope.Deeper", r"^'mypkg_audit_xyz2\.opt' has no attribute 'Nope' \(optimizer "),
+        ("mypkg_audit_xyz2.opt.value", "'mypkg_audit_xyz2.opt.value' is a int, not a class or callable"),
+        ("mypkg_audit_xyz2.opt", "'mypkg_audit_xyz2.opt' is a module, not a class or callable"),
+        # The first missing module is the one named.
+        ("no_such_module_xyz.sub.Opt", r"cannot import 'no_such_module_xyz' .*No module named 'no_such_module_xyz'"),
+    ],
+)
+def test_resolve_optimizer_user_module_errors(spec, match, failing_package):
+    with pytest.raises(UserInputError, match=match) as info:
+        resolve_optimizer(spec)
+    assert "\n" not in str(info.value)
+    assert f"{spec!r}" in str(info.value)
 
 
 @pytest.mark.parametrize(

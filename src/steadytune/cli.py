@@ -141,7 +141,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if config.save_model and args.out is None:
         raise UserInputError("--save-model needs --out DIR")
     _training_process()
-    result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet,
+                   checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
     if args.json:
         from .files import to_json
 
@@ -343,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(p)
     p.add_argument("--out", type=Path, help="write config.json, metrics.json, curve.jsonl (and the model) here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save the run's whole state every N steps beside --out (DIR.checkpoint.pt; removed when the "
+                        "run is done)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint beside --out when there is one (the same trajectory as an "
+                        "uninterrupted run); start afresh when there is none")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

@@ -12,20 +12,35 @@ from there takes exactly the trajectory it would have taken (the `RunResult` of 
 from __future__ import annotations
 
 import copy
+import io
 import math
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .data import EncodedSplit, epoch_batches
+from .errors import UserInputError
 from .evaluate import evaluate
 from .fastpath import cpu_fastpath
+from .files import atomic_write_bytes
 from .precision import autocast
 
-__all__ = ["SYNC_EVERY", "LoopState", "Run", "checkpoint", "eval_steps", "resume", "start", "train_steps"]
+__all__ = [
+    "SYNC_EVERY",
+    "LoopState",
+    "Run",
+    "checkpoint",
+    "eval_steps",
+    "load_checkpoint",
+    "resume",
+    "save_checkpoint",
+    "start",
+    "train_steps",
+]
 
 # Per-step scalars (loss, gradient norm) stay on the device and are read back in one transfer every SYNC_EVERY
 # steps and before each evaluation: reading them every step would make a GPU wait for the CPU at each step. A run
@@ -229,3 +244,22 @@ def resume(run: Run, saved: dict[str, Any]) -> LoopState:
     if saved["rng"]["cuda"]:
         torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
     return state
+
+
+def save_checkpoint(path: str | Path, run: Run, state: LoopState, *, meta: dict[str, Any]) -> None:
+    """Write `checkpoint(run, state)` and `meta` (what it belongs to) to `path`, atomically."""
+    buffer = io.BytesIO()
+    torch.save({"meta": meta, **checkpoint(run, state)}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a `save_checkpoint` file: tensors and plain values only (`weights_only`: nothing is unpickled that
+    could run code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a checkpoint, or written by something else
+        raise UserInputError(
+            f"{path}: not a readable steadytune checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it to start over"
+        ) from None

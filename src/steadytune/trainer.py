@@ -16,6 +16,7 @@ undoes them in reverse order, so the model a run hands on (and saves) is a plain
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from .config import TrainConfig
 from .data import GROUP_BATCHES, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .fastpath import sibling_projections
-from .loop import LoopState, Run, eval_steps, start, train_steps
+from .files import to_json
+from .loop import LoopState, Run, eval_steps, load_checkpoint, resume, save_checkpoint, start, train_steps
 from .metrics import Baseline, constant_baseline, failure, majority_baseline
 from .mixout import remove_mixout
 from .models import load_model, load_tokenizer, resolve_device
@@ -39,7 +41,7 @@ from .recipes import create_optimizer_and_scheduler, prepare_model
 from .record import RunResult, library_versions, write_run
 from .vocab import reachable_rows, restore_rows
 
-__all__ = ["Prepared", "finish", "prepare", "train"]
+__all__ = ["Prepared", "checkpoint_path", "finish", "prepare", "resume_from", "train"]
 
 
 @dataclass
@@ -182,6 +184,8 @@ def train(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """Fine-tune once and return the result record.
@@ -189,15 +193,57 @@ def train(
     `config` (or keyword overrides of its fields, e.g. `train(task="rte", glue_dir=..., optimizer="bertadam")`)
     says what to run; `data` may pass already loaded `TaskData` (a `steadytune.data.load_*` result). With `out`,
     the run's `config.json`, `metrics.json` and `curve.jsonl` (and with `save_model` the model) are written there
-    atomically: an interrupted run leaves no half-written folder.
+    atomically: an interrupted run leaves no half-written folder. With `out` and `checkpoint_every`, the run's
+    whole state is saved every that many steps to `checkpoint_path(out)` (and removed when the run is done);
+    `resume` continues from it when it is there, on exactly the trajectory an uninterrupted run takes.
     """
     config = (config if config is not None else TrainConfig()).with_overrides(**overrides)
     if out is not None and Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
         raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if (checkpoint_every is not None or resume) and out is None:
+        raise UserInputError("checkpoints need an output folder (--out DIR); they are kept beside it")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise UserInputError(f"checkpoint_every must be at least 1 step, got {checkpoint_every}")
     prep = prepare(config, data)
     run = prep.run
-    state = start(run)
-    with tqdm(total=run.total_steps, desc=f"{prep.data.name} {config.recipe.name} seed {config.seed}", unit="step",
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:  # fmt: skip
-        train_steps(run, state, bar=bar)
-    return finish(prep, state, out=out, overwrite=overwrite)
+    saved = checkpoint_path(out) if out is not None else None
+    meta = _checkpoint_meta(prep)
+    state = resume_from(saved, prep, meta) if resume and saved.is_file() else start(run)
+    desc = f"{prep.data.name} {config.recipe.name} seed {config.seed}"
+    with tqdm(total=run.total_steps, initial=state.step, desc=desc, unit="step", disable=not progress, leave=False,
+              dynamic_ncols=True) as bar:  # fmt: skip
+        while not (state.diverged or state.step >= run.total_steps):
+            until = None if checkpoint_every is None else (state.step // checkpoint_every + 1) * checkpoint_every
+            train_steps(run, state, until=until, bar=bar)
+            if until is not None and state.step < run.total_steps and not state.diverged:
+                save_checkpoint(saved, run, state, meta=meta)
+    result = finish(prep, state, out=out, overwrite=overwrite)
+    if saved is not None:
+        saved.unlink(missing_ok=True)
+    return result
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where a run writing to `out` keeps its checkpoint: beside the folder, which appears only when complete."""
+    out = Path(out)
+    return out.parent / f"{out.name}.checkpoint.pt"
+
+
+def _checkpoint_meta(prep: Prepared) -> dict[str, Any]:
+    """What a checkpoint belongs to: the run's settings and the rows of its data."""
+    return json.loads(to_json({"config": prep.config.to_dict(), "settings": prep.settings,
+                               "data": prep.data.summary()["fingerprints"]}))  # fmt: skip
+
+
+def resume_from(path: Path, prep: Prepared, meta: dict[str, Any]) -> LoopState:
+    """`loop.resume` from a checkpoint file written by this configuration on these rows (else a clear error)."""
+    saved = load_checkpoint(path)
+    theirs = saved.get("meta") or {}
+    differ = sorted(
+        f"{part}.{k}" for part in ("config", "settings", "data")
+        for k in {**theirs.get(part, {}), **meta[part]} if theirs.get(part, {}).get(k) != meta[part].get(k)
+    )  # fmt: skip
+    if differ:
+        raise UserInputError(f"{path} was written by another run (it differs in {', '.join(differ[:5])}); "
+                             "delete it, or run without --resume")  # fmt: skip
+    return resume(prep.run, saved)

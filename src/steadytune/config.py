@@ -7,12 +7,13 @@ the data's identity is its rows' fingerprints, not its paths.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .data import DATA_SEED, SPLIT_SEED
 from .errors import UserInputError
-from .recipes import Recipe
+from .recipes import INT64_MAX, Recipe
 from .recipes import help_field as _help
 
 __all__ = ["ADDED_SETTINGS", "DATA_FIELDS", "NOT_IDENTITY", "PER_TRIAL", "STUDY_SKIPS", "TrainConfig"]
@@ -27,6 +28,9 @@ STUDY_SKIPS = PER_TRIAL | {"save_model"}
 # Shared settings that do not change what a trial computes: paths (the data is identified by its rows), the
 # device (each record says which ran), what to keep.
 NOT_IDENTITY = frozenset({"glue_dir", "train_file", "validation_file", "test_file", "device", "save_model"})
+# Device names a run accepts (whether this machine has one is checked when the run starts: records name the
+# device they ran on, and are read on other machines).
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Settings added after studies were first stored, with the value those studies' trials ran with.
 ADDED_SETTINGS: dict[str, Any] = {"fast_path": True, "compact_embedding": True}
 
@@ -81,11 +85,22 @@ class TrainConfig:
             self.recipe = Recipe.parse(self.recipe)
         elif isinstance(self.recipe, dict):
             self.recipe = Recipe.from_dict(self.recipe)
-        positive = {"max_length": self.max_length, "eval_batch_size": self.eval_batch_size,
-                    "num_evals": self.num_evals}  # fmt: skip
-        for name, value in positive.items():
-            if not value > 0:
+        # Integer settings: counts positive, seeds non-negative, all within int64 (torch and numpy take seeds and
+        # sizes as 64-bit integers); split_seed goes to scikit-learn, which takes 32 bits.
+        counts = ("max_length", "eval_batch_size", "num_evals", "train_size")
+        seeds = {"seed": INT64_MAX, "init_seed": INT64_MAX, "data_seed": INT64_MAX, "split_seed": 2**32 - 1}
+        for name in (*counts, *seeds):
+            value = getattr(self, name)
+            if value is None and name in ("train_size", "init_seed"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or abs(value) > INT64_MAX:
+                raise UserInputError(f"{name} must be an integer of at most {INT64_MAX}, got {value!r}")
+            if name in counts and not value > 0:
                 raise UserInputError(f"{name} must be positive, got {value!r}")
+            if name in seeds and not 0 <= value <= seeds[name]:
+                raise UserInputError(f"{name} must be from 0 to {seeds[name]}, got {value!r}")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps")
         if isinstance(self.text_columns, str):
             self.text_columns = tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
         elif self.text_columns is not None:

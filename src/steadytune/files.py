@@ -12,7 +12,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_folder", "atomic_write_bytes", "atomic_write_text", "json_safe", "to_json"]
+from .errors import EnvironmentFailure, UserInputError, is_disk_full
+
+__all__ = [
+    "atomic_folder",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_file",
+    "check_output_folder",
+    "check_writable_folder",
+    "is_run_folder",
+    "json_safe",
+    "to_json",
+]
 
 
 def json_safe(obj: Any, *, default: Callable[[Any], Any] | None = None) -> Any:
@@ -77,8 +89,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 @contextmanager
 def atomic_folder(out: str | Path) -> Iterator[Path]:
     """Yield an empty temporary sibling folder of `out`; on success it replaces `out` (every file flushed to disk
-    first), on an exception it is removed and `out` is left as it was."""
-    out = Path(out)
+    first), on an exception it is removed and `out` is left as it was. Nothing else is left behind either way."""
+    out = Path(os.path.abspath(out))  # "." or "runs/" have no usable name; the absolute path always has one
+    if out == Path(out.anchor):
+        raise UserInputError(f"{out} is a filesystem root; name a folder below it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     _usual_mode(tmp, folder=True)
@@ -88,13 +102,125 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
             if f.is_file():
                 with f.open("rb") as fh:
                     os.fsync(fh.fileno())
-        if out.exists():
+        if os.path.lexists(out):
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
-            os.replace(out, old / "run")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(out, old / "run")
+                try:
+                    os.replace(tmp, out)
+                except BaseException:
+                    os.replace(old / "run", out)  # put the original back where it was
+                    raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Proving an output location usable before any work starts
+
+
+def is_run_folder(folder: str | Path) -> bool:
+    """A folder `steadytune train --out` wrote: config.json (naming the steadytune version) and metrics.json."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    versions = config.get("versions") if isinstance(config, dict) else None
+    return isinstance(versions, dict) and "steadytune" in versions and (folder / "metrics.json").is_file()
+
+
+def _existing_ancestor(path: Path, what: str, target: str | Path) -> Path:
+    """The nearest folder at or above `path` that exists (where new folders would be made); a file or a broken
+    link on the way is an error naming it."""
+    for parent in (path, *path.parents):
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                kind = "a broken symbolic link" if parent.is_symlink() else "a file, not a folder"
+                raise UserInputError(f"{what} {target}: {parent} is {kind}")
+            return parent
+    return Path(path.anchor)  # pragma: no cover - the root always exists
+
+
+def _probe(folder: Path, what: str, target: str | Path) -> None:
+    """Create and remove an empty temporary folder in `folder`: proof that it can be written now."""
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".steadytune-", suffix=".probe"))
+    except OSError as e:
+        if is_disk_full(e):
+            raise EnvironmentFailure(f"{what} {target}: the disk holding {folder} is full; free some space") from None
+        raise UserInputError(f"{what} {target}: cannot write in {folder} ({e.strerror or e})") from None
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def _holds_cwd(folder: Path) -> bool:
+    try:
+        return Path.cwd().resolve().is_relative_to(folder.resolve())
+    except OSError:  # the current folder was deleted
+        return False
+
+
+def check_output_folder(
+    out: str | Path, *, overwrite: bool = False, replace: tuple[str, ...] = ("run",), what: str = "--out"
+) -> Path:
+    """Prove, before any work, that the folder `out` can be written by `atomic_folder`: it is absent or empty, or
+    (with `overwrite`) a folder `replace` allows replacing ("run": a steadytune run folder, "study": a study folder
+    with study.sqlite); it is not a file, a symbolic link, the current folder or a root; and its parent folder (or
+    the nearest one that exists) accepts a new entry. Returns the absolute path; raises `UserInputError`."""
+    path = _resolved(out)
+    if path == Path(path.anchor) or _holds_cwd(path):
+        raise UserInputError(f"{what} {out} is the current folder, a folder holding it, or a root; name a new "
+                             "folder, e.g. runs/NAME")  # fmt: skip
+    if os.path.islink(path):
+        target = os.readlink(path)
+        state = "" if path.exists() else ", which does not exist"
+        raise UserInputError(f"{what} {out} is a symbolic link to {target}{state}; give a real folder")
+    if path.exists():
+        if not path.is_dir():
+            raise UserInputError(f"{what} {out} is a file, not a folder")
+        try:
+            non_empty = any(path.iterdir())
+        except OSError as e:
+            raise UserInputError(f"{what} {out}: cannot read the folder ({e.strerror or e})") from None
+        if non_empty:
+            if not overwrite:
+                raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+            kinds = {"run": is_run_folder(path), "study": (path / "study.sqlite").is_file()}
+            if not any(kinds[k] for k in replace):
+                names = " or ".join({"run": "a steadytune run folder", "study": "a study folder"}[k] for k in replace)
+                raise UserInputError(f"{what} {out} is not {names} (no config.json and metrics.json from "
+                                     "steadytune); --overwrite replaces only those: remove it yourself or choose "
+                                     "another folder")  # fmt: skip
+    _probe(_existing_ancestor(path.parent, what, out), what, out)
+    return path
+
+
+def check_writable_folder(folder: str | Path, *, what: str = "--out") -> Path:
+    """Prove that files can be written in `folder` (which may not exist yet: then where it would be made), before
+    any work. Returns the absolute path; raises `UserInputError`."""
+    path = _resolved(folder)
+    if os.path.lexists(path) and not path.is_dir():
+        kind = "a broken symbolic link" if path.is_symlink() else "a file, not a folder"
+        raise UserInputError(f"{what} {folder} is {kind}")
+    _probe(path if path.is_dir() else _existing_ancestor(path.parent, what, folder), what, folder)
+    return path
+
+
+def check_output_file(path: str | Path, *, overwrite: bool = False, what: str = "--output") -> Path:
+    """Prove that `atomic_write_bytes` can write the file `path`: not a folder, absent unless `overwrite`, in a
+    folder that accepts a new entry. Returns the absolute path; raises `UserInputError`."""
+    target = _resolved(path)
+    if target.is_dir():
+        raise UserInputError(f"{what} {path} is a folder; give a file name")
+    if os.path.lexists(target) and not overwrite:
+        raise UserInputError(f"output file {path} exists; pass --overwrite to replace it")
+    _probe(_existing_ancestor(target.parent, what, path), what, path)
+    return target

@@ -24,9 +24,24 @@ from .optim.llrd import llrd_param_groups
 from .precision import PRECISIONS
 from .reinit import reinit_top_layers
 
-__all__ = ["OPTIMIZERS", "PRESETS", "Preset", "Recipe", "create_optimizer_and_scheduler", "prepare_model"]
+__all__ = ["INT64_MAX", "OPTIMIZERS", "PRESETS", "Preset", "Recipe", "create_optimizer_and_scheduler", "prepare_model"]
 
 OPTIMIZERS: dict[str, type[AdamW]] = {"adamw": AdamW, "bertadam": BertAdam}
+# The largest 64-bit signed integer: torch and numpy take sizes and seeds as int64.
+INT64_MAX = 2**63 - 1
+# Most epochs a recipe may ask for: far past any fine-tuning run; ceil(epochs × batches) then stays an int64 for
+# any data set up to 10^12 batches an epoch.
+MAX_EPOCHS = 1e6
+
+
+def _real(value: Any) -> bool:
+    """A finite real number (not a bool, a string or NaN/inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    """An integer (not a bool) within int64."""
+    return isinstance(value, int) and not isinstance(value, bool) and -INT64_MAX - 1 <= value <= INT64_MAX
 
 
 def help_field(text: str, default: Any = None) -> Any:
@@ -75,20 +90,32 @@ class Recipe:
         problems = []
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
+        # Numbers must be finite (records are strict JSON, and inf/NaN settings only make a run diverge or never
+        # end), integers within int64 (what torch and numpy take); then each in its range.
+        floats = ("lr", "eps", "weight_decay", "epochs", "warmup_ratio", "max_grad_norm", "mixout", "llrd")
+        ints = ("batch_size", "max_steps", "reinit_layers")
+        bad = [f"{name} must be a finite number, got {getattr(self, name)!r}" for name in floats
+               if getattr(self, name) is not None and not _real(getattr(self, name))]  # fmt: skip
+        bad += [f"{name} must be an integer of at most {INT64_MAX}, got {getattr(self, name)!r}" for name in ints
+                if getattr(self, name) is not None and not _integer(getattr(self, name))]  # fmt: skip
+        if bad:  # the ranges below cannot compare these
+            raise UserInputError(f"recipe {self.name!r}: " + "; ".join(problems + bad))
         checks = [
             ("lr", self.lr > 0, "positive"),
             ("eps", self.eps >= 0, "≥ 0"),
-            ("betas", len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "two numbers in [0, 1)"),
+            ("betas", len(self.betas) == 2 and all(_real(b) and 0 <= b < 1 for b in self.betas),
+             "two numbers in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, "≥ 0"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("epochs", self.max_steps is not None or self.epochs > 0, "positive"),
+            ("epochs", self.epochs <= MAX_EPOCHS, f"at most {MAX_EPOCHS:g}"),
             ("max_steps", self.max_steps is None or self.max_steps >= 1, "at least 1"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "in [0, 1)"),
             ("max_grad_norm", self.max_grad_norm >= 0, "≥ 0"),
             ("reinit_layers", self.reinit_layers >= 0, "≥ 0"),
             ("llrd", self.llrd is None or 0 < self.llrd <= 1, "in (0, 1]"),
             ("mixout", 0 <= self.mixout < 1, "in [0, 1)"),
-        ]
+        ]  # fmt: skip
         problems += [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, ok, rule in checks if not ok]
         if self.precision not in PRECISIONS:
             problems.append(f"unknown precision {self.precision!r} (use {', '.join(PRECISIONS)})")

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .errors import UserInputError
-from .files import atomic_folder, to_json
+from .files import atomic_folder, check_output_folder, to_json
 
 __all__ = ["RunResult", "library_versions", "write_run"]
 
@@ -82,11 +81,13 @@ def library_versions() -> dict[str, str]:
 def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None, overwrite: bool = False) -> Path:
     """Write `config.json`, `metrics.json`, `curve.jsonl` (and `model/` when given) to the folder `out`.
 
-    Everything goes into a temporary sibling folder first, which is renamed to `out` only when complete.
+    Everything goes into a temporary sibling folder first, which is renamed to `out` only when complete. An
+    existing non-empty `out` is replaced only with `overwrite`, and only when it is a steadytune run folder
+    (`files.check_output_folder`).
     """
+    # Checked again here (train checks before any work): the folder may have changed while the run trained.
+    check_output_folder(out, overwrite=overwrite)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
     with atomic_folder(out) as tmp:
         # config.json alone says how to rerun and on exactly which rows (the data summary holds their fingerprints)
         (tmp / "config.json").write_text(to_json({**result.config, "data": result.data, "versions": result.versions}))

@@ -31,7 +31,7 @@ from .config import TrainConfig
 from .data import GROUP_BATCHES, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .fastpath import sibling_projections
-from .files import to_json
+from .files import check_output_folder, to_json
 from .loop import LoopState, Run, eval_steps, load_checkpoint, resume, save_checkpoint, start, train_steps
 from .metrics import Baseline, constant_baseline, failure, majority_baseline
 from .mixout import remove_mixout
@@ -41,7 +41,7 @@ from .recipes import create_optimizer_and_scheduler, prepare_model
 from .record import RunResult, library_versions, write_run
 from .vocab import reachable_rows, restore_rows
 
-__all__ = ["Prepared", "checkpoint_path", "finish", "prepare", "resume_from", "train"]
+__all__ = ["Prepared", "checkpoint_path", "finish", "prepare", "resume_from", "train", "train_stage"]
 
 
 @dataclass
@@ -198,8 +198,8 @@ def train(
     `resume` continues from it when it is there, on exactly the trajectory an uninterrupted run takes.
     """
     config = (config if config is not None else TrainConfig()).with_overrides(**overrides)
-    if out is not None and Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
-        raise UserInputError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
+    if out is not None:  # before any work: a folder that cannot be written fails now, not after training
+        check_output_folder(out, overwrite=overwrite)
     if (checkpoint_every is not None or resume) and out is None:
         raise UserInputError("checkpoints need an output folder (--out DIR); they are kept beside it")
     if checkpoint_every is not None and checkpoint_every < 1:
@@ -247,3 +247,25 @@ def resume_from(path: Path, prep: Prepared, meta: dict[str, Any]) -> LoopState:
         raise UserInputError(f"{path} was written by another run (it differs in {', '.join(differ[:5])}); "
                              "delete it, or run without --resume")  # fmt: skip
     return resume(prep.run, saved)
+
+
+def train_stage(config: TrainConfig, *, data: TaskData, out: str | Path, until: int | None) -> dict[str, Any]:
+    """Train from the checkpoint beside `out` (or from the start) until step `until` (None: the end).
+
+    A run that reaches its end is finished and written to `out` (replacing what is there) and its record
+    returned (its checkpoint is left for the caller to remove once the record is stored); one that stops at `until` saves its checkpoint and returns a partial record: {"partial": True,
+    "config", "steps", "total_steps", "evals", "curve" (every step so far), "diverged"}.
+    """
+    prep = prepare(config, data)
+    saved, meta = checkpoint_path(out), _checkpoint_meta(prep)
+    state = resume_from(saved, prep, meta) if saved.is_file() else start(prep.run)
+    train_steps(prep.run, state, until=until)
+    if state.diverged or state.step >= prep.run.total_steps:
+        # The checkpoint stays: a caller killed before it stored this record redoes only the last stage from it.
+        return finish(prep, state, out=out, overwrite=True).to_dict()
+    save_checkpoint(saved, prep.run, state, meta=meta)
+    pending = [{"step": len(state.curve) + 1 + i, "loss": float(loss), "grad_norm": float(norm), "lr": lr}
+               for i, (loss, norm, lr) in enumerate(state.pending)]  # fmt: skip
+    return json.loads(to_json({"partial": True, "config": {**config.to_dict(), **prep.settings}, "steps": state.step,
+                               "total_steps": prep.run.total_steps, "evals": state.evals,
+                               "curve": state.curve + pending, "diverged": state.diverged}))  # fmt: skip

@@ -49,7 +49,13 @@ def _tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> tuple:
 
 
 def encode(split: Split, tokenizer: PreTrainedTokenizerBase, *, max_length: int = 128) -> EncodedSplit:
-    """Encode a split (cached). Pairs are truncated longest-first, as BERT's GLUE processors did."""
+    """Encode a split (cached). Pairs are truncated longest-first, as BERT's GLUE processors did.
+
+    A `max_length` beyond the model's position embeddings is refused here, before any training (the model is the
+    tokenizer's own folder or hub id; a tokenizer from elsewhere is not checked)."""
+    from ..models import check_max_length
+
+    check_max_length(tokenizer.name_or_path, max_length, tokenizer)
     key = (_tokenizer_key(tokenizer), split.fingerprint, max_length)
     if key in _CACHE:
         _CACHE.move_to_end(key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +64,17 @@ def _at(where: str, lines: list | None, i: int) -> str:
     return f"{where}:{lines[i]}" if lines else f"{where} row {i}"
 
 
+def _columns_shown(table: Table) -> str:
+    """The table's column names for a message: the first 20, each cut at 40 characters (a header can be anything,
+    e.g. a 10 MB line of a file that is not a table)."""
+    names = [c for c in table if c != "__line__"]
+    shown = [repr(c) if len(c) <= 40 else repr(c[:40]) + "..." for c in names[:20]]
+    return ", ".join(shown) + (f" and {len(names) - 20} more" if len(names) > 20 else "") or "none"
+
+
 def _column(table: Table, name: str, where: str) -> list:
     if name not in table or name == "__line__":
-        known = ", ".join(repr(c) for c in table if c != "__line__")
-        raise UserInputError(f"{where}: no column {name!r} (columns: {known or 'none'})")
+        raise UserInputError(f"{where}: no column {name!r} (columns: {_columns_shown(table)})")
     return table[name]
 
 
@@ -117,6 +126,39 @@ def _float_labels(values: list, where: str, lines: list | None) -> np.ndarray:
         if not np.isfinite(out[i]):
             raise UserInputError(f"{_at(where, lines, i)}: regression label {value!r} is not finite")
     return out
+
+
+def _label_family(value: Any) -> str | None:
+    """What kind of value a label is: "text", "number", "true/false", another type's name; None when missing."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true/false"
+    if isinstance(value, numbers.Real):  # also numpy's integers and floats
+        return "number"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
+def _check_label_values(values: list, where: str, lines: list | None) -> None:
+    """One file's labels are all text, all numbers or all true/false (a JSON mix of 1, "pos", 1.5 and true would
+    be four classes), and numbers are finite (JSON NaN would be a class named "nan")."""
+    first: tuple[int, str] | None = None
+    for i, value in enumerate(values):
+        family = _label_family(value)
+        if family is None:
+            continue  # a missing label: reported where labels are encoded
+        if family == "number" and not math.isfinite(float(value)):
+            raise UserInputError(f"{_at(where, lines, i)}: label {value!r} is not a finite number")
+        if family not in ("text", "number", "true/false"):
+            raise UserInputError(f"{_at(where, lines, i)}: label {value!r} is a {family}; labels are text or numbers")
+        if first is None:
+            first = (i, family)
+        elif family != first[1]:
+            j, other = first
+            raise UserInputError(
+                f"{_at(where, lines, i)}: label {value!r} is {family} but the label at {_at(where, lines, j)} "
+                f"({values[j]!r}) is {other}; a file's labels must be all text, all numbers or all true/false"
+            )
 
 
 def _label_key(value: Any) -> str:
@@ -269,7 +311,7 @@ def _default_text_columns(table: Table, where: str) -> tuple[str, ...]:
     ):
         if all(c in table for c in guess):
             return guess
-    raise UserInputError(f"{where}: name the text column(s) with --text-columns (columns: {', '.join(table)})")
+    raise UserInputError(f"{where}: name the text column(s) with --text-columns (columns: {_columns_shown(table)})")
 
 
 def _infer_task_type(values: list) -> str:
@@ -360,6 +402,14 @@ def load_user_data(
     text_columns = tuple(text_columns) if text_columns else _default_text_columns(tables["train"], where["train"])
     if not 1 <= len(text_columns) <= 2:
         raise UserInputError(f"give one or two text columns, got {len(text_columns)}: {', '.join(text_columns)}")
+    if len(set(text_columns)) != len(text_columns):
+        raise UserInputError(f"text column {text_columns[0]!r} is given twice; a pair task names two columns")
+    if label_column in text_columns:
+        raise UserInputError(f"column {label_column!r} is both a text column and the label column; the model would "
+                             "read the answer (--text-columns names the inputs)")  # fmt: skip
+    for split_name, table in tables.items():
+        if label_column in table and label_column != "__line__":
+            _check_label_values(table[label_column], where[split_name], table.get("__line__"))
 
     train_labels = _column(tables["train"], label_column, where["train"])
     if not train_labels:

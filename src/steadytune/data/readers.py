@@ -7,7 +7,9 @@ CSV uses standard quoting (RFC 4180), since that is how CSV files are written.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -21,18 +23,45 @@ Table = dict[str, list]
 FORMATS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
-def _open(path: Path):
+def _read_text(path: Path) -> str:
+    """The file's text, which must be UTF-8 (a byte-order mark is dropped); errors name the file, line and byte."""
     if not path.is_file():
-        raise UserInputError(f"file not found: {path}")
-    # utf-8-sig: MRPC's files start with a byte-order mark (`\ufeffQuality`), as the GLUE originals do.
-    return path.open(encoding="utf-8-sig", newline="")
+        raise UserInputError(f"{path} is a folder, not a file" if path.is_dir() else f"file not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserInputError(f"cannot read {path}: {e.strerror or e}") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise UserInputError(f"{path} is UTF-16/32 text; steadytune reads UTF-8: convert it, e.g. iconv -f UTF-16 "
+                             "-t UTF-8")  # fmt: skip
+    # MRPC's files start with a UTF-8 byte-order mark (`\ufeffQuality`), as the GLUE originals do: dropped.
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise UserInputError(f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x} at column {column}); save the "
+                             "file as UTF-8, e.g. iconv -f LATIN1 -t UTF-8") from None  # fmt: skip
+    nul = text.find("\0")
+    if nul >= 0:  # UTF-8 text holds no NUL characters; UTF-16 without a byte-order mark, or a binary file, does
+        raise UserInputError(f"{path}:{text.count(chr(10), 0, nul) + 1}: a NUL character; is this UTF-16 or a "
+                             "binary file? steadytune reads UTF-8 text")  # fmt: skip
+    return text
+
+
+def _check_header(path: Path, header: list[str] | tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise UserInputError(f"{path}:1: column {name!r} appears twice in the header; columns need distinct names")
+        seen.add(name)
 
 
 def read_tsv(path: str | Path, *, header: tuple[str, ...] | None = None) -> Table:
     """Read a tab-separated file with no quote handling. `header` names the columns of a header-less file."""
     path = Path(path)
-    with _open(path) as f:
-        lines = f.read().split("\n")
+    lines = _read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline; CoLA's dev.tsv has none, which is fine too
     first = 1
@@ -40,6 +69,7 @@ def read_tsv(path: str | Path, *, header: tuple[str, ...] | None = None) -> Tabl
         if not lines:
             raise UserInputError(f"{path}: the file is empty")
         header = tuple(lines[0].rstrip("\r").split("\t"))
+        _check_header(path, header)
         first = 2
         lines = lines[1:]
     columns: Table = {name: [] for name in header}
@@ -58,53 +88,66 @@ def read_tsv(path: str | Path, *, header: tuple[str, ...] | None = None) -> Tabl
 
 
 def _read_csv(path: Path) -> Table:
-    with _open(path) as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise UserInputError(f"{path}: the file is empty") from None
-        columns: Table = {name: [] for name in header}
-        columns["__line__"] = []
-        cells = [columns[name] for name in header]
-        try:
-            for fields in reader:
-                if not fields:
-                    continue  # blank line
-                if len(fields) != len(header):
-                    raise UserInputError(
-                        f"{path}:{reader.line_num}: malformed row: expected {len(header)} comma-separated fields, "
-                        f"found {len(fields)}"
-                    )
-                for col, value in zip(cells, fields):
-                    col.append(value)
-                columns["__line__"].append(reader.line_num)
-        except csv.Error as e:
-            raise UserInputError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UserInputError(f"{path}: the file is empty") from None
+    except csv.Error as e:
+        raise UserInputError(f"{path}:{reader.line_num}: malformed CSV header: {e}") from None
+    _check_header(path, header)
+    columns: Table = {name: [] for name in header}
+    columns["__line__"] = []
+    cells = [columns[name] for name in header]
+    try:
+        for fields in reader:
+            if not fields:
+                continue  # blank line
+            if len(fields) != len(header):
+                raise UserInputError(
+                    f"{path}:{reader.line_num}: malformed row: expected {len(header)} comma-separated fields, "
+                    f"found {len(fields)}"
+                )
+            for col, value in zip(cells, fields):
+                col.append(value)
+            columns["__line__"].append(reader.line_num)
+    except csv.Error as e:
+        raise UserInputError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
     return columns
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are distinct (json.loads would keep the last of a repeated key silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
 
 
 def _read_jsonl(path: Path) -> Table:
     columns: Table = {}
     lines: list[int] = []
-    with _open(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserInputError(f"{path}:{lineno}: malformed JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise UserInputError(f"{path}:{lineno}: expected a JSON object per line, found {type(row).__name__}")
-            if not lines:
-                columns = {key: [] for key in row}
-            elif row.keys() != columns.keys():
-                missing = sorted(set(columns) - set(row)) or sorted(set(row) - set(columns))
-                raise UserInputError(f"{path}:{lineno}: malformed row: keys differ from line {lines[0]} ({missing})")
-            for key, value in row.items():
-                columns[key].append(value)
-            lines.append(lineno)
+    for lineno, line in enumerate(io.StringIO(_read_text(path), newline=""), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"{path}:{lineno}: malformed JSON: {e.msg}") from None
+        except (ValueError, RecursionError) as e:  # a repeated key, a number of 4300+ digits, deep nesting
+            raise UserInputError(f"{path}:{lineno}: malformed JSON: {e or 'nested too deeply'}") from None
+        if not isinstance(row, dict):
+            raise UserInputError(f"{path}:{lineno}: expected a JSON object per line, found {type(row).__name__}")
+        if not lines:
+            columns = {key: [] for key in row}
+        elif row.keys() != columns.keys():
+            missing = sorted(set(columns) - set(row)) or sorted(set(row) - set(columns))
+            raise UserInputError(f"{path}:{lineno}: malformed row: keys differ from line {lines[0]} ({missing})")
+        for key, value in row.items():
+            columns[key].append(value)
+        lines.append(lineno)
     columns["__line__"] = lines
     return columns
 

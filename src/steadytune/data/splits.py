@@ -8,6 +8,7 @@ trial of a study trains and tests on the same rows and only the optimisation dif
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -69,15 +70,16 @@ class Split:
         h.update(str(self.labels.dtype).encode())
         return h.hexdigest()[:16]
 
-    def strata(self) -> np.ndarray | None:
+    def strata(self, *, most: int | None = None) -> np.ndarray | None:
         """What stratified splits keep in proportion: the class, or the score decile for regression.
 
-        Regression uses fewer bins on small splits (at least 4 rows a bin) and none when a bin would still hold a
-        single row: binning a score is a convenience, not a constraint the user could have violated.
+        Regression uses fewer bins on small splits (at least 4 rows a bin, and at most `most` bins: a stratified
+        part needs a row of each) and none when a bin would still hold a single row: binning a score is a
+        convenience, not a constraint the user could have violated.
         """
         if not self.is_regression:
             return self.labels
-        bins = min(REGRESSION_BINS, len(self) // 4)
+        bins = min(REGRESSION_BINS, len(self) // 4, REGRESSION_BINS if most is None else most)
         if bins < 2:
             return None
         edges = np.unique(np.quantile(self.labels, np.linspace(0, 1, bins + 1)[1:-1]))
@@ -104,9 +106,23 @@ def split_in_two(
     label_names: tuple[str, ...] | None = None,
 ) -> tuple[Split, Split]:
     """Stratified split into two parts (default: halves, the paper's validation/test split of dev)."""
-    strata = split.strata()
+    n = len(split)
+    # scikit-learn's sizes: a fraction rounds the second part up
+    n_second = math.ceil(second_size * n) if isinstance(second_size, float) else int(second_size)
+    n_first = n - n_second
+    if n_first < 1 or n_second < 1:
+        raise UserInputError(f"the {split.name} split has {n} example(s): too few to split into {names[0]} and "
+                             f"{names[1]}")  # fmt: skip
+    strata = split.strata(most=min(n_first, n_second))
     if strata is not None:
         _check_strata(split, strata, label_names)
+        k = len(np.unique(strata))
+        if min(n_first, n_second) < k:
+            raise UserInputError(
+                f"the {split.name} split has {n} examples of {k} classes: too few to split it stratified into "
+                f"{names[0]} ({n_first}) and {names[1]} ({n_second}) with every class in both; give more examples "
+                "per class, or the splits as files (--validation-file, --test-file)"
+            )
     first, second = train_test_split(
         np.arange(len(split)), test_size=second_size, random_state=seed, stratify=strata, shuffle=True
     )

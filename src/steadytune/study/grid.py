@@ -12,19 +12,26 @@ from ..config import TrainConfig
 from ..data import TaskData, load_data
 from ..errors import UserInputError
 from ..recipes import Recipe
-from ..trainer import train
+from ..trainer import train, train_stage
 
 __all__ = ["Trial", "parse_recipes", "parse_seeds", "run_trial", "trial_data"]
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One cell of the grid: the configuration to run (the recipe expanded into its fields), and its key."""
+    """One cell of the grid: the configuration to run (the recipe expanded into its fields), and its key.
+
+    With `out`, the trial is a stage of a longer run (`steadytune.fit`): it continues from the checkpoint beside
+    `out` when there is one, trains until step `until` (None: the end) and returns the partial record there, or
+    writes the finished run (with its model) to `out`.
+    """
 
     task: str
     recipe: str
     seed: int
     config: TrainConfig
+    until: int | None = None
+    out: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -62,7 +69,10 @@ def parse_seeds(seeds: int | str | Iterable[int]) -> list[int]:
 
 def run_trial(trial: Trial, data: TaskData | None = None) -> dict[str, Any]:
     """One trial, start to finish (also what a pool worker or a cluster task calls); `data` when already loaded."""
-    return train(trial.config, data=data if data is not None else trial_data(trial)).to_dict()
+    data = data if data is not None else trial_data(trial)
+    if trial.out is not None:
+        return train_stage(trial.config, data=data, out=trial.out, until=trial.until)
+    return train(trial.config, data=data).to_dict()
 
 
 def trial_data(trial: Trial) -> TaskData:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
+import sqlite3
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import ADDED_SETTINGS, STUDY_SKIPS, TrainConfig
 from ..errors import UserInputError
 from ..files import atomic_write_bytes, atomic_write_text, to_json
 from ..metrics import constant_baseline, failure
+from ..stats import ordered_unique
 from .grid import Trial, config_data
 from .store import load_records
 
-__all__ = ["export_rows", "trial_line", "trial_rows", "write_study_report"]
+__all__ = ["STUDY_DIR", "export_rows", "study_command", "study_notes", "trial_line", "trial_rows",
+           "write_study_report"]  # fmt: skip
+
+# The study folder in the command a report shows: a report depends on what is stored, not on where the folder is.
+STUDY_DIR = "STUDY_DIR"
 
 
 def trial_line(trial: Trial, record: dict[str, Any]) -> str:
@@ -104,19 +113,99 @@ def _versions(records: list[dict[str, Any]]) -> str:
     return ", ".join(f"{v} ({n} trials)" for v, n in sorted(counts.items()))
 
 
-def write_study_report(study_dir: str | Path, *, title: str | None = None) -> tuple[Path, Path]:
-    """report.md and report.html (figures embedded) from what the study folder holds now."""
+def _identity_settings(study_dir: Path) -> dict[str, Any]:
+    """The shared settings the study was claimed with (`Store.claim`'s identity), as the user gave them."""
+    con = sqlite3.connect(f"file:{study_dir / 'study.sqlite'}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+    finally:
+        con.close()
+    return {**ADDED_SETTINGS, **(json.loads(row[0])["settings"] if row else {})}
+
+
+def _seeds(seeds: list[int]) -> str:
+    """--seeds as a count where the seeds are 0..N-1, else as a list."""
+    return str(len(seeds)) if seeds == list(range(len(seeds))) else ",".join(map(str, seeds))
+
+
+def study_command(records: list[dict[str, Any]], settings: dict[str, Any], out: str | Path = STUDY_DIR) -> str:
+    """The `steadytune study` command that runs (or resumes) these records' grid: tasks, recipes, seeds, the data
+    paths, the model, and every shared setting that differs from its default; ``--out`` is ``out`` (the report
+    writes the placeholder `STUDY_DIR`: a report depends on what is stored, not on where the folder is)."""
+    config = records[0]["config"]
+    args = ["steadytune", "study"]
+    tasks = ordered_unique(r["config"].get("task") for r in records)
+    if tasks != [None]:
+        args += ["--tasks", ",".join(t for t in tasks if t is not None)]
+    args += ["--recipes", ",".join(ordered_unique(r["recipe"] for r in records))]
+    args += ["--seeds", _seeds(sorted({r["seed"] for r in records}))]
+    args += ["--model", str(settings.get("model", config["model"]))]
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name not in STUDY_SKIPS | {"model", "device"}}
+    given = {**{k: config.get(k) for k in ("glue_dir", "train_file", "validation_file", "test_file")}, **settings}
+    for name, default in defaults.items():
+        value = given.get(name, default)
+        if isinstance(value, list):
+            value = tuple(value)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            args.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            args += [flag, ",".join(value) if isinstance(value, tuple) else str(value)]
+    return shlex.join([*args, "--out", str(out)])
+
+
+def _counts(values: list[Any]) -> str:
+    """The value when all trials agree (e.g. "bf16"), else each value with its number of trials."""
+    counts = {str(v): values.count(v) for v in ordered_unique(values)}
+    return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{v} ({n} trials)" for v, n in counts.items())
+
+
+def study_notes(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """The report's lines on what ran: model, data, run settings, versions, and how the failures were judged."""
+    config = records[0]["config"]
+    grid = [len(ordered_unique(r[key] for r in records)) for key in ("task", "recipe", "seed")]
+    data = f"GLUE from {config['glue_dir']}" if config.get("glue_dir") else f"train file {config.get('train_file')}"
+    versions = {lib: _counts([r.get("versions", {}).get(lib, "?") for r in records])
+                for lib in ("torch", "transformers", "python")}  # fmt: skip
+    rescored = [row for row in rows if row["rule"] == "current"]
+    changed = [row for row in rescored if row["failed"] != row["stored_failed"]]
+    newly = sum(row["failed"] for row in changed)
+    return [
+        f"model {config['model']}; {data}; train size {config.get('train_size') or 'full'} (data_seed "
+        f"{config.get('data_seed')}, split_seed {config.get('split_seed')}); max_length {config.get('max_length')}; "
+        f"{config.get('num_evals')} validation evaluations per run",
+        f"precision {_counts([r['config'].get('precision') for r in records])}; device "
+        f"{_counts([r['config'].get('device') for r in records])}; CPU fast path "
+        f"{_counts([r['config'].get('fast_path', 'not recorded') for r in records])}; compact embedding "
+        f"{_counts([r['config'].get('compact_embedding', 'not recorded') for r in records])}",
+        f"steadytune {_versions(records)}; " + "; ".join(f"{lib} {v}" for lib, v in versions.items()),
+        f"{len(records)} trials stored of the {grid[0]} × {grid[1]} × {grid[2]} = {math.prod(grid)} of the grid "
+        "(tasks × recipes × seeds)",
+        f"Failure verdicts: {len(rescored)} of {len(rows)} records re-scored under the current rule "
+        f"(steadytune.metrics.failure, from each record's baseline or its data); {len(rows) - len(rescored)} kept "
+        f"the verdict they were stored with (data not found); {len(changed)} verdicts differ from the stored ones "
+        f"({newly} now failed, {len(changed) - newly} no longer failed)",
+    ]
+
+
+def write_study_report(
+    study_dir: str | Path, *, title: str | None = None, reference: str | None = None
+) -> tuple[Path, Path]:
+    """report.md and report.html (figures embedded) from what the study folder holds now; ``reference``: the recipe
+    the variance and failure tests compare with (default: `steadytune.stats.default_reference`)."""
     from ..report import write_report
     from ..stats import summarize
 
+    study_dir = Path(study_dir)
     records = load_records(study_dir)
     rows = trial_rows(records)
+    summary = summarize(rows, reference=reference)
     curves = {(r["task"], r["recipe"], r["seed"]): r["curve"] for r in records}
-    model = records[0]["config"]["model"]
-    title = title or f"steadytune study: {model}, {len(rows)} trials"
-    notes = [f"model {model}; train size {records[0]['config'].get('train_size') or 'full'}; "
-             f"steadytune {_versions(records)}"]  # fmt: skip
-    return write_report(Path(study_dir), rows, curves, summarize(rows), title=title, notes=notes)
+    title = title or f"steadytune study: {records[0]['config']['model']}, {len(rows)} trials"
+    notes, command = study_notes(records, rows), study_command(records, _identity_settings(study_dir))
+    return write_report(study_dir, rows, curves, summary, title=title, notes=notes, command=command)
 
 
 def export_rows(study_dir: str | Path, path: str | Path, *, format: str = "csv") -> int:

@@ -129,10 +129,12 @@ class Study:
     def records(self) -> list[dict[str, Any]]:
         return load_records(self.out)
 
-    def summary(self) -> list[dict[str, Any]]:
+    def summary(self, *, reference: str | None = None) -> list[dict[str, Any]]:
+        """`steadytune.stats.summarize` of the stored trials; `reference`: the recipe the Levene and Fisher tests
+        compare with (default: the first bias-corrected one)."""
         from ..stats import summarize
 
-        return summarize(trial_rows(self.records()))
+        return summarize(trial_rows(self.records()), reference=reference)
 
-    def report(self, *, title: str | None = None) -> tuple[Path, Path]:
-        return write_study_report(self.out, title=title)
+    def report(self, *, title: str | None = None, reference: str | None = None) -> tuple[Path, Path]:
+        return write_study_report(self.out, title=title, reference=reference)

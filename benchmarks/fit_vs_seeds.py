@@ -1,0 +1,132 @@
+"""`fit` against one run and against the best of K full runs: test metric, failures and compute, per task.
+
+    python benchmarks/fit_vs_seeds.py --glue-dir ../shared/data/glue --out benchmarks/runs/fit   # resumable
+
+Per task (RTE, MRPC, CoLA, STS-B; `--train-size 1000`, all-MiniLM-L6-v2) and repetition r (seed pool
+r·K .. r·K + K − 1, disjoint between repetitions):
+
+- (a) one `train` run with the default recipe (`adam`: lr 2e-5, 3 epochs), seed r·K;
+- (b) one run of the best fixed recipe of the studies (`--fixed`, default `adam+reinit:2+lr=1e-4`), seed r·K;
+- (c) the best of the same K candidates as (d), every one run to the end, picked by validation: the candidates
+  `fit` dropped are resumed from the checkpoints it left at their last check, so (c) costs only the difference;
+  its compute is K full runs;
+- (d) `steadytune.fit` with K candidates (its defaults otherwise).
+
+Every run is stored under `--out` as it finishes (fit folders, and one JSON file per (task, repetition, way)), so
+an interrupted benchmark resumes where it stopped. The table: test metric of the chosen/only model (last
+checkpoint for (a)/(b) as the failure rule uses it, the best-validation checkpoint for (c)/(d), which is the model
+they return), mean ± std over repetitions, failure rate (the run, or the chosen model, failed: `metrics.failure`),
+and training steps summed over the candidates. A Welch t-test compares (d) with (a) where (a) fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import ttest_ind
+
+import steadytune
+from steadytune.config import TrainConfig
+from steadytune.files import atomic_write_text, to_json
+from steadytune.fit import FitSettings, candidate_configs, fit
+from steadytune.metrics import constant_baseline, failure
+from steadytune.study.executors import LocalExecutor
+from steadytune.study.grid import config_data
+from steadytune.trainer import train_stage
+
+TASKS = ("rte", "mrpc", "cola", "sts-b")
+
+
+def _stored(path: Path, compute, *args) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute(*args)
+    atomic_write_text(path, to_json(value))
+    return value
+
+
+def _one_run(config: TrainConfig, data) -> dict:
+    r = steadytune.train(config, data=data)
+    return {"test": r.test_last, "failed": r.failed, "steps": r.steps, "recipe": config.recipe.name}
+
+
+def _best_of_all(config: TrainConfig, settings: FitSettings, folder: Path, data, result) -> dict:
+    """(c): every candidate to the end (dropped ones resumed from their last checkpoint), picked by validation."""
+    metric = result.metric
+    configs = candidate_configs(config, settings)
+    finals = []
+    for c in result.candidates:
+        run = folder / "candidates" / c["name"] / "run"
+        if c["status"] == "dropped":
+            record = train_stage(configs[c["name"]], data=data, out=run, until=None)
+        else:
+            record = {"best": c.get("best"), "last": c.get("last"), "diverged": c["status"] == "diverged"}
+        if record.get("best") and record["best"].get("validation"):
+            finals.append(record)
+    base = constant_baseline(data.test.labels, num_labels=data.num_labels, metric=metric,
+                             train_labels=data.train.labels)  # fmt: skip
+    if not finals:
+        return {"test": None, "failed": True, "steps": result.full_steps}
+    pick = max(finals, key=lambda r: r["best"]["validation"][metric])
+    test = pick["best"]["test"] or {}
+    why = failure(test.get(metric), base, mse=test.get("mse"))
+    return {"test": test.get(metric), "failed": why is not None, "steps": result.full_steps}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue-dir", default="../shared/data/glue")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/fit"))
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--candidates", type=int, default=FitSettings().candidates)
+    parser.add_argument("--fixed", default="adam+reinit:2+lr=1e-4")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    settings = FitSettings(candidates=args.candidates)
+    rows = []
+    for task in args.tasks.split(","):
+        base = TrainConfig(task=task, glue_dir=args.glue_dir, model=args.model, train_size=args.train_size)
+        data = config_data(base)
+        ways: dict[str, list[dict]] = {"(a) train, default recipe": [], f"(b) train, {args.fixed}": [],
+                                       f"(c) best of {args.candidates} full runs": [],
+                                       f"(d) fit, {args.candidates} candidates": []}  # fmt: skip
+        for rep in range(args.repetitions):
+            seed = rep * args.candidates
+            where = args.out / task / f"rep{rep}"
+            where.mkdir(parents=True, exist_ok=True)
+            a = _stored(where / "a.json", _one_run, base.with_overrides(seed=seed), data)
+            b = _stored(where / "b.json", _one_run, base.with_overrides(seed=seed, recipe=args.fixed), data)
+            result = fit(base.with_overrides(seed=seed), where / "fit", settings=settings, data=data,
+                         executor=LocalExecutor(args.workers))  # fmt: skip
+            d = {"test": (result.test or {}).get(result.metric), "failed": not result.success, "steps": result.steps}
+            c = _stored(where / "c.json", _best_of_all, base.with_overrides(seed=seed), settings, where / "fit", data,
+                        result)  # fmt: skip
+            for way, value in zip(ways, (a, b, c, d)):
+                ways[way].append(value)
+            print(f"{task} rep {rep}: a {a['test']:.4f} b {b['test']:.4f} c {c['test']:.4f} d {d['test']:.4f}",
+                  file=sys.stderr)  # fmt: skip
+        for way, values in ways.items():
+            scores = np.array([np.nan if v["test"] is None else v["test"] for v in values], dtype=float)
+            rows.append((task, way, f"{np.nanmean(scores):.4f} ± {np.nanstd(scores, ddof=1):.4f}",
+                         f"{sum(v['failed'] for v in values)}/{len(values)}",
+                         str(sum(v["steps"] for v in values))))  # fmt: skip
+        a_scores = [v["test"] for v in ways["(a) train, default recipe"] if v["test"] is not None]
+        d_scores = [v["test"] for v in list(ways.values())[3] if v["test"] is not None]
+        p = ttest_ind(d_scores, a_scores, equal_var=False, alternative="greater").pvalue
+        rows.append((task, "Welch p, (d) > (a)", f"{p:.3g}", "", ""))
+    header = ("task", "way", "test mean ± std", "failed", "steps")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

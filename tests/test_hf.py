@@ -51,8 +51,9 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
     bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"  # auto: what this CPU has
     v5 = "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}
     grouping = {"train_sampling_strategy": "group_by_length"} if v5 else {"group_by_length": True}
+    on_cpu = {} if torch.cuda.is_available() else {"use_cpu": True}
     assert extra == {"per_device_train_batch_size": 8, "max_steps": 4, "max_grad_norm": 1.0, "bf16": bf16,
-                     **grouping}  # fmt: skip
+                     **grouping, **on_cpu}  # fmt: skip
     plain = hf.training_arguments(RECIPE + "+fp32+group_by_length=false", 48)
     assert plain["bf16"] is False and plain.get("train_sampling_strategy", "random") == "random"
     assert not plain.get("group_by_length", False)
@@ -60,8 +61,8 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
     optimizer, scheduler = hf.create_optimizer(model, RECIPE, num_training_steps=extra["max_steps"])
     callback = hf.StabilityCallback(labels=eval_ds["labels"], num_labels=2)
     args = TrainingArguments(output_dir=str(tmp_path), logging_steps=1, eval_strategy="steps", eval_steps=4,
-                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
-                             **extra)  # fmt: skip
+                             save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+                             **extra)  # fmt: skip (the documented path: use_cpu comes from training_arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, scheduler),
                       compute_metrics=hf.metrics_function(num_labels=2), callbacks=[callback])  # fmt: skip

@@ -58,12 +58,18 @@ def create_optimizer(
 
 def training_arguments(recipe: Recipe | str, num_examples: int, *, device: str = "auto") -> dict[str, Any]:
     """The `TrainingArguments` keywords that carry the rest of the recipe: batch size, budget, clipping, precision
-    (`bf16`, resolved for `device` as `steadytune train` does) and length grouping (`group_by_length`: the
-    Trainer's own sampler, with its mega-batches of 50 batches; `train_sampling_strategy` in transformers 5)."""
+    (`bf16`, resolved for `device` as `steadytune train` does; on a CPU also `use_cpu=True`) and length grouping
+    (`group_by_length`: the Trainer's own sampler, with its mega-batches of 50 batches; `train_sampling_strategy`
+    in transformers 5)."""
     recipe = Recipe.parse(recipe)
-    precision = resolve_precision(recipe.precision, resolve_device(device))
+    where = resolve_device(device)
+    precision = resolve_precision(recipe.precision, where)
     out = {"per_device_train_batch_size": recipe.batch_size, "max_steps": recipe.num_training_steps(num_examples),
            "max_grad_norm": recipe.max_grad_norm, "bf16": precision == "bf16"}  # fmt: skip
+    if where.type == "cpu":
+        # The Trainer checks bf16 against its own device: without use_cpu it refuses bf16 on a CPU that has it
+        # ("Your setup doesn't support bf16/gpu"), and on a machine with an unused GPU it would train there.
+        out["use_cpu"] = True
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" in names:  # transformers 5
         out["train_sampling_strategy"] = "group_by_length" if recipe.group_by_length else "random"

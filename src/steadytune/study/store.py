@@ -370,6 +370,10 @@ _RECORD_KEYS: dict[str, type | tuple[type, ...]] = {
     "config": dict, "data": dict, "metric": str, "best": dict, "last": dict, "diverged": bool, "failed": bool,
     "steps": int, "timings": dict, "curve": list, "majority_baseline": (int, float),
 }  # fmt: skip
+# A stage of a run that stopped at a check (`steadytune.fit`; `trainer.train_stage`'s partial record).
+_PARTIAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "config": dict, "steps": int, "total_steps": int, "evals": list, "curve": list, "diverged": bool,
+}  # fmt: skip
 
 
 def _record(path: Path, key: tuple, text: Any, *, new: str) -> dict[str, Any]:
@@ -378,10 +382,13 @@ def _record(path: Path, key: tuple, text: Any, *, new: str) -> dict[str, Any]:
         record = json.loads(text)
     except (TypeError, ValueError):
         record = None
+    keys = _PARTIAL_KEYS if isinstance(record, dict) and record.get("partial") is True else _RECORD_KEYS
     problem = "no JSON record" if not isinstance(record, dict) else next(
-        (f"no {k!r}" for k, tp in _RECORD_KEYS.items() if not isinstance(record.get(k), tp)), None)  # fmt: skip
-    if problem is None and not (isinstance(record["data"].get("sizes"), dict) and "test" in record["data"]["sizes"]
-                                and "wall_s" in record["timings"] and "step" in record["best"]):  # fmt: skip
+        (f"no {k!r}" for k, tp in keys.items() if not isinstance(record.get(k), tp)), None)  # fmt: skip
+    if problem is None and keys is _RECORD_KEYS and not (
+        isinstance(record["data"].get("sizes"), dict) and "test" in record["data"]["sizes"]
+        and "wall_s" in record["timings"] and "step" in record["best"]
+    ):  # fmt: skip
         problem = "an incomplete record"
     if problem is not None:
         task, recipe, seed = key

@@ -62,6 +62,7 @@ def one_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err
     assert len(lines) == 1, err
+    assert len(lines[0]) < 1000, lines[0][:1000]  # one line a person reads (a 10 MB header is no column name)
     return lines[0]
 
 
@@ -668,13 +669,21 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(ctx: Ctx, capsys):
         assert "Traceback" in err and err.strip().splitlines()[-1].startswith("steadytune train: error: seed")
 
 
-def test_a_bug_keeps_its_traceback(ctx: Ctx, monkeypatch):
-    import steadytune.cli as cli
+class _Raising(dict):
+    """A GLUE_TASKS stand-in whose listing raises `error`: `steadytune tasks` then fails with it."""
 
-    def broken(args):
-        raise KeyError("a bug")
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error = error
 
-    monkeypatch.setattr(cli, "_cmd_tasks", broken)
+    def values(self):  # type: ignore[override]
+        raise self.error
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import steadytune.data
+
+    monkeypatch.setattr(steadytune.data, "GLUE_TASKS", _Raising(KeyError("a bug")))
     with pytest.raises(KeyError, match="a bug"):
         main(["tasks"])
 
@@ -682,21 +691,19 @@ def test_a_bug_keeps_its_traceback(ctx: Ctx, monkeypatch):
 def test_environment_failures_exit_3(ctx: Ctx, monkeypatch, capsys):
     import errno
 
-    import steadytune.cli as cli
+    import steadytune.data
 
-    def full(args):
-        raise OSError(errno.ENOSPC, "No space left on device", str(ctx.tmp / "x"))
-
-    monkeypatch.setattr(cli, "_cmd_tasks", full)
+    full = OSError(errno.ENOSPC, "No space left on device", str(ctx.tmp / "x"))
+    monkeypatch.setattr(steadytune.data, "GLUE_TASKS", _Raising(full))
     code, _, err = run_main(["tasks"], capsys)
     assert code == 3 and "the disk is full (writing" in one_line(err)
-
-    def oom(args):
-        raise MemoryError()
-
-    monkeypatch.setattr(cli, "_cmd_tasks", oom)
+    monkeypatch.setattr(steadytune.data, "GLUE_TASKS", _Raising(MemoryError()))
     code, _, err = run_main(["tasks"], capsys)
     assert code == 3 and "out of memory" in one_line(err)
+    denied = PermissionError(errno.EACCES, "Permission denied", str(ctx.tmp / "y"))
+    monkeypatch.setattr(steadytune.data, "GLUE_TASKS", _Raising(denied))
+    code, _, err = run_main(["tasks"], capsys)
+    assert code == 2 and one_line(err).endswith("y: Permission denied")
 
 
 def test_every_help_names_the_exit_codes(capsys):

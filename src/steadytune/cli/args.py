@@ -1,0 +1,246 @@
+"""Argument parsing shared by the commands: the one-line-error parser, argument types, the flags generated
+from `TrainConfig` and `Recipe`, the executor flags and their checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
+
+from ..errors import UserInputError
+
+if TYPE_CHECKING:
+    from ..study import Executor
+
+__all__ = [
+    "EXIT_CODES",
+    "MOST_PROCESSES",
+    "MOST_SEEDS",
+    "Parser",
+    "add_config_arguments",
+    "add_executor_arguments",
+    "check_executor_flags",
+    "check_seeds",
+    "config_from_args",
+    "flag",
+    "floats",
+    "fmt",
+    "option",
+    "pair",
+    "positive_int",
+    "scalar_type",
+    "study_executor",
+]
+
+
+EXIT_CODES = (
+    "exit status: 0 done; 1 a study or fit with errored trials or no good candidate, or (audit) bias correction "
+    "omitted; 2 bad input (a file, column, label, flag, path, model folder or store: one line on stderr naming "
+    "it, nothing written); 3 the environment failed (disk full, out of memory: one line; what was committed "
+    "before is intact, so free the resource and run the same command again); 130 interrupted. --debug shows the "
+    "traceback of any error."
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit 2), like every other bad input; every command takes
+    --debug and lists the exit codes in its --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_CODES)
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: given before or after the command, it is set once and never reset to False by the other
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an error, show its full traceback (for bug reports)")  # fmt: skip
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer from 1 to 2**63 - 1."""
+    from ..recipes import INT64_MAX
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {INT64_MAX}, got {text}")
+    return value
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def scalar_type(tp: Any) -> Any:
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    return tp
+
+
+def pair(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.999, got {text!r}") from None
+    return a, b
+
+
+def floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.25,0.5, got {text!r}") from None
+
+
+def option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with a Python literal value (`momentum=0.9`, `amsgrad=True`, `betas=(0.9,0.98)`)."""
+    import ast
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw  # a bare word: keep it as a string
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset(), recipe_settings: bool = True
+) -> None:
+    """One flag per `TrainConfig` field (but `skip`), then one per `Recipe` field (those override the --recipe)."""
+    from ..config import TrainConfig
+    from ..recipes import Recipe
+
+    hints = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        help_text = f.metadata.get("help", "")
+        tp = scalar_type(hints[f.name])
+        if f.name == "recipe":
+            parser.add_argument("--recipe", default="adam", help=help_text + " (default: adam)")
+        elif tp is bool and f.default:  # on by default: --no-NAME turns it off
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=help_text)
+        elif tp is bool:
+            parser.add_argument(flag(f.name), action="store_true", help=help_text)
+        elif f.name == "text_columns":
+            parser.add_argument("--text-columns", default=None, help=help_text + " Format: a or a,b.")
+        else:
+            default = f.default
+            shown = f" (default: {default})" if default is not None else ""
+            parser.add_argument(flag(f.name), type=tp, default=default, help=help_text + shown)
+    if not recipe_settings:
+        return
+
+    group = parser.add_argument_group("recipe settings", "Each overrides the same setting of --recipe.")
+    hints = get_type_hints(Recipe)
+    for f in dataclasses.fields(Recipe):
+        if f.name == "name":
+            continue
+        help_text = f"{f.metadata.get('help', '')} (recipe default: {f.default})"
+        tp = scalar_type(hints[f.name])
+        if tp is bool:
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "betas":
+            group.add_argument("--betas", type=pair, default=None, help=help_text + " Format: 0.9,0.999.")
+        else:
+            group.add_argument(flag(f.name), type=tp, default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..config import TrainConfig
+    from ..recipes import Recipe
+
+    own = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe) if f.name != "name"}
+    return TrainConfig(**own).with_overrides(**{k: v for k, v in settings.items() if v is not None})
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """Where trials run (`study` and `fit`)."""
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where trials run: local processes, or Ray tasks (docs/ray.md) (default: local)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: trials run in parallel, each in its own process (default: one single-threaded "
+                   "worker per core on CPU, as memory allows; one worker on a GPU)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None,
+                   help="local: torch threads per worker (default: cores/workers)")  # fmt: skip
+    p.add_argument("--ray-address", default=None, help="ray: the cluster, 'auto' (started here with `ray start`) or "
+                   "HOST:PORT (default: RAY_ADDRESS, else a cluster started here, else a new local one)")  # fmt: skip
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="ray: GPUs per trial; a fraction packs several trials on one GPU (default: 0)")  # fmt: skip
+    p.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="ray: CPUs per trial, also its torch threads (default: 1)")  # fmt: skip
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="ray: reruns of a trial whose worker died, then stored as an error (default: 3)")  # fmt: skip
+
+
+# Most workers or threads a study may ask for: more than any machine has cores (torch takes a 32-bit count).
+MOST_PROCESSES = 4096
+
+
+# Most seeds `--seeds N` may ask for: each is a fine-tuning run per task and recipe, and the grid is built in memory.
+MOST_SEEDS = 100_000
+
+
+def check_executor_flags(args: argparse.Namespace) -> None:
+    """The executor flags' upper bounds and finiteness (`study`, `fit`); the executors check their lower bounds."""
+    import math
+
+    from ..recipes import INT64_MAX
+
+    for flag, value, most in (("--workers", args.workers, MOST_PROCESSES), ("--threads", args.threads,
+                              MOST_PROCESSES), ("--max-retries", args.max_retries, INT64_MAX)):  # fmt: skip
+        if value is not None and value > most:
+            raise UserInputError(f"{flag} must be at most {most}, got {value}")
+    for flag, value in (("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial)):
+        if value is not None and not math.isfinite(value):
+            raise UserInputError(f"{flag} must be a finite number, got {value}")
+
+
+def check_seeds(text: str) -> None:
+    """--seeds within range (its form is `study.grid.parse_seeds`'s to check)."""
+    from ..recipes import INT64_MAX
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        return
+    if len(values) == 1 and "," not in text and values[0] > MOST_SEEDS:
+        raise UserInputError(f"--seeds {values[0]} is more than {MOST_SEEDS} runs per task and recipe; give fewer")
+    if any(v > INT64_MAX for v in values):
+        raise UserInputError(f"--seeds: a seed must be at most {INT64_MAX}, got {max(values)}")
+
+
+def study_executor(args: argparse.Namespace) -> Executor:
+    """The executor the flags ask for; flags of the other executor are an error, not silently ignored."""
+    from ..study import LocalExecutor
+
+    ray_flags = {"--ray-address": args.ray_address, "--gpus-per-trial": args.gpus_per_trial,
+                 "--cpus-per-trial": args.cpus_per_trial, "--max-retries": args.max_retries}  # fmt: skip
+    local_flags = {"--workers": args.workers, "--threads": args.threads}
+    other = ray_flags if args.executor == "local" else local_flags
+    given = [flag for flag, value in other.items() if value is not None]
+    if given:
+        use = "--executor ray" if args.executor == "local" else "--executor local (with ray: --cpus-per-trial)"
+        raise UserInputError(f"{', '.join(given)} needs {use}; --executor is {args.executor!r}")
+    if args.executor == "local":
+        return LocalExecutor(args.workers, args.threads)  # None: steadytune.study.default_parallelism
+    from ..ray_executor import DEFAULT_MAX_RETRIES, RayExecutor
+
+    return RayExecutor(
+        address=args.ray_address,
+        gpus_per_trial=0.0 if args.gpus_per_trial is None else args.gpus_per_trial,
+        cpus_per_trial=1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+        max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+    )
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,135 @@
+"""The `steadytune` argument parser: every subcommand, its flags and help."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import info, runs, studies
+from .args import Parser, add_config_arguments, add_executor_arguments, floats, option, pair
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..config import STUDY_SKIPS
+
+    parser = Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune once and print the result",
+        description="Fine-tune a pre-trained encoder on a GLUE task or your own data, once.",
+    )
+    add_config_arguments(p)
+    p.add_argument("--out", type=Path, help="write config.json, metrics.json, curve.jsonl (and the model) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="save the run's whole state every N steps beside --out (DIR.checkpoint.pt; removed when the "
+                        "run is done)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint beside --out when there is one (the same trajectory as an "
+                        "uninterrupted run); start afresh when there is none")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=runs.cmd_train)
+
+    p = sub.add_parser(
+        "fit",
+        help="start several candidates, drop the bad ones early, finish the best, and say how it went",
+        description="Start --candidates (seed, learning rate) pairs, judge them at --check-at fractions of the "
+        "budget, continue the best --keep to the end, and save the best validation checkpoint to <out>/model "
+        "with a model card. Exit 0: the chosen model beats every constant predictor on validation by more than "
+        "chance; 1: no candidate does; 2: bad input. Rerunning the same command resumes a killed fit.",
+    )
+    add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
+    p.add_argument("--candidates", type=int, default=9, help="candidates to start (default: 9)")
+    p.add_argument("--lrs", type=floats, default=(2e-5, 5e-5, 1e-4),
+                   help="learning rates the candidates spread over (default: 2e-5,5e-5,1e-4)")  # fmt: skip
+    p.add_argument("--check-at", type=floats, default=(0.25, 0.5),
+                   help="fractions of the budget at which candidates are judged (default: 0.25,0.5)")  # fmt: skip
+    p.add_argument("--keep", type=int, default=2, help="candidates that continue to the end (default: 2)")
+    p.add_argument("--out", type=Path, required=True, help="the fit folder: model/, fit.json, the candidates")
+    add_executor_arguments(p)
+    p.add_argument("--new", action="store_true", help="start over in an existing fit folder (old store kept)")
+    p.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=runs.cmd_fit)
+
+    p = sub.add_parser("predict", help="run a saved model over a file",
+                       description="Predict with a model saved by `steadytune train --save-model`.")  # fmt: skip
+    p.add_argument("--model", required=True, help="the saved model folder (<out>/model)")
+    p.add_argument("--input", required=True, type=Path, help="CSV, TSV or JSONL with the text column(s)")
+    p.add_argument("--output", required=True, type=Path, help="predictions file; format from its extension")
+    p.add_argument("--text-columns", default=None, help="text column(s) of the input (default: as in training)")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--allow-pickle", action="store_true", help="load a model folder that has only pickle weights "
+                   "(pytorch_model.bin), with torch.load(weights_only=True); only for files you trust")  # fmt: skip
+    p.set_defaults(func=runs.cmd_predict)
+
+    p = sub.add_parser(
+        "study",
+        help="run a resumable grid of tasks × recipes × seeds and report it",
+        description="Run every (task, recipe, seed) trial, store each in <out>/study.sqlite as it finishes, and "
+        "write report.md/report.html. Rerunning the same command resumes: finished trials are skipped.",
+    )
+    p.add_argument("--tasks", help="GLUE presets, comma-separated (or give --train-file for your own data)")
+    p.add_argument("--recipes", default="bertadam,adam", help="recipes, comma-separated (default: bertadam,adam)")
+    p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list like 3,7,9 (default: 5)")
+    p.add_argument("--out", type=Path, required=True, help="the study folder")
+    add_executor_arguments(p)
+    p.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
+    p.add_argument("--reference", default=None, metavar="RECIPE",
+                   help="the recipe the report's variance (Levene) and failure-rate (Fisher) tests compare with "
+                   "(default: the study's first bias-corrected recipe, optimizer adamw)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    add_config_arguments(p, skip=STUDY_SKIPS, recipe_settings=False)
+    p.set_defaults(func=studies.cmd_study)
+
+    p = sub.add_parser("report", help="(re)write a study's report", description="Write report.md and report.html "
+                       "of a study folder from the trials it holds now.")  # fmt: skip
+    p.add_argument("study_dir", type=Path)
+    p.add_argument("--title", default=None, help="report title")
+    p.add_argument("--reference", default=None, metavar="RECIPE",
+                   help="the recipe the variance (Levene) and failure-rate (Fisher) tests compare with (default: "
+                   "the study's first bias-corrected recipe, optimizer adamw)")  # fmt: skip
+    p.set_defaults(func=studies.cmd_report)
+
+    p = sub.add_parser("export", help="write a study's trials as CSV or Parquet",
+                       description="One row per finished trial: scores, flags, timings, config.")  # fmt: skip
+    p.add_argument("study_dir", type=Path)
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument("--output", type=Path, default=None, help="default: <study_dir>/trials.<format>")
+    p.set_defaults(func=studies.cmd_export)
+
+    p = sub.add_parser(
+        "audit",
+        help="tell whether an optimizer is BERTAdam (Adam without bias correction)",
+        description="Probe an optimizer on synthetic parameters and report whether it applies Adam's bias "
+        "correction (Zhang et al. 2021, §4), how it decays weights, where eps sits and its betas. Exit code 0: "
+        "bias-corrected or not Adam-like; 1: bias correction omitted; 2: bad input.",
+    )
+    p.add_argument("optimizer", nargs="?", help="an importable class or callable: torch.optim.AdamW, pkg.mod:Cls")
+    p.add_argument("--recipe", help="audit a recipe's optimizer instead, e.g. adam+llrd or bertadam")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (default: the optimizer's)")
+    p.add_argument("--betas", type=pair, help="betas, e.g. 0.9,0.999 (default: the optimizer's)")
+    p.add_argument("--eps", type=float, help="epsilon (default: the optimizer's)")
+    p.add_argument("--option", type=option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other constructor keyword, e.g. --option correct_bias=False (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=info.cmd_audit)
+
+    p = sub.add_parser("recipes", help="list the recipe presets, or expand recipes",
+                       description="List the recipe presets, or show every field of the given recipes.")  # fmt: skip
+    p.add_argument("recipe", nargs="*", help="recipes to expand, e.g. adam+reinit:2")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=info.cmd_recipes)
+
+    p = sub.add_parser("tasks", help="list the GLUE presets", description="List the GLUE task presets.")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=info.cmd_tasks)
+    return parser

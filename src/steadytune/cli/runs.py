@@ -1,0 +1,172 @@
+"""`steadytune train`, `fit` and `predict`: one run, a search over candidates, predictions from a saved model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserInputError
+from .args import config_from_args, fmt, study_executor
+
+__all__ = [
+    "STALLED_SHARE",
+    "check_before_work",
+    "cmd_fit",
+    "cmd_predict",
+    "cmd_train",
+    "fit_table",
+    "result_table",
+    "run_warning",
+    "training_process",
+]
+
+
+def check_before_work(config, *, out: Path | None, overwrite: bool) -> None:
+    """What a run needs that can be checked before any data loads: the output folder (`files.check_output_folder`),
+    the device, and the model (its folder's files, its tokenizer, max_length against its positions)."""
+    from ..files import check_output_folder
+    from ..models import check_model, resolve_device
+
+    if out is not None:
+        check_output_folder(out, overwrite=overwrite)
+    resolve_device(config.device)
+    check_model(config.model, max_length=config.max_length, trust_remote_code=config.trust_remote_code)
+
+
+def training_process() -> None:
+    """This process exists to train: glibc keeps the memory it frees for the next step (process-wide, so the CLI
+    and worker processes set it, never the library: a notebook calling `steadytune.train` keeps its allocator)."""
+    from ..fastpath import retain_freed_memory
+
+    retain_freed_memory()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..trainer import train
+
+    config = config_from_args(args)
+    if config.save_model and args.out is None:
+        raise UserInputError("--save-model needs --out DIR")
+    check_before_work(config, out=args.out, overwrite=args.overwrite)
+    training_process()
+    result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet,
+                   checkpoint_every=args.checkpoint_every, resume=args.resume)  # fmt: skip
+    if args.json:
+        from ..files import to_json
+
+        sys.stdout.write(to_json(result.metrics_dict() | {"config": result.config}))
+    else:
+        print(result_table(result))
+        if args.out:
+            print(f"{'written to':<17}  {args.out}")
+    warning = run_warning(result)
+    if warning:
+        print(f"steadytune train: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+# A run whose training loss over its last tenth of steps is above 95% of its first tenth's barely moved: a run that
+# learned ends well below its start (RTE-1k, all-MiniLM-L6-v2 at lr 1e-4: 0.69 -> ~0.3), one that did not stays
+# within a few percent of ln 2 (the same at lr 2e-5: 0.693 -> 0.690).
+STALLED_SHARE = 0.95
+
+
+def run_warning(result) -> str | None:
+    """One line when a run failed or its training loss barely moved; None otherwise."""
+    advice = ("try `steadytune fit` (several seeds and learning rates, the bad ones dropped early) or a higher "
+              "learning rate (--lr 1e-4)")  # fmt: skip
+    if result.failed:
+        why = {"diverged": "the run diverged", "collapsed": "the run collapsed to predicting the mean"}.get(
+            result.failure or "",
+            f"the run failed: test {result.metric} {fmt(result.test_last)} is no better than "
+            f"the best constant predictor's {fmt((result.baseline or {}).get('score', result.majority_baseline))}",
+        )
+        return f"{why}; {advice}"
+    losses = [p["loss"] for p in result.curve if p["loss"] is not None]
+    window = max(1, len(losses) // 10)
+    if len(losses) >= 2 * window and sum(losses[-window:]) >= STALLED_SHARE * sum(losses[:window]):
+        first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
+        return f"the training loss barely moved ({first:.4f} at the start, {last:.4f} at the end); {advice}"
+    return None
+
+
+def result_table(result) -> str:
+    cfg, data, m = result.config, result.data, result.metric
+    sizes = data["sizes"]
+    best, last = result.best, result.last
+    rows = [
+        ("task", f"{data['name']} ({m})  train {sizes['train']} / validation {sizes['validation']} / "
+                 f"test {sizes['test']}"),
+        ("model", cfg["model"]),
+        ("recipe", f"{cfg['recipe']}  ({cfg['optimizer']}, lr {cfg['lr']:g}, batch {cfg['batch_size']})"),
+        ("seeds", f"seed {cfg['seed']}  init_seed {cfg['init_seed']}  device {cfg['device']}"),
+        ("steps", f"{result.steps} / {result.total_steps}"),
+        (f"best (step {best['step']})",
+         f"validation {fmt((best['validation'] or {}).get(m))}  test {fmt(result.test_best)}"),
+        (f"last (step {last['step']})",
+         f"validation {fmt((last['validation'] or {}).get(m))}  test {fmt(result.test_last)}"),
+        ("majority baseline", f"test {fmt(result.majority_baseline)}"),
+        ("failed / diverged", f"{'yes' if result.failed else 'no'} / {'yes' if result.diverged else 'no'}"),
+        ("wall time", f"{result.timings['wall_s']:.1f} s (train {result.timings['train_s']:.1f} s, "
+                      f"eval {result.timings['eval_s']:.1f} s)"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from ..fit import FitSettings, fit
+
+    config = config_from_args(args)
+    settings = FitSettings(candidates=args.candidates, lrs=args.lrs, check_at=args.check_at, keep=args.keep)
+    executor = study_executor(args)
+    if hasattr(executor, "connect"):
+        executor.connect()
+    training_process()
+    result = fit(config, args.out, settings=settings, executor=executor, new=args.new, progress=not args.quiet)
+    if args.json:
+        from ..files import to_json
+
+        sys.stdout.write(to_json(result.to_dict()))
+    else:
+        print(fit_table(result))
+    if not result.success:
+        print("steadytune fit: no candidate beat the best constant predictor on validation; try more candidates "
+              "(--candidates), higher learning rates (--lrs), re-initialising the top layers (--recipe "
+              "adam+reinit:2) or longer training (--epochs)", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def fit_table(result) -> str:
+    m = result.metric
+    header = ("candidate", "seed", "lr", "at the checks (validation / loss)", "outcome", f"val {m}", f"test {m}")
+    rows = []
+    for c in result.candidates:
+        checks = "  ".join(f"{fmt(k.get('validation'))}/{fmt(k.get('loss'))}" for k in c["checks"] if "loss" in k)
+        best = c.get("best") or {}
+        outcome = "CHOSEN" if c["name"] == result.chosen else c["status"]
+        if c["reason"]:
+            outcome += f": {c['reason']}"
+        rows.append((c["name"], str(c["seed"]), f"{c['lr']:g}", checks or "-", outcome,
+                     fmt((best.get("validation") or {}).get(m)), fmt((best.get("test") or {}).get(m))))  # fmt: skip
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    base = result.baselines["test"]
+    lines += ["", f"verdict: {result.verdict}",
+              f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
+              f"{fmt(base['score'])}, {base['predictor']})",
+              f"compute: {result.steps} training steps ({result.steps / max(1, result.full_steps):.0%} of running "
+              f"every candidate to the end)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..predict import predict_file
+
+    n = predict_file(args.model, args.input, args.output, text_columns=args.text_columns,
+                     batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
+                     allow_pickle=args.allow_pickle)  # fmt: skip
+    print(f"wrote {n} predictions to {args.output}", file=sys.stderr)
+    return 0

@@ -60,9 +60,10 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
     assert hf.training_arguments(RECIPE + "+bf16", 48)["bf16"] is True
     optimizer, scheduler = hf.create_optimizer(model, RECIPE, num_training_steps=extra["max_steps"])
     callback = hf.StabilityCallback(labels=eval_ds["labels"], num_labels=2)
+    # no use_cpu here: the documented path gets it from training_arguments
     args = TrainingArguments(output_dir=str(tmp_path), logging_steps=1, eval_strategy="steps", eval_steps=4,
                              save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
-                             **extra)  # fmt: skip (the documented path: use_cpu comes from training_arguments)
+                             **extra)  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, scheduler),
                       compute_metrics=hf.metrics_function(num_labels=2), callbacks=[callback])  # fmt: skip

@@ -231,7 +231,7 @@ def check_model_folder(folder: str | Path, *, allow_pickle: bool = False, name: 
         if not allow_pickle:
             raise UserInputError(
                 f"model {label}: {folder} has only pickle weights ({present[0]}); steadytune loads safetensors: if "
-                "you trust the file, convert it once (python -c \"import transformers as t; t.AutoModel."
+                'you trust the file, convert it once (python -c "import transformers as t; t.AutoModel.'
                 f"from_pretrained('{folder}').save_pretrained('{folder}')\"), or load it as it is with "
                 "allow_pickle=True (predict --allow-pickle)"
             )

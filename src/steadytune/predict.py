@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data import Split, encode
-from .data.load import texts_from_table
+from .data.columns import texts_from_table
 from .data.readers import FORMATS, read_table
 from .errors import UserInputError
 from .evaluate import predict_logits

@@ -253,8 +253,9 @@ def train_stage(config: TrainConfig, *, data: TaskData, out: str | Path, until: 
     """Train from the checkpoint beside `out` (or from the start) until step `until` (None: the end).
 
     A run that reaches its end is finished and written to `out` (replacing what is there) and its record
-    returned (its checkpoint is left for the caller to remove once the record is stored); one that stops at `until` saves its checkpoint and returns a partial record: {"partial": True,
-    "config", "steps", "total_steps", "evals", "curve" (every step so far), "diverged"}.
+    returned (its checkpoint is left for the caller to remove once the record is stored); one that stops at
+    `until` saves its checkpoint and returns a partial record: {"partial": True, "config", "steps",
+    "total_steps", "evals", "curve" (every step so far), "diverged"}.
     """
     prep = prepare(config, data)
     saved, meta = checkpoint_path(out), _checkpoint_meta(prep)

@@ -82,7 +82,7 @@ class Store:
                         old = Path(f"{self.path}{suffix}")
                         if old.exists():
                             old.rename(self.out / f"study.{stamp}.sqlite{suffix}.bak")
-                _inspect(self.path, new="--new", records=True)  # again, now that no other writer can be at work
+                _inspect(self.path, new="--new")  # again (what is there now, with no other writer at work)
                 con = self._con = sqlite3.connect(self.path, timeout=60)
                 con.execute("PRAGMA journal_mode=WAL")  # readers (report, export) never block the writer
                 con.execute("PRAGMA synchronous=FULL")  # a committed trial survives a power cut
@@ -253,8 +253,9 @@ def load_records(study_dir: str | Path) -> list[dict[str, Any]]:
         raise _unusable(path, "its meta table holds no valid order", new="the study's --new") from None
     rows.sort(key=lambda r: (rank["tasks"].get(r[0], math.inf), str(r[0]), rank["recipes"].get(r[1], math.inf),
                              str(r[1]), r[2] if isinstance(r[2], int) else -1))  # fmt: skip
-    return [{"task": t, "recipe": r, "seed": s, **_record(path, (t, r, s), rec, new="the study's --new")}
-            for t, r, s, rec in rows]  # fmt: skip
+    records = [{"task": t, "recipe": r, "seed": s, **_record(path, (t, r, s), rec, new="the study's --new")}
+               for t, r, s, rec in rows]  # fmt: skip
+    return [r for r in records if not r.get("partial")]  # a fit's stages that stopped at a check are no trials
 
 
 def in_use(out: str | Path) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from ..errors import UserInputError
@@ -244,3 +245,19 @@ def study_executor(args: argparse.Namespace) -> Executor:
 
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def check_before_trials(out: Path, *, device: str, model: str, max_length: int, trust_remote_code: bool) -> None:
+    """What `study` and `fit` check before any data loads: the folder is writable and not in use by another
+    writer (the store's lock), the device exists, and the model folder, its tokenizer and `max_length` fit."""
+    from ..files import check_writable_folder
+    from ..models import check_model, resolve_device
+    from ..study.store import in_use
+
+    check_writable_folder(out)  # the store (and a fit's candidates and model) go there
+    holder = in_use(out)
+    if holder is not None:
+        raise UserInputError(f"{out} is in use by another steadytune process ({holder}); wait for it to finish "
+                             "or stop it (report and export can read the folder meanwhile)")  # fmt: skip
+    resolve_device(device)
+    check_model(model, max_length=max_length, trust_remote_code=trust_remote_code)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserInputError
-from .args import check_executor_flags, config_from_args, fmt, study_executor
+from .args import check_before_trials, check_executor_flags, config_from_args, fmt, study_executor
 
 __all__ = [
     "STALLED_SHARE",
@@ -116,21 +116,13 @@ def result_table(result) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ..files import check_writable_folder
     from ..fit import FitSettings, fit
-    from ..models import check_model, resolve_device
-    from ..study.store import in_use
 
     config = config_from_args(args)
     settings = FitSettings(candidates=args.candidates, lrs=args.lrs, check_at=args.check_at, keep=args.keep)
     check_executor_flags(args)
-    check_writable_folder(args.out)  # before any data loads: the store, the candidates and the model go there
-    holder = in_use(args.out)
-    if holder is not None:
-        raise UserInputError(f"{args.out} is in use by another steadytune process ({holder}); wait for it to finish "
-                             "or stop it")  # fmt: skip
-    resolve_device(config.device)
-    check_model(config.model, max_length=config.max_length, trust_remote_code=config.trust_remote_code)
+    check_before_trials(args.out, device=config.device, model=config.model, max_length=config.max_length,
+                        trust_remote_code=config.trust_remote_code)  # fmt: skip
     executor = study_executor(args)
     if hasattr(executor, "connect"):
         executor.connect()

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
-from .args import check_executor_flags, check_seeds, study_executor
+from .args import check_before_trials, check_executor_flags, check_seeds, study_executor
 from .runs import training_process
 
 __all__ = ["cmd_export", "cmd_report", "cmd_study", "print_summary"]
@@ -17,20 +16,12 @@ __all__ = ["cmd_export", "cmd_report", "cmd_study", "print_summary"]
 
 def cmd_study(args: argparse.Namespace) -> int:
     from ..config import STUDY_SKIPS, TrainConfig
-    from ..files import check_writable_folder
-    from ..models import check_model, resolve_device
     from ..study import Study
-    from ..study.store import in_use
 
     check_executor_flags(args)
     check_seeds(args.seeds)
-    check_writable_folder(args.out)  # before any data loads: the store goes there
-    holder = in_use(args.out)
-    if holder is not None:
-        raise UserInputError(f"{args.out} is in use by another steadytune process ({holder}); wait for it to finish "
-                             "or stop it (report and export can read the folder meanwhile)")  # fmt: skip
-    resolve_device(args.device)
-    check_model(args.model, max_length=args.max_length, trust_remote_code=args.trust_remote_code)
+    check_before_trials(args.out, device=args.device, model=args.model, max_length=args.max_length,
+                        trust_remote_code=args.trust_remote_code)  # fmt: skip
     executor = study_executor(args)
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in STUDY_SKIPS}
     study = Study(args.out, tasks=args.tasks, recipes=args.recipes, seeds=args.seeds, new=args.new, **shared)

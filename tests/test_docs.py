@@ -54,3 +54,22 @@ def test_the_trainer_example_runs_as_documented():
     done = subprocess.run([sys.executable, *command[1:]], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "validation accuracy" in done.stdout and "failed:" in done.stdout
+
+
+def test_the_readme_fit_command_runs_as_written(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """`steadytune fit --train-file reviews.csv ...` from the README, on a reviews.csv of the toy task, with the
+    tiny model and a budget it learns in appended (the real MiniLM's 9 candidates take minutes)."""
+    from conftest import write_rows
+
+    from steadytune.cli import main
+
+    block = _readme_block("### A model that works on your data: `steadytune fit`", "bash")
+    command = next(line for line in block.splitlines() if "--train-file reviews.csv" in line).split()
+    assert command[:2] == ["steadytune", "fit"]
+    monkeypatch.chdir(tmp_path)
+    write_rows(tmp_path / "reviews.csv", [{"review": r["text"], "stars": r["label"]} for r in sentiment_rows(96)])
+    tiny = ["--model", str(tiny_model_dir), "--epochs", "8", "--batch-size", "8", "--lrs", "5e-3,1e-3",
+            "--candidates", "4", "--keep", "1", "--workers", "1", "--quiet"]  # fmt: skip
+    assert main([*command[1:], *tiny]) == 0
+    assert "verdict:" in capsys.readouterr().out
+    assert (tmp_path / "fits" / "reviews" / "model" / "README.md").is_file()

@@ -32,7 +32,7 @@ from scipy.stats import ttest_ind
 import steadytune
 from steadytune.config import TrainConfig
 from steadytune.files import atomic_write_text, to_json
-from steadytune.fit import FitSettings, candidate_configs, fit
+from steadytune.fitting import FitSettings, candidate_configs, fit
 from steadytune.metrics import constant_baseline, failure
 from steadytune.study.executors import LocalExecutor
 from steadytune.study.grid import config_data

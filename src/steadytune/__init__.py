@@ -12,6 +12,7 @@ from .data import TaskData, load_data, load_glue, load_user_data
 from .errors import UserInputError
 from .evaluate import evaluate
 from .fastpath import cpu_fastpath, sibling_projections
+from .fitting import FitResult, FitSettings, fit
 from .metrics import compute_metrics, majority_baseline
 from .mixout import MixLinear, apply_mixout, remove_mixout
 from .optim import AdamW, BertAdam, create_optimizer, param_groups
@@ -27,6 +28,8 @@ __all__ = [
     "AdamW",
     "AuditReport",
     "BertAdam",
+    "FitResult",
+    "FitSettings",
     "MixLinear",
     "Recipe",
     "RunResult",
@@ -42,6 +45,7 @@ __all__ = [
     "create_optimizer",
     "create_optimizer_and_scheduler",
     "evaluate",
+    "fit",
     "load_data",
     "load_glue",
     "llrd_param_groups",

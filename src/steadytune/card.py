@@ -42,7 +42,7 @@ def _number(x: float | None) -> str:
 
 
 def fit_card(result: Any) -> str:
-    """The model card of `steadytune fit`'s chosen model (`result` a `steadytune.fit.FitResult`)."""
+    """The model card of `steadytune fit`'s chosen model (`result` a `steadytune.fitting.FitResult`)."""
     config, data, metric = result.config, result.data, result.metric
     test = result.test or {}
     task_type = "text-classification"

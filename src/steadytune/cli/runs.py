@@ -116,7 +116,7 @@ def result_table(result) -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from ..fit import FitSettings, fit
+    from ..fitting import FitSettings, fit
 
     config = config_from_args(args)
     settings = FitSettings(candidates=args.candidates, lrs=args.lrs, check_at=args.check_at, keep=args.keep)
@@ -166,7 +166,7 @@ def fit_table(result) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..predict import predict_file
+    from ..inference import predict_file
 
     n = predict_file(args.model, args.input, args.output, text_columns=args.text_columns,
                      batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,

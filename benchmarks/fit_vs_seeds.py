@@ -13,10 +13,13 @@ r·K .. r·K + K − 1, disjoint between repetitions):
 - (d) `steadytune.fit` with K candidates (its defaults otherwise).
 
 Every run is stored under `--out` as it finishes (fit folders, and one JSON file per (task, repetition, way)), so
-an interrupted benchmark resumes where it stopped. The table: test metric of the chosen/only model (last
+an interrupted benchmark resumes where it stopped; it runs repetition-major (every task's r-th repetition before
+any (r+1)-th), and `--table-only` prints the table of the repetitions finished so far.
+The table: test metric of the chosen/only model (last
 checkpoint for (a)/(b) as the failure rule uses it, the best-validation checkpoint for (c)/(d), which is the model
 they return), mean ± std over repetitions, failure rate (the run, or the chosen model, failed: `metrics.failure`),
-and training steps summed over the candidates. A Welch t-test compares (d) with (a) where (a) fails.
+and training steps summed over the candidates. Welch t-tests compare (d) with (a)
+(one-sided: is fit better?) and with (c) (two-sided: is fit within noise of the best of K?).
 """
 
 from __future__ import annotations
@@ -77,6 +80,34 @@ def _best_of_all(config: TrainConfig, settings: FitSettings, folder: Path, data,
     return {"test": test.get(metric), "failed": why is not None, "steps": result.full_steps}
 
 
+def _stored_only(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fit_only(where: Path) -> dict | None:
+    """(d) from a finished fit folder's fit.json, without touching the fit."""
+    done = _stored_only(where / "fit" / "fit.json")
+    if done is None:
+        return None
+    return {"test": (done["test"] or {}).get(done["metric"]), "failed": not done["success"], "steps": done["steps"]}
+
+
+def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple[dict, ...]:
+    """The four ways of one (task, repetition), each computed once and stored under --out."""
+    base = TrainConfig(task=task, glue_dir=args.glue_dir, model=args.model, train_size=args.train_size)
+    seed = rep * args.candidates
+    where = args.out / task / f"rep{rep}"
+    where.mkdir(parents=True, exist_ok=True)
+    a = _stored(where / "a.json", _one_run, base.with_overrides(seed=seed), data)
+    b = _stored(where / "b.json", _one_run, base.with_overrides(seed=seed, recipe=args.fixed), data)
+    result = fit(base.with_overrides(seed=seed), where / "fit", settings=settings, data=data,
+                 executor=LocalExecutor(args.workers))  # fmt: skip
+    d = {"test": (result.test or {}).get(result.metric), "failed": not result.success, "steps": result.steps}
+    c = _stored(where / "c.json", _best_of_all, base.with_overrides(seed=seed), settings, where / "fit", data,
+                result)  # fmt: skip
+    return a, b, c, d
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue-dir", default="../shared/data/glue")
@@ -88,40 +119,47 @@ def main() -> int:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table of the repetitions already finished under --out; run nothing")
     args = parser.parse_args()
     settings = FitSettings(candidates=args.candidates)
-    rows = []
-    for task in args.tasks.split(","):
-        base = TrainConfig(task=task, glue_dir=args.glue_dir, model=args.model, train_size=args.train_size)
-        data = config_data(base)
-        ways: dict[str, list[dict]] = {"(a) train, default recipe": [], f"(b) train, {args.fixed}": [],
-                                       f"(c) best of {args.candidates} full runs": [],
-                                       f"(d) fit, {args.candidates} candidates": []}  # fmt: skip
-        for rep in range(args.repetitions):
-            seed = rep * args.candidates
+    tasks = args.tasks.split(",")
+    names = ("(a) train, default recipe", f"(b) train, {args.fixed}", f"(c) best of {args.candidates} full runs",
+             f"(d) fit, {args.candidates} candidates")  # fmt: skip
+    ways = {task: {name: [] for name in names} for task in tasks}
+    datas: dict = {}
+    for rep in range(args.repetitions):  # repetition-major: every task gets its r-th repetition before the next
+        for task in tasks:
             where = args.out / task / f"rep{rep}"
-            where.mkdir(parents=True, exist_ok=True)
-            a = _stored(where / "a.json", _one_run, base.with_overrides(seed=seed), data)
-            b = _stored(where / "b.json", _one_run, base.with_overrides(seed=seed, recipe=args.fixed), data)
-            result = fit(base.with_overrides(seed=seed), where / "fit", settings=settings, data=data,
-                         executor=LocalExecutor(args.workers))  # fmt: skip
-            d = {"test": (result.test or {}).get(result.metric), "failed": not result.success, "steps": result.steps}
-            c = _stored(where / "c.json", _best_of_all, base.with_overrides(seed=seed), settings, where / "fit", data,
-                        result)  # fmt: skip
-            for way, value in zip(ways, (a, b, c, d)):
-                ways[way].append(value)
-            print(f"{task} rep {rep}: a {a['test']:.4f} b {b['test']:.4f} c {c['test']:.4f} d {d['test']:.4f}",
-                  file=sys.stderr)  # fmt: skip
-        for way, values in ways.items():
+            if args.table_only:
+                got = (*(_stored_only(where / f"{w}.json") for w in "abc"), _fit_only(where))
+                if any(g is None for g in got):
+                    continue
+            else:
+                if task not in datas:
+                    datas[task] = config_data(TrainConfig(task=task, glue_dir=args.glue_dir, model=args.model,
+                                                          train_size=args.train_size))  # fmt: skip
+                got = _repetition(task, rep, args, settings, datas[task])
+                print(f"{task} rep {rep}: " + " ".join(f"{w} {g['test']:.4f}" for w, g in zip("abcd", got)),
+                      file=sys.stderr, flush=True)  # fmt: skip
+            for name, value in zip(names, got):
+                ways[task][name].append(value)
+    rows = []
+    for task in tasks:
+        if not ways[task][names[0]]:
+            continue
+        for way, values in ways[task].items():
             scores = np.array([np.nan if v["test"] is None else v["test"] for v in values], dtype=float)
-            rows.append((task, way, f"{np.nanmean(scores):.4f} ± {np.nanstd(scores, ddof=1):.4f}",
+            rows.append((task, way, str(len(values)), f"{np.nanmean(scores):.4f} ± {np.nanstd(scores, ddof=1):.4f}",
                          f"{sum(v['failed'] for v in values)}/{len(values)}",
                          str(sum(v["steps"] for v in values))))  # fmt: skip
-        a_scores = [v["test"] for v in ways["(a) train, default recipe"] if v["test"] is not None]
-        d_scores = [v["test"] for v in list(ways.values())[3] if v["test"] is not None]
+        a_scores = [v["test"] for v in ways[task][names[0]] if v["test"] is not None]
+        d_scores = [v["test"] for v in ways[task][names[3]] if v["test"] is not None]
+        c_scores = [v["test"] for v in ways[task][names[2]] if v["test"] is not None]
         p = ttest_ind(d_scores, a_scores, equal_var=False, alternative="greater").pvalue
-        rows.append((task, "Welch p, (d) > (a)", f"{p:.3g}", "", ""))
-    header = ("task", "way", "test mean ± std", "failed", "steps")
+        q = ttest_ind(d_scores, c_scores, equal_var=False).pvalue
+        rows.append((task, "Welch p: (d) > (a); (d) ≠ (c)", "", f"{p:.3g}; {q:.3g}", "", ""))
+    header = ("task", "way", "reps", "test mean ± std", "failed", "steps")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip())

@@ -245,6 +245,8 @@ def store(kind: str) -> Callable[[Ctx], None]:
             path.write_bytes(b"")
         elif kind == "directory":
             path.mkdir()
+        elif kind == "finished":  # a good store (for export's own checks)
+            path.write_bytes(c.store)
         else:
             raise AssertionError(kind)
 
@@ -303,6 +305,31 @@ def both(*setups: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
             s(c)
 
     return setup
+
+
+def saved_dataset(name: str, columns: dict[str, list] | None = None, *, splits: tuple[str, ...] | None = None,
+                  class_label: bool = False) -> Callable[[Ctx], None]:  # fmt: skip
+    """tmp/<name> written by `save_to_disk`: a Dataset of `columns` (the toy rows by default), or a DatasetDict
+    with it as each of `splits`; `class_label` makes "label" a ClassLabel of neg/pos (ids as given)."""
+
+    def setup(c: Ctx) -> None:
+        import datasets
+
+        rows = text_rows(40)
+        data = columns if columns is not None else {"text": [r["text"] for r in rows],
+                                                    "label": [r["label"] for r in rows]}  # fmt: skip
+        features = None
+        if class_label:
+            features = datasets.Features({"text": datasets.Value("string"),
+                                          "label": datasets.ClassLabel(names=["neg", "pos"])})  # fmt: skip
+        ds = datasets.Dataset.from_dict(data, features=features)
+        (datasets.DatasetDict({s: ds for s in splits}) if splits else ds).save_to_disk(c.tmp / name)
+
+    return setup
+
+
+def train_dataset(spec: str, *extra: str) -> list[str]:
+    return [*TRAIN[:3], "--dataset", spec, *TRAIN[5:], *extra]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -395,6 +422,29 @@ CASES = [
     Case("ragged-csv", "data shape", train_on("{tmp}/r.csv"), "r.csv:3: malformed row",
          write("r.csv", "text,label\na,pos\nb\n")),
     Case("missing-column", "data shape", train("--label-column", "stars"), "no column 'stars'"),
+    # Hugging Face datasets and Parquet
+    Case("dataset-folder-missing", "data shape", train_dataset("{tmp}/nope"), "dataset folder not found"),
+    Case("dataset-folder-not-saved", "data shape", train_dataset("{tmp}/plain"),
+         "not a dataset saved with save_to_disk", folder_with("plain/train.csv")),
+    Case("dataset-is-a-file", "data shape", train_dataset("{train}"), "is a file; --dataset takes a folder"),
+    Case("dataset-local-config", "data shape", train_dataset("{tmp}/ds:cfg"), "a local folder, which has no configs",
+         saved_dataset("ds")),
+    Case("dataset-empty-config", "data shape", train_dataset("org/name:"), "expected NAME:CONFIG with both parts"),
+    Case("dataset-no-train-split", "data shape", train_dataset("{tmp}/ds"), "no 'train' split (splits: 'training')",
+         saved_dataset("ds", splits=("training",))),
+    Case("dataset-missing-column", "data shape", train_dataset("{tmp}/ds", "--text-columns", "sentence"),
+         "no column 'label' (columns: 'sentence', 'y')",
+         saved_dataset("ds", {"sentence": ["good film"] * 20, "y": [0, 1] * 10}, splits=("train",))),
+    Case("dataset-empty", "data shape", train_dataset("{tmp}/ds"), "the dataset is empty",
+         saved_dataset("ds", {"text": [], "label": []})),
+    Case("dataset-and-train-file", "data shape", train("--dataset", "{tmp}/ds"),
+         "not --train-file and --dataset together", saved_dataset("ds")),
+    Case("dataset-hub-id-offline", "data shape", train_dataset("someone/no-such-dataset:cfg"),
+         "cannot load dataset 'someone/no-such-dataset:cfg' from the Hugging Face hub"),
+    Case("study-dataset-missing", "data shape", [*STUDY[:3], "--dataset", "{tmp}/nope", *STUDY[5:]],
+         "dataset folder not found"),
+    Case("parquet-garbage", "data shape", train_on("{tmp}/g.parquet"), "g.parquet is not a readable Parquet file",
+         write("g.parquet", bytes(range(256)) * 4)),
     # labels
     Case("nan-label", "labels", train_on("{tmp}/l.jsonl"), "label nan is not a finite number",
          jsonl_labels('"pos"', '"neg"', "NaN")),
@@ -411,6 +461,14 @@ CASES = [
          jsonl_labels("0.5", "1e999")),
     Case("unknown-validation-label", "labels", train("--validation-file", "{tmp}/v.csv"), "unknown label 'maybe'",
          write("v.csv", "text,label\na,maybe\nb,pos\n")),
+    Case("dataset-list-labels", "labels", train_dataset("{tmp}/ds"), "ds row 0: label [1] is a list",
+         saved_dataset("ds", {"text": ["good film"] * 20, "label": [[1], [2]] * 10})),
+    Case("dataset-some-labels-hidden", "labels", train_dataset("{tmp}/ds"), "(train split) row 3: missing label",
+         saved_dataset("ds", {"text": ["good film"] * 20, "label": [0, 1, 0, -1] * 5}, splits=("train",),
+                       class_label=True)),
+    Case("dataset-class-label-regression", "labels", train_dataset("{tmp}/ds", "--task-type", "regression"),
+         "is a ClassLabel (neg, pos), not a regression target", saved_dataset("ds", {"text": ["good film"] * 20,
+         "label": [0, 1] * 10}, class_label=True)),
     # numbers
     Case("batch-size-1e20", "numbers", train("--batch-size", "1e20"), "invalid int value: '1e20'"),
     Case("batch-size-huge", "numbers", train("--batch-size", BIG), "batch_size must be an integer of at most"),
@@ -491,7 +549,41 @@ CASES = [
     Case("predict-output-read-only", "output", [*PREDICT[:5], "--output", "{tmp}/ro/p.csv"],
          "Read-only file system", read_only_out),
     Case("predict-output-type", "output", [*PREDICT[:5], "--output", "{tmp}/p.txt"], "unknown output type"),
+    Case("report-to-unknown", "output", train("--report-to", "tensorboard,comet"), "unknown tracker 'comet'"),
+    Case("tracking-dir-is-a-file", "output", train("--report-to", "tensorboard", "--tracking-dir", "{train}"),
+         "is a file, not a folder"),
+    Case("study-tracking-dir-is-a-file", "output", study("--report-to", "mlflow", "--tracking-dir", "{train}"),
+         "is a file, not a folder"),
+    Case("predict-input-type", "data shape", predict(input="{tmp}/rows.txt"), "unknown input type '.txt'",
+         write("rows.txt", "text\ngood\n")),
+    Case("predict-input-format-unknown", "data shape", predict("--input-format", "xml"), "invalid choice: 'xml'"),
+    Case("predict-garbage-parquet", "data shape", predict(input="{tmp}/in.parquet"),
+         "in.parquet is not a readable Parquet file", write("in.parquet", b"PAR1 this is no parquet file")),
+    Case("predict-missing-parquet", "data shape", predict(input="{tmp}/none.parquet"), "file not found"),
+    Case("predict-missing-text-column", "data shape", predict("--text-columns", "review"),
+         "no column 'review' (columns: 'text', 'label')"),
+    Case("predict-input-has-prediction", "data shape", predict(input="{tmp}/p.jsonl"),
+         "already has a column 'prediction'", write("p.jsonl", '{"text": "good", "prediction": "pos"}\n')),
+    Case("predict-mixed-column-to-parquet", "data shape",
+         [*PREDICT[:3], "--input", "{tmp}/m.jsonl", "--output", "{tmp}/p.parquet"], "column 'id' cannot be written",
+         write("m.jsonl", '{"text": "good", "id": 1}\n{"text": "bad", "id": "b"}\n')),
+    Case("export-output-exists", "output", ["export", "{tmp}/s"], "trials.csv exists; pass --overwrite",
+         both(store("finished"), folder_with("s/trials.csv"))),
+    Case("export-format-mismatch", "output", ["export", "{tmp}/s", "--format", "parquet", "--output", "{tmp}/t.csv"],
+         "names a .csv file but --format is parquet", store("finished")),
+    Case("train-out-stdout", "output", train("--out", "-"), "standard output takes a file, not a folder"),
+    Case("study-out-foreign-folder", "output", [*STUDY[:6], "{tmp}/mine", *STUDY[7:]],
+         "is not a study or fit folder", folder_with("mine/notes.txt")),
     Case("study-out-is-a-file", "output", [*STUDY[:6], "{train}", *STUDY[7:]], "is a file, not a folder"),
+    # --push-to-hub: what a push needs is checked before training (tests/test_card.py: offline, no token)
+    Case("push-without-save-model", "output", train("--out", "{tmp}/run", "--push-to-hub", "me/m"),
+         "--push-to-hub needs --save-model and --out DIR"),
+    Case("push-bad-repo-id", "output", train("--out", "{tmp}/run", "--save-model", "--push-to-hub", "a/b/c"),
+         "'a/b/c' is not a hub repository id"),
+    Case("hub-private-without-push", "output", train("--out", "{tmp}/run", "--save-model", "--hub-private"),
+         "--hub-private needs --push-to-hub REPO"),
+    Case("fit-push-bad-repo-id", "output", ["fit", "--model", "{model}", "--train-file", "{train}", "--out",
+         "{tmp}/f", "--quiet", "--push-to-hub", "bad name"], "'bad name' is not a hub repository id"),
     Case("study-out-under-a-file", "output", [*STUDY[:6], "{train}/s", *STUDY[7:]], "is a file, not a folder"),
     Case("study-out-read-only", "output", [*STUDY[:6], "{tmp}/ro/s", *STUDY[7:]], "Read-only file system",
          read_only_out),
@@ -758,6 +850,34 @@ def test_a_read_only_study_can_still_be_exported_elsewhere(ctx: Ctx, capsys):
     code, _, err = run_main(["export", str(ctx.tmp / "ro" / "s"), "--output", str(ctx.tmp / "t.csv")], capsys)
     assert code == 0, err
     assert len((ctx.tmp / "t.csv").read_text().splitlines()) == 2
+
+
+def test_a_hub_dataset_without_network_is_one_quick_line(ctx: Ctx, capsys, monkeypatch):
+    """Not offline, but no network: one probe, then the one-line error (no ~30 s of logged retries)."""
+    import datasets
+    import huggingface_hub
+
+    from steadytune import hub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("load_dataset must not be tried when the hub is unreachable")
+
+    hub._probe.cache_clear()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", unreachable)
+    monkeypatch.setattr(datasets, "load_dataset", must_not_run)
+    argv = [_sub(a, _subs(ctx)) for a in train_dataset("someone/reviews")]
+    before = snapshot(ctx.tmp)
+    started = time.monotonic()
+    code, out, err = run_main(argv, capsys)
+    hub._probe.cache_clear()
+    assert code == 2 and out == ""
+    assert "no local folder someone/reviews, and the Hugging Face hub is unreachable ([Errno -2]" in one_line(err)
+    assert time.monotonic() - started < 60  # the model check and one probe; no retries
+    assert snapshot(ctx.tmp) == before
 
 
 def test_numpy_and_json_labels_of_one_kind_are_fine():

@@ -70,7 +70,7 @@ def test_table_output(tiny_model_dir, toy_files, capsys):
         (["train", "--train-file", "{train}", "--validation-file", "{badlabel}"], "unknown label 'maybe'"),
         (["train", "--train-file", "{empty}"], "the train split is empty"),
         (["train", "--train-file", "{malformed}"], "malformed row"),
-        (["train", "--train-file", "{train}", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
+        (["train", "--train-file", "{train}", "--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd'"),
         (["train", "--train-file", "{train}", "--metric", "bleu"], "unknown metric 'bleu'"),
         (["train", "--train-file", "{train}", "--lr", "abc"], "invalid float value: 'abc'"),
         (["train", "--train-file", "{train}", "--train-size", "5000"], "larger than"),

@@ -74,6 +74,18 @@ class AuditReport:
     explanation: str
     seconds: float
 
+    def __repr__(self) -> str:
+        """The verdict and the key findings in a few lines (`format()` or `print(report)` shows the evidence)."""
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        betas = None if self.betas is None else tuple(float(f"{b:.6g}") for b in self.betas)
+        return (f"AuditReport(optimizer={self.optimizer!r}{f', {hp}' if hp else ''}, verdict={self.verdict!r}, "
+                f"exit_code={self.exit_code},\n"
+                f"  adam_like={self.adam_like}, bias_correction={self.bias_correction}, betas={betas},\n"
+                f"  weight_decay={self.weight_decay!r}, eps_placement={self.eps_placement!r})")  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.format()
+
     @property
     def exit_code(self) -> int:
         """1 when bias correction is omitted, else 0 (bias-corrected, or not Adam-like so it does not apply)."""

@@ -1,68 +1,279 @@
 """Model cards: the README.md of a saved model folder, in the Hugging Face format (YAML metadata, then prose).
 
-The metadata follows the hub's model-card spec (`huggingface_hub.ModelCard.load` reads it back): `base_model`,
-`library_name`, `tags`, `datasets`, `metrics` and a `model-index` with the test results. The prose states what a
-user needs to trust or distrust the model: the data, the recipe, every candidate's outcome, the constant
-baselines, the compute used and steadytune's version.
+The metadata is built with `huggingface_hub.ModelCardData` and `EvalResult`, so it follows the hub's model-card
+spec and `huggingface_hub.ModelCard.load` reads it back: `base_model`, `library_name`, `pipeline_tag`, `tags`,
+`datasets`, `metrics` and a `model-index` with the saved weights' validation and test scores (exactly the numbers
+of the run's record). The prose states what a user needs to trust or distrust the model: the data, the recipe,
+the seeds, the constant baselines and the failed flag, the compute used, steadytune's version, and how to load it.
+
+`run_card` describes one `train --save-model` run (`<out>/model/README.md`, written inside the run folder's atomic
+write: a model folder never exists without its card); `fit_card` the model `steadytune fit` chose.
+
+A card names no path of the machine it was written on (it is what `--push-to-hub` uploads): the base model is its
+hub id, or only its folder's name for a local folder, and user data files are named without their folders. Like
+transformers' Trainer, the metadata names a `base_model` only when it is a hub id; the hub rejects cards whose
+`base_model` is not one.
 """
 
 from __future__ import annotations
 
-import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-__all__ = ["fit_card"]
+from ._version import __version__
+
+__all__ = ["DatasetRef", "base_model_id", "dataset_ref", "fit_card", "model_label", "run_card"]
+
+_TASK = "text-classification"  # the hub's pipeline tag for sequence classification, regression heads included
 
 
-def _yaml(value: Any, indent: int = 0) -> str:
-    """A small YAML writer for nested dicts, lists and scalars (scalars as JSON, which YAML reads as is)."""
-    pad = " " * indent
-    if isinstance(value, dict):
-        lines = []
-        for k, v in value.items():
-            if isinstance(v, (dict, list)) and v:
-                lines.append(f"{pad}{k}:\n{_yaml(v, indent + 2)}")
-            else:
-                lines.append(f"{pad}{k}: {json.dumps(v, ensure_ascii=False)}")
-        return "\n".join(lines)
-    if isinstance(value, list):
-        lines = []
-        for v in value:
-            if isinstance(v, dict):
-                body = _yaml(v, indent + 2)
-                lines.append(f"{pad}- {body.lstrip()}")
-            else:
-                lines.append(f"{pad}- {json.dumps(v, ensure_ascii=False)}")
-        return "\n".join(lines)
-    return f"{pad}{json.dumps(value, ensure_ascii=False)}"
+def base_model_id(model: str) -> str | None:
+    """The base model's hub id: a known alias's id (the packaged all-MiniLM-L6-v2 is the hub's), a hub id as
+    given, or None for a local folder (its path is no hub id, and the user's machine's business)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .models import MODEL_ALIASES
+
+    alias = MODEL_ALIASES.get(str(model).lower())
+    if alias is not None:
+        return alias[1]
+    if Path(model).exists():  # transformers loads an existing folder before asking the hub
+        return None
+    try:
+        validate_repo_id(str(model))
+    except HFValidationError:
+        return None
+    return str(model)
+
+
+def model_label(model: str) -> str:
+    """How a card names the base model: its hub id, or a local folder's name without the folders above it."""
+    return base_model_id(model) or Path(str(model).rstrip("/\\")).name or str(model)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """The data set as a card names it: `id` goes to `datasets` and the model-index (a hub id, or a file name)."""
+
+    id: str
+    name: str
+    config: str | None = None
+    on_hub: bool = False
+
+
+def dataset_ref(config: dict[str, Any], data: dict[str, Any]) -> DatasetRef:
+    """A GLUE preset is `nyu-mll/glue` with its config name (TSV files hold the same rows and label ids); a hub data
+    set is its id (`owner/name/config` splits into id and config); a local `datasets` folder or user files are the
+    folder's or the training file's name."""
+    from .data import GLUE_TASKS
+
+    hub = data.get("hub_dataset")
+    if isinstance(hub, str) and hub:
+        parts = hub.split("/")
+        repo, conf = ("/".join(parts[:2]), "/".join(parts[2:]) or None) if len(parts) > 2 else (hub, None)
+        spec = GLUE_TASKS.get(str(config.get("task") or "").lower())
+        return DatasetRef(repo, f"GLUE {spec.folder}" if spec and repo == "nyu-mll/glue" else hub, conf, True)
+    spec = GLUE_TASKS.get(str(config.get("task") or "").lower())
+    if spec is not None:
+        return DatasetRef("nyu-mll/glue", f"GLUE {spec.folder}", spec.hub_config, True)
+    local = data.get("dataset")  # a `datasets` folder written by save_to_disk: its name, not its path
+    train = local or (data.get("files") or {}).get("train") or config.get("train_file")
+    name = Path(str(train).rstrip("/\\")).name if train else str(data["name"])
+    return DatasetRef(name or str(data["name"]), str(data["name"]))
+
+
+def _card_data(model: str, dataset: DatasetRef, data: dict[str, Any], metric: str, name: str,
+               results: list[tuple[str, dict[str, Any] | None]]) -> Any:  # fmt: skip
+    """`ModelCardData` with a model-index of `results`: (split, metrics) of the saved weights; the loss and
+    non-finite values (None in the record's JSON) are left out."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset_kwargs = {"dataset_type": dataset.id, "dataset_name": dataset.name, "dataset_config": dataset.config}
+    evals = [
+        EvalResult(task_type=_TASK, task_name="Text Classification", dataset_split=split, metric_type=k,
+                   metric_value=float(v), metric_name=f"{split} {k}", **dataset_kwargs)
+        for split, scores in results for k, v in (scores or {}).items()
+        if k != "loss" and v is not None and math.isfinite(float(v))
+    ]  # fmt: skip
+    regression = not data.get("label_names")
+    return ModelCardData(base_model=base_model_id(model), library_name="transformers", pipeline_tag=_TASK,
+                         tags=["steadytune", "regression" if regression else _TASK], datasets=[dataset.id],
+                         metrics=[metric], model_name=name, eval_results=evals or None)  # fmt: skip
+
+
+def _document(card_data: Any, body: str) -> str:
+    from huggingface_hub import ModelCard
+
+    return str(ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
 
 
 def _number(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _base_link(model: str) -> str:
+    hub_id = base_model_id(model)
+    return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local folder `{model_label(model)}`"
+
+
+def _data_section(config: dict[str, Any], data: dict[str, Any], dataset: DatasetRef) -> str:
+    sizes = data["sizes"]
+    if dataset.on_hub:
+        where = f"the hub's `{dataset.id}`" + (f" (config `{dataset.config}`)" if dataset.config else "")
+        if data.get("glue_dir"):
+            where += f", read from the GLUE TSV files of a folder named `{Path(data['glue_dir']).name}`"
+    else:
+        files = data.get("files") or {}
+        where = ", ".join(f"{split} `{Path(str(f)).name}`" for split, f in files.items()) or "data given in Python"
+    labels = ", ".join(f"`{x}`" for x in data.get("label_names") or []) or "a real number (regression)"
+    prints = ", ".join(f"{k} {v}" for k, v in (data.get("fingerprints") or {}).items())
+    return f"""## Data
+
+{data["name"]}: {sizes["train"]} training, {sizes["validation"]} validation and {sizes["test"]} test examples from
+{where}. Protocol: {data.get("protocol", "-")}; train_size {data.get("train_size")}, data_seed
+{data.get("data_seed")}, split_seed {data.get("split_seed")}. Text columns: {", ".join(data["text_columns"])};
+labels: {labels}. Row fingerprints: {prints}.
+"""
+
+
+def _usage(data: dict[str, Any], max_length: int) -> str:
+    pair = len(data["text_columns"]) > 1
+    texts = '["first text", "the second text"]'
+    call = f'tokenizer({texts}, ["its pair", "and its pair"], ' if pair else f"tokenizer({texts}, "
+    read = ("logits.squeeze(-1)  # the predicted scores" if not data.get("label_names")
+            else "[model.config.id2label[i] for i in logits.argmax(-1).tolist()]")  # fmt: skip
+    return f"""## How to use
+
+`MODEL` is this folder (or its hub id, once pushed). With transformers:
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+model = AutoModelForSequenceClassification.from_pretrained("MODEL").eval()
+tokenizer = AutoTokenizer.from_pretrained("MODEL")
+batch = {call}padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**batch).logits
+print({read})
+```
+
+With steadytune, over a CSV, TSV or JSONL file holding the column(s) {", ".join(data["text_columns"])}
+(`steadytune.json` in this folder holds the text columns, labels and max length it was trained with):
+
+```bash
+steadytune predict --model MODEL --input texts.csv --output predictions.csv
+```
+"""
+
+
+def _verdict(result: Any) -> str:
+    """The failed flag in words: why the run counts as failed (`steadytune.metrics.failure`), or that it did not."""
+    base, m = result.baseline or {}, result.metric
+    against = f"the best constant predictor's {_number(base.get('score'))} ({base.get('predictor', '-')})"
+    if result.failure == "diverged":
+        return (f"**Failed: the run diverged** (a non-finite training loss after step {result.steps}). These weights "
+                "are its best-validation checkpoint before that.")  # fmt: skip
+    if result.failure == "collapsed":
+        mse = (result.last.get("test") or {}).get("mse")
+        return (f"**Failed: the run collapsed to predicting the mean**: its last test MSE {_number(mse)} is no lower "
+                f"than predicting the training labels' mean ({_number(base.get('mse'))}).")  # fmt: skip
+    if result.failed:
+        return (f"**Failed**: the last checkpoint's test {m} {_number(result.test_last)} is no better than {against}. "
+                "These weights are kept so the run can be inspected, not because they are useful.")  # fmt: skip
+    return f"**Not failed**: the last checkpoint's test {m} {_number(result.test_last)} beats {against}."
+
+
+def run_card(result: Any) -> str:
+    """The model card of one `train --save-model` run (`result` a `steadytune.record.RunResult`): the saved weights
+    are the best-validation checkpoint, so the model-index holds its validation and test scores."""
+    from .recipes import Recipe
+
+    config, data, m = result.config, result.data, result.metric
+    dataset = dataset_ref(config, data)
+    name = f"{data['name']}-{config['recipe']}-seed{config['seed']}"
+    best, last = result.best, result.last
+    card_data = _card_data(config["model"], dataset, data, m, name,
+                           [("validation", best.get("validation")), ("test", best.get("test"))])  # fmt: skip
+    keys = [k for k in dict.fromkeys([*(best.get("test") or {}), *(last.get("test") or {})]) if k != "loss"]
+    rows = [f"| checkpoint | step | split | {' | '.join(keys)} |", "|---|---:|---|" + "---:|" * len(keys)]
+    for label, point in (("best validation (these weights)", best), ("last", last)):
+        for split in ("validation", "test"):
+            scores = point.get(split) or {}
+            rows.append(f"| {label} | {point.get('step', '-')} | {split} | "
+                        + " | ".join(_number(scores.get(k)) for k in keys) + " |")  # fmt: skip
+    recipe_rows = ["| field | value | meaning |", "|---|---|---|"]
+    for f in fields(Recipe):
+        if f.name != "name":
+            meaning = f.metadata.get("help", "").replace("|", "/")
+            recipe_rows.append(f"| {f.name} | `{config.get(f.name)}` | {meaning} |")
+    base = result.baseline or {}
+    mean = (f" Predicting the training labels' mean gives test MSE {_number(base.get('mse'))}."
+            if base.get("mse") is not None else "")  # fmt: skip
+    surgery = result.surgery or {}
+    changed = "; ".join(f"{k}: {len(v)} ({', '.join(v[:4])}{', …' if len(v) > 4 else ''})"
+                        for k, v in surgery.items() if v) or "none"  # fmt: skip
+    t, v = result.timings, result.versions
+    libs = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "tokenizers", "python") if k in v)
+    body = f"""# {data["name"]} fine-tuned from {model_label(config["model"])} with steadytune
+
+{_verdict(result)}
+
+This model is {_base_link(config["model"])} fine-tuned once with `steadytune train` (recipe `{config["recipe"]}`,
+seed {config["seed"]}). It holds the best-validation checkpoint (step {best.get("step")}); the failed flag is
+decided on the last checkpoint (steadytune's rule, after Mosbach et al. 2021: failed when the last test score is
+no better than the best constant predictor's, the run diverged, or a regression collapsed to the mean).
+
+## Results
+
+{m} is the metric that picks the best checkpoint and decides failure.
+
+{chr(10).join(rows)}
+
+## Baselines
+
+The best constant predictor scores test {m} {_number(base.get("score"))} ({base.get("predictor", "-")}); always
+predicting the test split's majority class scores {_number(result.majority_baseline)}.{mean}
+
+{_data_section(config, data, dataset)}
+## Recipe
+
+`{config["recipe"]}`, every field:
+
+{chr(10).join(recipe_rows)}
+
+Run settings: max_length {config["max_length"]}, num_evals {config["num_evals"]}, eval_batch_size
+{config["eval_batch_size"]}, device {config["device"]}, precision {config["precision"]} (as resolved), fast_path
+{config["fast_path"]}, compact_embedding {config["compact_embedding"]}.
+
+## Seeds
+
+seed {config["seed"]} (data order and dropout), init_seed {config["init_seed"]} (the new head and re-initialised
+layers), data_seed {config["data_seed"]} (the training subset), split_seed {config["split_seed"]} (the
+validation/test split).
+
+## Training
+
+{result.steps} of {result.total_steps} steps, {len(result.evals)} validation evaluations; diverged:
+{"yes" if result.diverged else "no"}. New parameters: {", ".join(result.new_parameters) or "none"}. Changed by the
+recipe: {changed}. Wall time {t.get("wall_s", 0):.1f} s (training {t.get("train_s", 0):.1f} s, evaluation
+{t.get("eval_s", 0):.1f} s). steadytune {v.get("steadytune", __version__)}; {libs}.
+
+{_usage(data, config["max_length"])}"""
+    return _document(card_data, body)
+
+
 def fit_card(result: Any) -> str:
     """The model card of `steadytune fit`'s chosen model (`result` a `steadytune.fitting.FitResult`)."""
     config, data, metric = result.config, result.data, result.metric
     test = result.test or {}
-    task_type = "text-classification"
-    metadata = {
-        "base_model": config["model"],
-        "library_name": "transformers",
-        "pipeline_tag": task_type,
-        "tags": ["steadytune", "text-classification" if data.get("label_names") else "regression"],
-        "datasets": [data["name"]],
-        "metrics": [metric],
-        "model-index": [{
-            "name": f"{data['name']}-{result.chosen}",
-            "results": [{
-                "task": {"type": task_type},
-                "dataset": {"name": data["name"], "type": data["name"], "split": "test"},
-                "metrics": [{"type": k, "value": v, "name": f"test {k}"} for k, v in test.items() if k != "loss"],
-            }],
-        }],
-    }  # fmt: skip
-    sizes = data["sizes"]
+    dataset = dataset_ref(config, data)
+    chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
+    validation = (chosen.get("best") or {}).get("validation")
+    card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}",
+                           [("validation", validation), ("test", result.test)])  # fmt: skip
     rows = ["| candidate | seed | lr | at the checks | outcome | best validation | test (best) |",
             "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
     for c in result.candidates:
@@ -77,17 +288,15 @@ def fit_card(result: Any) -> str:
         )
     base, s = result.baselines, result.settings
     headline = "A model that beats every constant predictor" if result.success else "No candidate beat chance"
-    labels = ", ".join(map(str, data.get("label_names") or ["a real number"]))
     lrs, checks_at = ", ".join(f"{x:g}" for x in s["lrs"]), ", ".join(f"{x:g}" for x in s["check_at"])
-    body = f"""# {data["name"]} fine-tuned from {config["model"]} with steadytune `fit`
+    body = f"""# {data["name"]} fine-tuned from {model_label(config["model"])} with steadytune `fit`
 
 **{headline}.** {result.verdict}.
 
-## Data
+This model is {_base_link(config["model"])} fine-tuned by `steadytune fit`: the best-validation checkpoint of the
+chosen candidate.
 
-{data["name"]}: {sizes["train"]} training, {sizes["validation"]} validation and {sizes["test"]} test examples
-(text columns {", ".join(data["text_columns"])}; labels {labels}).
-
+{_data_section(config, data, dataset)}
 ## Recipe
 
 `{config["recipe"]}` with the candidates' learning rates; {config["batch_size"]} examples a batch,
@@ -109,5 +318,6 @@ The chosen model's test {metric}: {_number(test.get(metric))}.
 
 {result.steps} training steps over all candidates ({result.steps / max(1, result.full_steps):.0%} of running every
 candidate to the end). steadytune {result.version}.
-"""
-    return f"---\n{_yaml(metadata)}\n---\n\n{body}"
+
+{_usage(data, config["max_length"])}"""
+    return _document(card_data, body)

@@ -11,26 +11,53 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .data import DATA_SEED, SPLIT_SEED
+from .data.seeds import DATA_SEED, SPLIT_SEED
 from .errors import UserInputError
 from .recipes import INT64_MAX, Recipe
 from .recipes import help_field as _help
+from .tracking import parse_report_to
 
-__all__ = ["ADDED_SETTINGS", "DATA_FIELDS", "NOT_IDENTITY", "PER_TRIAL", "STUDY_SKIPS", "TrainConfig"]
+__all__ = [
+    "ADDED_SETTINGS",
+    "DATA_FIELDS",
+    "DEVICES",
+    "NOT_IDENTITY",
+    "PER_TRIAL",
+    "STUDY_SKIPS",
+    "TASK_TYPES",
+    "TRACKING_FIELDS",
+    "TrainConfig",
+    "check_device",
+]
 
 # `steadytune.load_data`'s keywords: which rows a run trains and is scored on.
-DATA_FIELDS = ("task", "glue_dir", "train_file", "validation_file", "test_file", "text_columns", "label_column",
-               "task_type", "train_size", "data_seed", "split_seed")  # fmt: skip
+DATA_FIELDS = ("task", "glue_dir", "train_file", "validation_file", "test_file", "dataset", "text_columns",
+               "label_column", "task_type", "train_size", "data_seed", "split_seed")  # fmt: skip
 # What a study's grid sets per trial.
 PER_TRIAL = frozenset({"task", "recipe", "seed", "init_seed"})
 # What a study does not take as a shared setting: the grid's fields, and a run's own output (a study keeps records).
 STUDY_SKIPS = PER_TRIAL | {"save_model"}
 # Shared settings that do not change what a trial computes: paths (the data is identified by its rows), the
 # device (each record says which ran), what to keep.
-NOT_IDENTITY = frozenset({"glue_dir", "train_file", "validation_file", "test_file", "device", "save_model"})
+# Where a run's scalars are logged besides its record (`steadytune.tracking`): they change nothing it computes.
+TRACKING_FIELDS = frozenset({"report_to", "tracking_dir"})
+NOT_IDENTITY = frozenset({"glue_dir", "train_file", "validation_file", "test_file", "dataset", "device",
+                          "save_model"}) | TRACKING_FIELDS  # fmt: skip
 # Device names a run accepts (whether this machine has one is checked when the run starts: records name the
 # device they ran on, and are read on other machines).
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+# What `task_type` may say (`data.load_user_data` resolves auto from the labels).
+TASK_TYPES = ("auto", "classification", "regression")
+
+
+def check_device(name: str) -> str:
+    """`name` when it is a device a run accepts (`DEVICES`); whether this machine has it is checked at the start."""
+    if not isinstance(name, str) or not _DEVICE.fullmatch(name):
+        raise UserInputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
 # Settings added after studies were first stored, with the value those studies' trials ran with.
 ADDED_SETTINGS: dict[str, Any] = {"fast_path": True, "compact_embedding": True}
 
@@ -44,12 +71,17 @@ class TrainConfig:
                        "all-MiniLM-L6-v2")  # fmt: skip
     task: str | None = _help("GLUE preset (rte, mrpc, sts-b, cola, sst-2, qnli, qqp, mnli); or use train_file.")
     glue_dir: str | None = _help("GLUE folder (<dir>/<TASK>/train.tsv); default env GLUE_DIR, else the hub.")
-    train_file: str | None = _help("Your own training data: CSV, TSV or JSONL.")
+    train_file: str | None = _help("Your own training data: CSV, TSV, JSONL or Parquet.")
     validation_file: str | None = _help("Validation data; without it, held out from train (paper protocol).")
     test_file: str | None = _help("Test data; without it, the validation data is split into halves.")
+    dataset: str | None = _help(
+        "A Hugging Face dataset as NAME or NAME:CONFIG: a folder written by save_to_disk, or a hub id. Its train "
+        "split, its validation (or dev) and test splits when it has them, as with the files; a ClassLabel keeps its "
+        "names.")  # fmt: skip
     text_columns: tuple[str, ...] | None = _help("One or two text columns of the user's data.")
     label_column: str = _help("Label column of the user's data.", "label")
-    task_type: str = _help("classification, regression, or auto (non-integer numbers mean regression).", "auto")
+    task_type: str = _help("classification, regression, or auto (non-integer numbers mean regression).", "auto",
+                           choices=TASK_TYPES)  # fmt: skip
     train_size: int | None = _help("Draw a class-balanced subset of this many training examples (paper: 1000).")
     data_seed: int = _help("Seed of the train subset; fixed, so every run sees the same rows.", DATA_SEED)
     split_seed: int = _help("Seed of the validation/test split of dev; fixed across runs.", SPLIT_SEED)
@@ -67,7 +99,7 @@ class TrainConfig:
     eval_batch_size: int = _help("Most examples in an evaluation batch (which also holds at most 4096 tokens).", 128)
     seed: int = _help("Seed of data order and dropout.", 0)
     init_seed: int | None = _help("Seed of the new classifier head; defaults to seed.")
-    device: str = _help("cuda, cpu, or auto (CUDA when present).", "auto")
+    device: str = _help("Where to run: auto (CUDA when present), cpu, cuda, cuda:N or mps.", "auto")
     trust_remote_code: bool = _help("Allow model code from the hub (off unless you ask).", False)
     save_model: bool = _help("Write the best model and tokenizer (safetensors) to <out>/model.", False)
     # speed paths: on by default; each record says whether it ran
@@ -79,6 +111,17 @@ class TrainConfig:
         "Train only the word-embedding rows the run's tokens reach, where that is exact (no plain weight decay: "
         "the other rows' updates are zero); the saved model has the full vocabulary. Off: the dense embedding.",
         True)  # fmt: skip
+    # experiment tracking (steadytune.tracking): where the scalars go besides the record; no effect on the scores
+    report_to: str = _help(
+        "Experiment trackers to log to, as transformers' report_to: none, or tensorboard, mlflow, wandb, "
+        "comma-separated (each an optional extra: pip install 'steadytune[tensorboard]'). Logged: per-step loss, "
+        "gradient norm and learning rate, every evaluation, the final metrics, the configuration as "
+        "hyper-parameters; a study logs one run per trial (task/recipe/seed), a fit one per candidate.", "none")  # fmt: skip
+    tracking_dir: str | None = _help(
+        "Where the trackers write: TensorBoard events in <dir>/tensorboard/<run>, MLflow's SQLite store "
+        "<dir>/mlflow.db (MLFLOW_TRACKING_URI wins when set), W&B offline runs in <dir>/wandb. Default: the folder "
+        "holding train's --out (the run folder appears whole only at the end), the study's or fit's folder, else "
+        "the current folder.")  # fmt: skip
 
     def __post_init__(self) -> None:
         if isinstance(self.recipe, str):
@@ -99,8 +142,14 @@ class TrainConfig:
                 raise UserInputError(f"{name} must be positive, got {value!r}")
             if name in seeds and not 0 <= value <= seeds[name]:
                 raise UserInputError(f"{name} must be from 0 to {seeds[name]}, got {value!r}")
-        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
-            raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda, cuda:N or mps")
+        check_device(self.device)
+        self.report_to = parse_report_to(self.report_to)
+        if self.tracking_dir is not None:
+            self.tracking_dir = str(self.tracking_dir)
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise UserInputError("dataset takes NAME[:CONFIG] (a config is saved as JSON), got a "
+                                 f"{type(self.dataset).__name__}; pass a Dataset object as train(config, "
+                                 "data=steadytune.load_user_data(ds))")  # fmt: skip
         if isinstance(self.text_columns, str):
             self.text_columns = tuple(c.strip() for c in self.text_columns.split(",") if c.strip())
         elif self.text_columns is not None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,10 +21,12 @@ __all__ = [
     "atomic_write_text",
     "check_output_file",
     "check_output_folder",
+    "check_stdout",
     "check_writable_folder",
     "is_run_folder",
     "json_safe",
     "to_json",
+    "write_stdout",
 ]
 
 
@@ -120,6 +123,30 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
         raise
 
 
+def write_stdout(data: bytes, *, binary: bool = False) -> None:
+    """Write `data` to standard output in one piece (`--output -`). A text stream without a byte buffer (a notebook's,
+    a `contextlib.redirect_stdout`) gets UTF-8 text decoded; `binary` data (Parquet) cannot go there: check with
+    `check_stdout(binary=True)` before any work."""
+    check_stdout(binary=binary)
+    stream = sys.stdout
+    stream.flush()
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        buffer.write(data)
+        buffer.flush()
+    else:
+        stream.write(data.decode("utf-8"))
+        stream.flush()
+
+
+def check_stdout(*, binary: bool = False, what: str = "--output -") -> None:
+    """Refuse, before any work, binary output to a standard output that takes only text."""
+    if sys.stdout is None:
+        raise UserInputError(f"{what}: this process has no standard output")
+    if binary and getattr(sys.stdout, "buffer", None) is None:
+        raise UserInputError(f"{what}: standard output here takes text only; write Parquet to a file")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Proving an output location usable before any work starts
 
@@ -168,6 +195,12 @@ def _holds_cwd(folder: Path) -> bool:
         return False
 
 
+def _not_stdout(folder: str | Path, what: str) -> None:
+    """`-` means standard output for files (`predict --output -`); a folder cannot go there."""
+    if str(folder) == "-":
+        raise UserInputError(f"{what} -: standard output takes a file, not a folder; name a folder, e.g. runs/NAME")
+
+
 def check_output_folder(
     out: str | Path, *, overwrite: bool = False, replace: tuple[str, ...] = ("run",), what: str = "--out"
 ) -> Path:
@@ -175,6 +208,7 @@ def check_output_folder(
     (with `overwrite`) a folder `replace` allows replacing ("run": a steadytune run folder, "study": a study folder
     with study.sqlite); it is not a file, a symbolic link, the current folder or a root; and its parent folder (or
     the nearest one that exists) accepts a new entry. Returns the absolute path; raises `UserInputError`."""
+    _not_stdout(out, what)
     path = _resolved(out)
     if path == Path(path.anchor) or _holds_cwd(path):
         raise UserInputError(f"{what} {out} is the current folder, a folder holding it, or a root; name a new "
@@ -206,6 +240,7 @@ def check_output_folder(
 def check_writable_folder(folder: str | Path, *, what: str = "--out") -> Path:
     """Prove that files can be written in `folder` (which may not exist yet: then where it would be made), before
     any work. Returns the absolute path; raises `UserInputError`."""
+    _not_stdout(folder, what)
     path = _resolved(folder)
     if os.path.lexists(path) and not path.is_dir():
         kind = "a broken symbolic link" if path.is_symlink() else "a file, not a folder"
@@ -216,7 +251,10 @@ def check_writable_folder(folder: str | Path, *, what: str = "--out") -> Path:
 
 def check_output_file(path: str | Path, *, overwrite: bool = False, what: str = "--output") -> Path:
     """Prove that `atomic_write_bytes` can write the file `path`: not a folder, absent unless `overwrite`, in a
-    folder that accepts a new entry. Returns the absolute path; raises `UserInputError`."""
+    folder that accepts a new entry. Returns the absolute path; raises `UserInputError`. `-` (standard output) is
+    the caller's to handle: it is never an existing file, so callers skip this check for it."""
+    if str(path) == "-":
+        raise UserInputError(f"{what} -: this command writes a file, not standard output; name a file")
     target = _resolved(path)
     if target.is_dir():
         raise UserInputError(f"{what} {path} is a folder; give a file name")

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
-from tqdm.auto import tqdm
 
 from ._version import __version__
 from .config import NOT_IDENTITY, PER_TRIAL, TrainConfig
@@ -53,7 +52,9 @@ from .metrics import Baseline, beats_chance, constant_baseline
 from .recipes import help_field as _help
 from .study.executors import Executor, LocalExecutor
 from .study.grid import Trial, config_data
+from .study.progress import StepBar, accepts_steps
 from .study.store import Store
+from .tracking import require
 
 __all__ = ["FitResult", "FitSettings", "candidate_configs", "fit"]
 
@@ -135,6 +136,19 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def __repr__(self) -> str:
+        """A few lines: the task, the choice and its test score against the baseline, the outcomes, the verdict."""
+        m, base = self.metric, self.baselines.get("test") or {}
+        test = (self.test or {}).get(m)
+        statuses = [c["status"] for c in self.candidates]
+        outcomes = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+        return (f"FitResult(task={self.data.get('name')!r}, metric={m!r}, chosen={self.chosen!r}, "
+                f"success={self.success},\n"
+                f"  test {m} {'-' if test is None else f'{test:.4f}'} (best constant predictor "
+                f"{base.get('score', float('nan')):.4f}, {base.get('predictor', '-')}), candidates: {outcomes}, "
+                f"steps={self.steps}/{self.full_steps},\n"
+                f"  verdict={self.verdict!r})")  # fmt: skip
+
 
 def fit(
     config: TrainConfig,
@@ -151,6 +165,9 @@ def fit(
     candidate's, its lr is replaced by the candidates'). A killed fit resumes from `<out>/study.sqlite`."""
     settings = settings or FitSettings()
     out = Path(out)
+    require(config.report_to, config.tracking_dir)  # a tracker that is not installed fails before anything runs
+    if config.report_to != "none" and config.tracking_dir is None:  # one tracker run per candidate, in the folder
+        config = replace(config, tracking_dir=str(out.resolve()))
     data = data if data is not None else config_data(config)
     metric = config.metric or data.metric
     labels = {"num_labels": data.num_labels, "metric": metric, "label_names": data.label_names}
@@ -164,10 +181,15 @@ def fit(
     store.claim(_identity(config, settings, data), {c.name + st: c.config for c in candidates for st in stage_names},
                 [data.name], new=new)  # fmt: skip
     try:
-        bar = tqdm(total=len(candidates) * len(stage_names), desc="fit", unit="stage", disable=not progress,
-                   dynamic_ncols=True)  # fmt: skip
+        # The bar counts training steps: each stage's share is its alive candidates × the stage's steps, planned
+        # with the survivors of each check and re-planned when a check keeps fewer (diverged ones are dropped).
+        segments = [b - a for a, b in zip([0, *stops], [*stops, total])]
+        planned, runs = _planned(len(candidates), 0, segments, settings)
+        bar = StepBar(planned, total_trials=runs, unit="fit stages", enable=progress)
         for i, stop in enumerate([*stops, None]):
             alive = [c for c in candidates if c.status == "running"]
+            steps, runs = _planned(len(alive), i, segments, settings)
+            bar.set_total(bar.n + steps, bar.done_trials + runs)
             records = _run_stage(alive, stop, stage_names[i], data, out, store, executor or LocalExecutor(), bar)
             for c in alive:
                 _absorb(c, records[c.name], stop)
@@ -210,31 +232,45 @@ def _survivors(settings: FitSettings, check: int, checks: int) -> int:
     )
 
 
+def _planned(alive: int, stage: int, segments: list[int], settings: FitSettings) -> tuple[int, int]:
+    """(training steps, stage runs) of stages `stage`… when `alive` candidates start stage `stage`."""
+    steps = runs = 0
+    for j in range(stage, len(segments)):
+        if j > stage:
+            alive = min(alive, _survivors(settings, j - 1, len(segments) - 1))
+        steps, runs = steps + alive * segments[j], runs + alive
+    return steps, runs
+
+
 def _run_stage(alive: list[Candidate], stop: int | None, stage: str, data: TaskData, out: Path, store: Store,
-               executor: Executor, bar: Any) -> dict[str, dict[str, Any]]:  # fmt: skip
+               executor: Executor, bar: StepBar) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Run (or find stored) every alive candidate's stage; their records by candidate name."""
     stored = store.records()
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for c in alive:
-        key = (data.name, c.name + stage, c.seed)
-        if key in stored:
-            records[c.name] = stored[key]
-            bar.update()
+        trial = Trial(data.name, c.name + stage, c.seed, c.config, until=stop,
+                      out=str(out / "candidates" / c.name / "run"))  # fmt: skip
+        bar.add(trial.key, c.steps, stop if stop is not None else c.config.recipe.num_training_steps(len(data.train)))
+        if trial.key in stored:
+            records[c.name] = stored[trial.key]
+            bar.finished(trial)
         else:
-            todo.append(Trial(data.name, c.name + stage, c.seed, c.config, until=stop,
-                              out=str(out / "candidates" / c.name / "run")))  # fmt: skip
+            todo.append(trial)
     errors: list[str] = []
 
     def done(trial: Trial, outcome: dict[str, Any] | BaseException) -> None:
         store.add(trial.key, outcome)
-        bar.update()
+        bar.finished(trial)
         if isinstance(outcome, BaseException):
             errors.append(f"{trial.recipe}: {type(outcome).__name__}: {outcome}".splitlines()[0])
         else:
             records[trial.recipe[: -len(stage)]] = outcome
 
-    executor.run(todo, done)
+    if bar.enable and accepts_steps(executor):
+        executor.run(todo, done, steps=bar.steps)
+    else:
+        executor.run(todo, done)
     if errors:  # rerunning the same command retries them; what is stored stays
         raise UserInputError(f"{len(errors)} candidate stage(s) failed with an error, e.g. {errors[0]}")
     return records

@@ -15,6 +15,9 @@ import copy
 import io
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from .evaluate import evaluate
 from .fastpath import cpu_fastpath
 from .files import atomic_write_bytes
 from .precision import autocast
+from .tracking import Tracker
 
 __all__ = [
     "SYNC_EVERY",
@@ -36,6 +40,7 @@ __all__ = [
     "checkpoint",
     "eval_steps",
     "load_checkpoint",
+    "report_steps",
     "resume",
     "save_checkpoint",
     "start",
@@ -46,6 +51,20 @@ __all__ = [
 # steps and before each evaluation: reading them every step would make a GPU wait for the CPU at each step. A run
 # that diverges is noticed at most SYNC_EVERY - 1 steps late; those steps are not counted or recorded.
 SYNC_EVERY = 16
+
+# Told the step count at each read-back (`report_steps`): a study's progress bar, which the loop cannot see.
+_step_listeners: ContextVar[tuple[Callable[[int], None], ...]] = ContextVar("steadytune_step_listeners", default=())
+
+
+@contextmanager
+def report_steps(listener: Callable[[int], None]) -> Iterator[None]:
+    """Call `listener(step)` at each read-back of the loops run inside this block (in this thread): the step
+    count every `SYNC_EVERY` steps, and at each evaluation and the end, with no device sync of its own."""
+    token = _step_listeners.set((*_step_listeners.get(), listener))
+    try:
+        yield
+    finally:
+        _step_listeners.reset(token)
 
 
 @dataclass
@@ -136,8 +155,11 @@ def start(run: Run) -> LoopState:
     return LoopState(order=torch.Generator().manual_seed(run.seed))
 
 
-def train_steps(run: Run, state: LoopState, *, until: int | None = None, bar: Any = None) -> LoopState:
-    """Train from `state` until step `until` (default: the end), the end, or divergence; `bar` a tqdm to advance."""
+def train_steps(
+    run: Run, state: LoopState, *, until: int | None = None, bar: Any = None, tracker: Tracker | None = None
+) -> LoopState:
+    """Train from `state` until step `until` (default: the end), the end, or divergence; `bar` a tqdm to advance;
+    `tracker` (`steadytune.tracking`) is given the curve at each read-back and every evaluation."""
     stop = run.total_steps if until is None else min(until, run.total_steps)
     started = time.perf_counter()
     skip_unit_scale = run.device.type == "cpu"
@@ -162,18 +184,19 @@ def train_steps(run: Run, state: LoopState, *, until: int | None = None, bar: An
             bar.update()
         at_eval = state.step in run.eval_at
         if (at_eval or state.step >= run.total_steps or len(state.pending) >= SYNC_EVERY) and not _read_back(
-            state, bar
+            state, bar, tracker
         ):
             # Diverged (NaN/inf): a recorded outcome. The steps from the bad one on do not count.
             state.diverged, state.step = True, len(state.curve) - 1
         elif at_eval:
-            _validate(run, state)
+            _validate(run, state, tracker)
     state.loop_s += time.perf_counter() - started
     return state
 
 
-def _read_back(state: LoopState, bar: Any) -> bool:
-    """Move the pending scalars into the curve; False (and the curve ends there) at a non-finite one."""
+def _read_back(state: LoopState, bar: Any, tracker: Tracker | None = None) -> bool:
+    """Move the pending scalars into the curve (and to the tracker); False (and the curve ends there) at a
+    non-finite one."""
     if not state.pending:
         return True
     first = len(state.curve) + 1
@@ -183,18 +206,26 @@ def _read_back(state: LoopState, bar: Any) -> bool:
     for i, ((loss, grad_norm), lr) in enumerate(zip(values, lrs)):
         state.curve.append({"step": first + i, "loss": loss, "grad_norm": grad_norm, "lr": lr})
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            return False
-    if bar is not None:
-        bar.set_postfix(loss=f"{state.curve[-1]['loss']:.4f}", refresh=False)
+            break
+    if tracker is not None:  # the values just read back: no device sync of its own
+        tracker.log_steps(state.curve[first - 1 :])
+    if not (math.isfinite(state.curve[-1]["loss"]) and math.isfinite(state.curve[-1]["grad_norm"])):
+        return False
+    if bar is not None:  # redrawn now: the loss shown is always the latest read back
+        bar.set_postfix(loss=f"{state.curve[-1]['loss']:.4f}")
+    for listener in _step_listeners.get():
+        listener(state.step)
     return True
 
 
-def _validate(run: Run, state: LoopState) -> None:
+def _validate(run: Run, state: LoopState, tracker: Tracker | None = None) -> None:
     """Score the validation split now; a better score than any before keeps a copy of the weights."""
     t0 = time.perf_counter()
     val = run.evaluate(run.validation)
     state.eval_s += time.perf_counter() - t0
     state.evals.append({"step": state.step, "validation": val})
+    if tracker is not None:
+        tracker.log_eval(state.step, val)
     score = val[run.metric]
     if math.isfinite(score) and (state.best is None or score > state.evals[state.best]["validation"][run.metric]):
         state.best = len(state.evals) - 1

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 from functools import lru_cache
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UserInputError
+
+if TYPE_CHECKING:  # torch loads when a run resolves its precision: `PRECISIONS` is read by the CLI's parser
+    import torch
 
 __all__ = ["PRECISIONS", "autocast", "cpu_has_bf16", "resolve_precision"]
 
@@ -28,6 +30,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """True when this CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX)."""
+    import torch
+
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(p is not None for p in probes):
         return any(bool(p()) for p in probes if p is not None)
@@ -40,6 +44,8 @@ def cpu_has_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` → `bf16` or `fp32` for `device`; an explicit choice is checked and kept."""
+    import torch
+
     if precision not in PRECISIONS:
         raise UserInputError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision != "auto":
@@ -53,6 +59,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The context a forward pass (and the loss) runs in: bf16 autocast, or nothing for fp32."""
+    import torch
+
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if precision == "fp32":

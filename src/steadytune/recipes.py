@@ -11,22 +11,46 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Union, get_args, get_origin, get_type_hints
-
-import torch
-from torch import nn
-from transformers import get_linear_schedule_with_warmup
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
 from .errors import UserInputError
-from .mixout import apply_mixout
-from .optim import AdamW, BertAdam, param_groups
-from .optim.llrd import llrd_param_groups
 from .precision import PRECISIONS
-from .reinit import reinit_top_layers
 
-__all__ = ["INT64_MAX", "OPTIMIZERS", "PRESETS", "Preset", "Recipe", "create_optimizer_and_scheduler", "prepare_model"]
+if TYPE_CHECKING:  # torch loads when a recipe is applied, so `steadytune --help` and the parser stay fast
+    import torch
+    from torch import nn
 
-OPTIMIZERS: dict[str, type[AdamW]] = {"adamw": AdamW, "bertadam": BertAdam}
+    from .optim import AdamW
+
+    OPTIMIZERS: dict[str, type[AdamW]]  # see `__getattr__`
+
+__all__ = [
+    "INT64_MAX",
+    "OPTIMIZERS",
+    "OPTIMIZER_NAMES",
+    "PRESETS",
+    "Preset",
+    "Recipe",
+    "create_optimizer_and_scheduler",
+    "prepare_model",
+]
+
+# The optimizers a recipe can name; `OPTIMIZERS` maps them to their classes (loaded with torch on first use).
+OPTIMIZER_NAMES = ("adamw", "bertadam")
+
+
+def _optimizer_classes() -> dict[str, type[AdamW]]:
+    from .optim import AdamW, BertAdam
+
+    return {"adamw": AdamW, "bertadam": BertAdam}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OPTIMIZERS":
+        return _optimizer_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # The largest 64-bit signed integer: torch and numpy take sizes and seeds as int64.
 INT64_MAX = 2**63 - 1
 # Most epochs a recipe may ask for: far past any fine-tuning run; ceil(epochs × batches) then stays an int64 for
@@ -44,9 +68,11 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -INT64_MAX - 1 <= value <= INT64_MAX
 
 
-def help_field(text: str, default: Any = None) -> Any:
-    """A dataclass field with help text (shown by `steadytune train --help` and `steadytune recipes`)."""
-    return field(default=default, metadata={"help": text})
+def help_field(text: str, default: Any = None, *, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with help text (shown by `steadytune train --help` and `steadytune recipes`) and, for a
+    setting with a fixed set of values, its `choices` (the CLI's flag accepts only those)."""
+    metadata: dict[str, Any] = {"help": text} if choices is None else {"help": text, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -55,7 +81,8 @@ class Recipe:
 
     name: str = help_field("How the recipe was written, e.g. 'adam+reinit:2'; the label in reports.", "adam")
     optimizer: str = help_field("adamw (bias-corrected Adam, decoupled weight decay) or bertadam (no bias "
-                                "correction: BERT's original optimizer).", "adamw")  # fmt: skip
+                                "correction: BERT's original optimizer).", "adamw",
+                                choices=OPTIMIZER_NAMES)  # fmt: skip
     lr: float = help_field("Peak learning rate (paper §3: 2e-5).", 2e-5)
     betas: tuple[float, float] = help_field("Adam betas (BERT's 0.9, 0.999).", (0.9, 0.999))
     eps: float = help_field("Adam epsilon (BERT's 1e-6).", 1e-6)
@@ -80,7 +107,7 @@ class Recipe:
     # how fast (chosen not to change results: docs/results/precision.md)
     precision: str = help_field("auto, fp32 or bf16: bf16 autocast with fp32 weights and optimizer state; auto is "
                                 "bf16 where the hardware has it (CUDA Ampere+, CPUs with AVX512-BF16 or AMX). "
-                                "Runs record what they used.", "auto")  # fmt: skip
+                                "Runs record what they used.", "auto", choices=PRECISIONS)  # fmt: skip
     group_by_length: bool = help_field("Batch training examples of similar length together (random mega-batches "
                                        "of 16 batches, sorted; batches shuffled), so batches carry little "
                                        "padding.", True)  # fmt: skip
@@ -88,8 +115,8 @@ class Recipe:
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
         problems = []
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            problems.append(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZER_NAMES)})")
         # Numbers must be finite (records are strict JSON, and inf/NaN settings only make a run diverge or never
         # end), integers within int64 (what torch and numpy take); then each in its range.
         floats = ("lr", "eps", "weight_decay", "epochs", "warmup_ratio", "max_grad_norm", "mixout", "llrd")
@@ -174,7 +201,7 @@ class Recipe:
 
     @property
     def optimizer_class(self) -> type[AdamW]:
-        return OPTIMIZERS[self.optimizer]
+        return _optimizer_classes()[self.optimizer]
 
     def optimizer_kwargs(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
@@ -311,6 +338,9 @@ def prepare_model(model: nn.Module, recipe: Recipe, *, generator: torch.Generato
 
     Returns {"reinitialized": parameter names, "mixout": module names}.
     """
+    from .mixout import apply_mixout
+    from .reinit import reinit_top_layers
+
     recipe = Recipe.parse(recipe)
     done: dict[str, list] = {"reinitialized": [], "mixout": []}
     if recipe.reinit_layers or recipe.reinit_pooler:
@@ -330,6 +360,11 @@ def create_optimizer_and_scheduler(
     Warm-up lasts ceil(warmup_ratio · steps) steps (Hugging Face Trainer's rounding), then the rate decays
     linearly to 0 at `num_training_steps`.
     """
+    from transformers import get_linear_schedule_with_warmup
+
+    from .optim import param_groups
+    from .optim.llrd import llrd_param_groups
+
     recipe = Recipe.parse(recipe)
     if recipe.llrd is not None:
         groups = llrd_param_groups(model, recipe.lr, recipe.llrd, weight_decay=recipe.weight_decay)

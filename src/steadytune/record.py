@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,28 @@ class RunResult:
     """The test split's constant-predictor baseline (`steadytune.metrics.Baseline`): the failure line."""
     failure: str | None = None
     """Why the run failed (`steadytune.metrics.failure`: "diverged", "constant", "collapsed"), None if it did not."""
+    model: Any = field(default=None, repr=False, compare=False)
+    """The trained model with `steadytune.train(..., return_model=True)`, else None: a plain transformers
+    classifier on the CPU (the recipe's surgery undone) holding the weights `save_model` writes, the
+    best-validation checkpoint. Never part of the record (`to_dict`)."""
+
+    def __repr__(self) -> str:
+        """A few lines: task, recipe, seed, the best and last scores, the baseline and the flags (not the curve)."""
+        cfg, m, base = self.config, self.metric, self.baseline or {}
+
+        def point(name: str, p: dict[str, Any]) -> str:
+            val, test = (p.get("validation") or {}).get(m), (p.get("test") or {}).get(m)
+            return f"{name} (step {p.get('step')}): validation {_fmt(val)}, test {_fmt(test)}"
+
+        predictor = f" ({base['predictor']})" if base.get("predictor") else ""
+        why = f" ({self.failure})" if self.failure else ""
+        attached = ", model attached" if self.model is not None else ""
+        return (f"RunResult(task={self.data.get('name')!r}, metric={m!r}, recipe={cfg.get('recipe')!r}, "
+                f"seed={cfg.get('seed')}, model={cfg.get('model')!r},\n"
+                f"  {point('best', self.best)}; {point('last', self.last)},\n"
+                f"  constant baseline {_fmt(base.get('score', self.majority_baseline))}{predictor}, "
+                f"failed={self.failed}{why}, diverged={self.diverged}, steps={self.steps}/{self.total_steps}"
+                f"{attached})")  # fmt: skip
 
     @property
     def test_best(self) -> float | None:
@@ -54,7 +76,10 @@ class RunResult:
         return None if self.last.get("test") is None else self.last["test"][self.metric]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record (JSON-ready): every field but `model`."""
+        d = asdict(replace(self, model=None))
+        d.pop("model")
+        return d
 
     def metrics_dict(self) -> dict[str, Any]:
         """Everything but the config and the per-step curve: `metrics.json`."""
@@ -63,6 +88,10 @@ class RunResult:
             d.pop(key)
         d["test_best"], d["test_last"] = self.test_best, self.test_last
         return d
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def library_versions() -> dict[str, str]:
@@ -79,7 +108,8 @@ def library_versions() -> dict[str, str]:
 
 
 def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None, overwrite: bool = False) -> Path:
-    """Write `config.json`, `metrics.json`, `curve.jsonl` (and `model/` when given) to the folder `out`.
+    """Write `config.json`, `metrics.json`, `curve.jsonl` (and `model/` with its model card `README.md`, when
+    given) to the folder `out`.
 
     Everything goes into a temporary sibling folder first, which is renamed to `out` only when complete. An
     existing non-empty `out` is replaced only with `overwrite`, and only when it is a steadytune run folder
@@ -106,4 +136,7 @@ def write_run(out: str | Path, result: RunResult, *, model=None, tokenizer=None,
                 "max_length": result.config["max_length"],
                 "metric": result.metric,
             }))  # fmt: skip
+            from .card import run_card
+
+            (tmp / "model" / "README.md").write_text(run_card(result), encoding="utf-8")  # the folder's model card
     return out

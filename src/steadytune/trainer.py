@@ -17,6 +17,7 @@ undoes them in reverse order, so the model a run hands on (and saves) is a plain
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import TRACKING_FIELDS, TrainConfig
 from .data import GROUP_BATCHES, EncodedSplit, TaskData, encode, load_data
 from .errors import UserInputError
 from .fastpath import sibling_projections
@@ -39,6 +40,7 @@ from .models import load_model, load_tokenizer, resolve_device
 from .precision import resolve_precision
 from .recipes import create_optimizer_and_scheduler, prepare_model
 from .record import RunResult, library_versions, write_run
+from .tracking import Tracker, open_tracker, require
 from .vocab import reachable_rows, restore_rows
 
 __all__ = ["Prepared", "checkpoint_path", "finish", "prepare", "resume_from", "train", "train_stage"]
@@ -186,6 +188,7 @@ def train(
     progress: bool = False,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    return_model: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """Fine-tune once and return the result record.
@@ -196,6 +199,11 @@ def train(
     atomically: an interrupted run leaves no half-written folder. With `out` and `checkpoint_every`, the run's
     whole state is saved every that many steps to `checkpoint_path(out)` (and removed when the run is done);
     `resume` continues from it when it is there, on exactly the trajectory an uninterrupted run takes.
+
+    With `return_model`, `result.model` is the trained model (else None, so that a loop over many runs holds no
+    models): a plain transformers classifier on the CPU in eval mode, the recipe's surgery undone, holding the
+    best-validation checkpoint, the weights `save_model` writes (`result.model.save_pretrained(folder)` writes
+    them too). A run that diverged before its first evaluation has no such checkpoint: its `model` is None.
     """
     config = (config if config is not None else TrainConfig()).with_overrides(**overrides)
     if out is not None:  # before any work: a folder that cannot be written fails now, not after training
@@ -204,20 +212,29 @@ def train(
         raise UserInputError("checkpoints need an output folder (--out DIR); they are kept beside it")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise UserInputError(f"checkpoint_every must be at least 1 step, got {checkpoint_every}")
+    require(config.report_to, config.tracking_dir)  # a tracker that is not installed fails now, not after training
     prep = prepare(config, data)
     run = prep.run
     saved = checkpoint_path(out) if out is not None else None
     meta = _checkpoint_meta(prep)
     state = resume_from(saved, prep, meta) if resume and saved.is_file() else start(run)
     desc = f"{prep.data.name} {config.recipe.name} seed {config.seed}"
-    with tqdm(total=run.total_steps, initial=state.step, desc=desc, unit="step", disable=not progress, leave=False,
-              dynamic_ncols=True) as bar:  # fmt: skip
-        while not (state.diverged or state.step >= run.total_steps):
-            until = None if checkpoint_every is None else (state.step // checkpoint_every + 1) * checkpoint_every
-            train_steps(run, state, until=until, bar=bar)
-            if until is not None and state.step < run.total_steps and not state.diverged:
-                save_checkpoint(saved, run, state, meta=meta)
-    result = finish(prep, state, out=out, overwrite=overwrite)
+    # Tracked as the folder's name beside it (`runs/rte` → runs/tensorboard/rte), else as task/recipe/seed.
+    where = Path(os.path.abspath(out)) if out is not None else None
+    tracker = _tracker(prep, state, meta, folder=where.parent if where else Path("."),
+                       name=where.name if where else None)  # fmt: skip
+    with tracker:  # closed as failed on an exception
+        with tqdm(total=run.total_steps, initial=state.step, desc=desc, unit="step", disable=not progress,
+                  leave=False, dynamic_ncols=True) as bar:  # fmt: skip
+            while not (state.diverged or state.step >= run.total_steps):
+                until = None if checkpoint_every is None else (state.step // checkpoint_every + 1) * checkpoint_every
+                train_steps(run, state, until=until, bar=bar, tracker=tracker or None)
+                if until is not None and state.step < run.total_steps and not state.diverged:
+                    save_checkpoint(saved, run, state, meta=meta)
+        result = finish(prep, state, out=out, overwrite=overwrite)
+        tracker.log_result(result)
+    if return_model and state.best_state is not None:
+        result.model = run.model.cpu().eval()
     if saved is not None:
         saved.unlink(missing_ok=True)
     return result
@@ -235,17 +252,34 @@ def _checkpoint_meta(prep: Prepared) -> dict[str, Any]:
                                "data": prep.data.summary()["fingerprints"]}))  # fmt: skip
 
 
+def _tracker(prep: Prepared, state: LoopState, meta: dict[str, Any], *, folder: Path, name: str | None) -> Tracker:
+    """The run's tracker (`steadytune.tracking`; `config.tracking_dir` before `folder`), continuing the tracker
+    runs a resumed checkpoint names; their ids go into `meta`, so the checkpoints saved from now on name them."""
+    config = prep.config
+    tracker = open_tracker(
+        config.report_to, folder=config.tracking_dir or folder,
+        name=name or f"{prep.data.name}/{config.recipe.name}/seed-{config.seed}",
+        config={**config.to_dict(), **prep.settings}, metric=prep.run.metric, first_step=len(state.curve) + 1,
+        previous=meta.get("tracking"),
+    )  # fmt: skip
+    meta["tracking"] = tracker.ids()
+    return tracker
+
+
 def resume_from(path: Path, prep: Prepared, meta: dict[str, Any]) -> LoopState:
-    """`loop.resume` from a checkpoint file written by this configuration on these rows (else a clear error)."""
+    """`loop.resume` from a checkpoint file written by this configuration on these rows (else a clear error);
+    `meta["tracking"]` takes the tracker run ids the checkpoint names (where to log on)."""
     saved = load_checkpoint(path)
     theirs = saved.get("meta") or {}
     differ = sorted(
         f"{part}.{k}" for part in ("config", "settings", "data")
         for k in {**theirs.get(part, {}), **meta[part]} if theirs.get(part, {}).get(k) != meta[part].get(k)
+        and not (part == "config" and k in TRACKING_FIELDS)  # where it is logged may change on resuming
     )  # fmt: skip
     if differ:
         raise UserInputError(f"{path} was written by another run (it differs in {', '.join(differ[:5])}); "
                              "delete it, or run without --resume")  # fmt: skip
+    meta["tracking"] = theirs.get("tracking") or {}
     return resume(prep.run, saved)
 
 
@@ -257,14 +291,20 @@ def train_stage(config: TrainConfig, *, data: TaskData, out: str | Path, until: 
     `until` saves its checkpoint and returns a partial record: {"partial": True, "config", "steps",
     "total_steps", "evals", "curve" (every step so far), "diverged"}.
     """
+    require(config.report_to, config.tracking_dir)
     prep = prepare(config, data)
     saved, meta = checkpoint_path(out), _checkpoint_meta(prep)
     state = resume_from(saved, prep, meta) if saved.is_file() else start(prep.run)
-    train_steps(prep.run, state, until=until)
-    if state.diverged or state.step >= prep.run.total_steps:
-        # The checkpoint stays: a caller killed before it stored this record redoes only the last stage from it.
-        return finish(prep, state, out=out, overwrite=True).to_dict()
-    save_checkpoint(saved, prep.run, state, meta=meta)
+    # Each stage logs on into the candidate's tracker runs (their ids travel in the checkpoint).
+    with _tracker(prep, state, meta, folder=Path(out).parent, name=None) as tracker:
+        train_steps(prep.run, state, until=until, tracker=tracker or None)
+        if state.diverged or state.step >= prep.run.total_steps:
+            # The checkpoint stays: a caller killed before it stored this record redoes only the last stage from it.
+            result = finish(prep, state, out=out, overwrite=True)
+            tracker.log_result(result)
+            return result.to_dict()
+        save_checkpoint(saved, prep.run, state, meta=meta)
+        tracker.close("paused")
     pending = [{"step": len(state.curve) + 1 + i, "loss": float(loss), "grad_norm": float(norm), "lr": lr}
                for i, (loss, norm, lr) in enumerate(state.pending)]  # fmt: skip
     return json.loads(to_json({"partial": True, "config": {**config.to_dict(), **prep.settings}, "steps": state.step,

@@ -39,8 +39,12 @@ def known_failure(error: BaseException) -> tuple[int, str] | None:
 def main(argv: list[str] | None = None) -> int:
     """The `steadytune` command. The one error boundary: bad input ends with one line on stderr and exit 2, an
     environment failure (disk full, out of memory) with one line and exit 3; a bug keeps its traceback, and with
-    --debug every error shows it."""
-    args = build_parser().parse_args(argv)
+    --debug every error shows it. Without a command it prints the help to stderr and exits 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # no command: what there is to do, on stderr like any usage error, and exit 2
+        parser.print_help(sys.stderr)
+        return 2
     debug = getattr(args, "debug", False)
     try:
         return args.func(args)

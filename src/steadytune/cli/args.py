@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import textwrap
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
@@ -16,18 +17,23 @@ if TYPE_CHECKING:
     from ..study import Executor
 
 __all__ = [
+    "CONFIG_GROUPS",
     "EXIT_CODES",
+    "GROUPS",
     "MOST_PROCESSES",
     "MOST_SEEDS",
+    "HelpFormatter",
     "Parser",
     "add_config_arguments",
     "add_executor_arguments",
     "check_executor_flags",
     "check_seeds",
     "config_from_args",
+    "device_name",
     "flag",
     "floats",
     "fmt",
+    "group",
     "option",
     "pair",
     "positive_int",
@@ -45,12 +51,40 @@ EXIT_CODES = (
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with an option's default appended where it says something (a value, or "on" for a flag
+    that is on unless turned off) and the help text does not give it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = _shown_default(action.default)
+        if not action.option_strings or shown is None or "default:" in text.lower() or "%(default)" in text:
+            return text
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # argparse's wrapping, but never inside a hyphenated word (all-MiniLM-L6-v2, failure-rate)
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
+def _shown_default(value: Any) -> str | None:
+    """How help shows a default; None where it says nothing (unset, off, empty, argparse's SUPPRESS)."""
+    if value is True:
+        return "on"
+    if value is None or value is False or value is argparse.SUPPRESS or value in ("", [], ()):
+        return None
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus exit 2), like every other bad input; every command takes
-    --debug and lists the exit codes in its --help."""
+    --debug, shows its defaults (`HelpFormatter`) and lists the exit codes in its --help."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("epilog", EXIT_CODES)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         # SUPPRESS: given before or after the command, it is set once and never reset to False by the other
         self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -58,6 +92,53 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# The sections of a command's --help, in the order it lists them: key → (title, description).
+GROUPS: dict[str, tuple[str, str | None]] = {
+    "grid": ("study grid", "Every task × recipe × seed is one trial; a rerun skips the trials already stored."),
+    "input": ("input", None),
+    "data": ("data", "The rows a run trains and is scored on: a GLUE preset, your files (--train-file) or --dataset."),
+    "model": ("model", "The pre-trained encoder and its inputs."),
+    "training": ("training", "How runs train, and how they are evaluated and judged."),
+    "recipe": ("recipe settings", "Each overrides the same setting of --recipe (see `steadytune recipes`)."),
+    "fit": ("candidates", "(seed, learning rate) pairs, judged at fractions of the budget; the best continue."),
+    "device": ("device and speed", None),
+    "tracking": ("experiment tracking", "Where a run's scalars are logged besides its record; no effect on it."),
+    "executor": ("executor", "Where trials run; a flag marked local: or ray: is for that executor only."),
+    "output": ("output", None),
+}
+# The help section of each `TrainConfig` field that is not one of `config.DATA_FIELDS` ("data"); a field not
+# named here is in "training".
+CONFIG_GROUPS = {"model": "model", "max_length": "model", "trust_remote_code": "model", "device": "device",
+                 "fast_path": "device", "compact_embedding": "device", "report_to": "tracking",
+                 "tracking_dir": "tracking", "save_model": "output"}  # fmt: skip
+
+
+def group(parser: argparse.ArgumentParser, key: str) -> argparse._ArgumentGroup:
+    """The parser's help section `key` (of `GROUPS`), made on first use and placed in `GROUPS`' order (after
+    argparse's own "options"), whatever order a command adds its arguments in."""
+    title, description = GROUPS[key]
+    rank = {t: i for i, (t, _) in enumerate(GROUPS.values())}
+    sections = parser._action_groups  # the list --help walks, in order
+    for existing in sections:
+        if existing.title == title:
+            return existing
+    made = parser.add_argument_group(title, description)
+    sections.remove(made)
+    later = [i for i, g in enumerate(sections) if rank.get(g.title, -1) > rank[title]]
+    sections.insert(later[0] if later else len(sections), made)
+    return made
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device a run accepts (`config.DEVICES`; whether this machine has it is checked later)."""
+    from ..config import check_device
+
+    try:
+        return check_device(text)
+    except UserInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_int(text: str) -> int:
@@ -114,44 +195,66 @@ def option(text: str) -> tuple[str, Any]:
 def add_config_arguments(
     parser: argparse.ArgumentParser, *, skip: frozenset[str] = frozenset(), recipe_settings: bool = True
 ) -> None:
-    """One flag per `TrainConfig` field (but `skip`), then one per `Recipe` field (those override the --recipe)."""
-    from ..config import TrainConfig
+    """One flag per `TrainConfig` field (but `skip`) in its help section (`CONFIG_GROUPS`), then one per `Recipe`
+    field (those override the --recipe). A field's `choices` metadata makes its flag take only those values."""
+    from ..config import DATA_FIELDS, DEVICES, TrainConfig
     from ..recipes import Recipe
 
     hints = get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
-            continue
+    own = [f for f in dataclasses.fields(TrainConfig) if f.name not in skip]
+    where = {f.name: "data" if f.name in DATA_FIELDS else CONFIG_GROUPS.get(f.name, "training") for f in own}
+    for f in own:
+        section = group(parser, where[f.name])
         help_text = f.metadata.get("help", "")
         tp = scalar_type(hints[f.name])
         if f.name == "recipe":
-            parser.add_argument("--recipe", default="adam", help=help_text + " (default: adam)")
+            section.add_argument("--recipe", default="adam", help=help_text)
         elif tp is bool and f.default:  # on by default: --no-NAME turns it off
-            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=help_text)
+            section.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=help_text)
         elif tp is bool:
-            parser.add_argument(flag(f.name), action="store_true", help=help_text)
+            section.add_argument(flag(f.name), action="store_true", help=help_text)
         elif f.name == "text_columns":
-            parser.add_argument("--text-columns", default=None, help=help_text + " Format: a or a,b.")
+            section.add_argument("--text-columns", default=None, metavar="A[,B]",
+                                 help=help_text + " Format: a or a,b.")  # fmt: skip
+        elif f.name == "device":
+            section.add_argument("--device", type=device_name, default=f.default,
+                                 metavar="{" + ",".join(DEVICES) + "}", help=help_text)  # fmt: skip
         else:
-            default = f.default
-            shown = f" (default: {default})" if default is not None else ""
-            parser.add_argument(flag(f.name), type=tp, default=default, help=help_text + shown)
+            choices = f.metadata.get("choices")
+            section.add_argument(flag(f.name), type=tp, default=f.default, choices=choices,
+                                 metavar=None if choices else _metavar(f.name, tp), help=help_text)  # fmt: skip
     if not recipe_settings:
         return
 
-    group = parser.add_argument_group("recipe settings", "Each overrides the same setting of --recipe.")
+    section = group(parser, "recipe")
     hints = get_type_hints(Recipe)
     for f in dataclasses.fields(Recipe):
         if f.name == "name":
             continue
-        help_text = f"{f.metadata.get('help', '')} (recipe default: {f.default})"
+        help_text = f"{f.metadata.get('help', '')} (recipe default: {_shown_default(f.default)})"
         tp = scalar_type(hints[f.name])
         if tp is bool:
-            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            section.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif f.name == "betas":
-            group.add_argument("--betas", type=pair, default=None, help=help_text + " Format: 0.9,0.999.")
+            section.add_argument("--betas", type=pair, default=None, metavar="B1,B2",
+                                 help=help_text + " Format: 0.9,0.999.")  # fmt: skip
         else:
-            group.add_argument(flag(f.name), type=tp, default=None, help=help_text)
+            choices = f.metadata.get("choices")
+            section.add_argument(flag(f.name), type=tp, default=None, choices=choices,
+                                 metavar=None if choices else _metavar(f.name, tp), help=help_text)  # fmt: skip
+
+
+def _metavar(name: str, tp: Any) -> str | None:
+    """A flag's value placeholder: FILE, DIR, NAME, N for a count or seed; None keeps argparse's (the flag's name)."""
+    if name.endswith("_file"):
+        return "FILE"
+    if name.endswith("_dir"):
+        return "DIR"
+    if name.endswith("_column"):
+        return "NAME"
+    if name == "dataset":
+        return "NAME[:CONFIG]"
+    return "N" if tp is int else None
 
 
 def config_from_args(args: argparse.Namespace):
@@ -163,22 +266,24 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(**own).with_overrides(**{k: v for k, v in settings.items() if v is not None})
 
 
-def add_executor_arguments(p: argparse.ArgumentParser) -> None:
-    """Where trials run (`study` and `fit`)."""
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where trials run (`study` and `fit`), in the "executor" section of --help."""
+    p = group(parser, "executor")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="where trials run: local processes, or Ray tasks (docs/ray.md) (default: local)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=None,
+                   help="local processes on this machine, or Ray tasks on a cluster (docs/ray.md)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local: trials run in parallel, each in its own process (default: one single-threaded "
                    "worker per core on CPU, as memory allows; one worker on a GPU)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="local: torch threads per worker (default: cores/workers)")  # fmt: skip
-    p.add_argument("--ray-address", default=None, help="ray: the cluster, 'auto' (started here with `ray start`) or "
-                   "HOST:PORT (default: RAY_ADDRESS, else a cluster started here, else a new local one)")  # fmt: skip
-    p.add_argument("--gpus-per-trial", type=float, default=None,
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS", help="ray: the cluster, 'auto' (started here "
+                   "with `ray start`) or HOST:PORT (default: RAY_ADDRESS, else a cluster started here, else a new "
+                   "local one)")  # fmt: skip
+    p.add_argument("--gpus-per-trial", type=float, default=None, metavar="X",
                    help="ray: GPUs per trial; a fraction packs several trials on one GPU (default: 0)")  # fmt: skip
-    p.add_argument("--cpus-per-trial", type=float, default=None,
+    p.add_argument("--cpus-per-trial", type=float, default=None, metavar="X",
                    help="ray: CPUs per trial, also its torch threads (default: 1)")  # fmt: skip
-    p.add_argument("--max-retries", type=int, default=None,
+    p.add_argument("--max-retries", type=int, default=None, metavar="N",
                    help="ray: reruns of a trial whose worker died, then stored as an error (default: 3)")  # fmt: skip
 
 
@@ -255,6 +360,11 @@ def check_before_trials(out: Path, *, device: str, model: str, max_length: int, 
     from ..study.store import in_use
 
     check_writable_folder(out)  # the store (and a fit's candidates and model) go there
+    # Resuming is not overwriting: a study or fit folder (its store or lock) is continued. Any other folder with
+    # files in it is refused, so report.md, fit.json or model/ never land on top of someone else's files.
+    if out.is_dir() and not any((out / n).exists() for n in ("study.sqlite", "study.lock")) and any(out.iterdir()):
+        raise UserInputError(f"--out {out} holds files but is not a study or fit folder (no study.sqlite); name a "
+                             "new or empty folder, or a study/fit folder to resume")  # fmt: skip
     holder = in_use(out)
     if holder is not None:
         raise UserInputError(f"{out} is in use by another steadytune process ({holder}); wait for it to finish "

@@ -1,21 +1,48 @@
-"""The `steadytune` argument parser: every subcommand, its flags and help."""
+"""The `steadytune` argument parser: every subcommand, its flags and help, in sections (`args.GROUPS`).
+
+Building it imports neither torch nor transformers (the command modules import them inside their functions), so
+`steadytune --help` and every `steadytune COMMAND --help` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .._version import __version__
 from . import info, runs, studies
-from .args import Parser, add_config_arguments, add_executor_arguments, floats, option, pair
+from .args import (
+    Parser,
+    add_config_arguments,
+    add_executor_arguments,
+    device_name,
+    floats,
+    group,
+    option,
+    pair,
+)
 
-__all__ = ["build_parser"]
+__all__ = ["add_push_arguments", "build_parser"]
+
+
+def add_push_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
+    """--push-to-hub and --hub-private (`cli.runs.check_push_flags`, `push.push_folder`)."""
+    p.add_argument("--push-to-hub", default=None, metavar="REPO",
+                   help=f"after the run is saved, upload {what} with its model card to this Hugging Face hub model "
+                        "repository (created if needed; token from `hf auth login` or HF_TOKEN)")  # fmt: skip
+    p.add_argument("--hub-private", action="store_true", help="create the --push-to-hub repository as private")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..config import STUDY_SKIPS
+    """The `steadytune` parser. Without a command, `cli.main` prints its help (and exits 2)."""
+    from ..config import DEVICES, STUDY_SKIPS
 
-    parser = Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders. "
+                    "`steadytune COMMAND --help` shows a command's options.")  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"steadytune {__version__}",
+                        help="print the version and exit")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND", parser_class=Parser,
+                                help="what to do (a command's --help shows its options)")  # fmt: skip
 
     p = sub.add_parser(
         "train",
@@ -23,16 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune a pre-trained encoder on a GLUE task or your own data, once.",
     )
     add_config_arguments(p)
-    p.add_argument("--out", type=Path, help="write config.json, metrics.json, curve.jsonl (and the model) here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="save the run's whole state every N steps beside --out (DIR.checkpoint.pt; removed when the "
-                        "run is done)")  # fmt: skip
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint beside --out when there is one (the same trajectory as an "
-                        "uninterrupted run); start afresh when there is none")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    out = group(p, "output")
+    out.add_argument("--out", type=Path, metavar="DIR",
+                     help="write config.json, metrics.json, curve.jsonl (and the model) here")  # fmt: skip
+    out.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    out.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                     help="save the run's whole state every N steps beside --out (DIR.checkpoint.pt; removed when "
+                          "the run is done)")  # fmt: skip
+    out.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint beside --out when there is one (the same trajectory as an "
+                          "uninterrupted run); start afresh when there is none")  # fmt: skip
+    out.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_push_arguments(out, "<out>/model (needs --save-model)")
     p.set_defaults(func=runs.cmd_train)
 
     p = sub.add_parser(
@@ -44,30 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
         "chance; 1: no candidate does; 2: bad input. Rerunning the same command resumes a killed fit.",
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
-    p.add_argument("--candidates", type=int, default=9, help="candidates to start (default: 9)")
-    p.add_argument("--lrs", type=floats, default=(2e-5, 5e-5, 1e-4),
-                   help="learning rates the candidates spread over (default: 2e-5,5e-5,1e-4)")  # fmt: skip
-    p.add_argument("--check-at", type=floats, default=(0.25, 0.5),
-                   help="fractions of the budget at which candidates are judged (default: 0.25,0.5)")  # fmt: skip
-    p.add_argument("--keep", type=int, default=2, help="candidates that continue to the end (default: 2)")
-    p.add_argument("--out", type=Path, required=True, help="the fit folder: model/, fit.json, the candidates")
+    fit = group(p, "fit")
+    fit.add_argument("--candidates", type=int, default=9, metavar="N", help="candidates to start")
+    fit.add_argument("--lrs", type=floats, default=(2e-5, 5e-5, 1e-4), metavar="LR,...",
+                     help="learning rates the candidates spread over")  # fmt: skip
+    fit.add_argument("--check-at", type=floats, default=(0.25, 0.5), metavar="F,...",
+                     help="fractions of the budget at which candidates are judged")  # fmt: skip
+    fit.add_argument("--keep", type=int, default=2, metavar="N", help="candidates that continue to the end")
     add_executor_arguments(p)
-    p.add_argument("--new", action="store_true", help="start over in an existing fit folder (old store kept)")
-    p.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    out = group(p, "output")
+    out.add_argument("--out", type=Path, required=True, metavar="DIR",
+                     help="the fit folder: model/, fit.json, the candidates")  # fmt: skip
+    out.add_argument("--new", action="store_true", help="start over in an existing fit folder (old store kept)")
+    out.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a table")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_push_arguments(out, "<out>/model when the fit succeeds")
     p.set_defaults(func=runs.cmd_fit)
 
     p = sub.add_parser("predict", help="run a saved model over a file",
                        description="Predict with a model saved by `steadytune train --save-model`.")  # fmt: skip
-    p.add_argument("--model", required=True, help="the saved model folder (<out>/model)")
-    p.add_argument("--input", required=True, type=Path, help="CSV, TSV or JSONL with the text column(s)")
-    p.add_argument("--output", required=True, type=Path, help="predictions file; format from its extension")
-    p.add_argument("--text-columns", default=None, help="text column(s) of the input (default: as in training)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    p.add_argument("--device", default="auto", help="cuda, cpu, or auto")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--allow-pickle", action="store_true", help="load a model folder that has only pickle weights "
-                   "(pytorch_model.bin), with torch.load(weights_only=True); only for files you trust")  # fmt: skip
+    inp = group(p, "input")
+    inp.add_argument("--input", required=True, type=Path, metavar="FILE",
+                     help="CSV, TSV, JSONL or Parquet with the text column(s); - reads standard input")  # fmt: skip
+    inp.add_argument("--input-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,
+                     help="format of --input (default: from its extension; jsonl for -)")  # fmt: skip
+    inp.add_argument("--text-columns", default=None, metavar="A[,B]",
+                     help="text column(s) of the input (default: as in training)")  # fmt: skip
+    model = group(p, "model")
+    model.add_argument("--model", required=True, metavar="DIR", help="the saved model folder (<out>/model)")
+    model.add_argument("--allow-pickle", action="store_true", help="load a model folder that has only pickle "
+                       "weights (pytorch_model.bin), with torch.load(weights_only=True); only for files you "
+                       "trust")  # fmt: skip
+    device = group(p, "device")
+    device.add_argument("--device", type=device_name, default="auto", metavar="{" + ",".join(DEVICES) + "}",
+                        help="where the model runs; auto is CUDA when present")  # fmt: skip
+    device.add_argument("--batch-size", type=int, default=128, metavar="N", help="examples per forward pass")
+    out = group(p, "output")
+    out.add_argument("--output", required=True, type=Path, metavar="FILE",
+                     help="predictions file: the input's columns, prediction, probability and every label's score "
+                          "(JSONL: scores, a list of {label, score}; CSV/TSV/Parquet: score_<label> columns); - "
+                          "writes standard output")  # fmt: skip
+    out.add_argument("--output-format", choices=("csv", "tsv", "jsonl", "parquet"), default=None,
+                     help="format of --output (default: from its extension; jsonl for -)")  # fmt: skip
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=runs.cmd_predict)
 
     p = sub.add_parser(
@@ -76,23 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every (task, recipe, seed) trial, store each in <out>/study.sqlite as it finishes, and "
         "write report.md/report.html. Rerunning the same command resumes: finished trials are skipped.",
     )
-    p.add_argument("--tasks", help="GLUE presets, comma-separated (or give --train-file for your own data)")
-    p.add_argument("--recipes", default="bertadam,adam", help="recipes, comma-separated (default: bertadam,adam)")
-    p.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list like 3,7,9 (default: 5)")
-    p.add_argument("--out", type=Path, required=True, help="the study folder")
-    add_executor_arguments(p)
-    p.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
-    p.add_argument("--reference", default=None, metavar="RECIPE",
-                   help="the recipe the report's variance (Levene) and failure-rate (Fisher) tests compare with "
-                   "(default: the study's first bias-corrected recipe, optimizer adamw)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    grid = group(p, "grid")
+    grid.add_argument("--tasks", metavar="TASK,...",
+                      help="GLUE presets, comma-separated (or give --train-file for your own data)")  # fmt: skip
+    grid.add_argument("--recipes", default="bertadam,adam", metavar="RECIPE,...", help="recipes, comma-separated")
+    grid.add_argument("--seeds", default="5", help="a count N (seeds 0..N-1) or a list like 3,7,9")
     add_config_arguments(p, skip=STUDY_SKIPS, recipe_settings=False)
+    add_executor_arguments(p)
+    out = group(p, "output")
+    out.add_argument("--out", type=Path, required=True, metavar="DIR", help="the study folder")
+    out.add_argument("--new", action="store_true", help="start over in an existing study folder (old store kept)")
+    out.add_argument("--reference", default=None, metavar="RECIPE",
+                     help="the recipe the report's variance (Levene) and failure-rate (Fisher) tests compare with "
+                          "(default: the study's first bias-corrected recipe, optimizer adamw)")  # fmt: skip
+    out.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
     p.set_defaults(func=studies.cmd_study)
 
     p = sub.add_parser("report", help="(re)write a study's report", description="Write report.md and report.html "
                        "of a study folder from the trials it holds now.")  # fmt: skip
-    p.add_argument("study_dir", type=Path)
-    p.add_argument("--title", default=None, help="report title")
+    p.add_argument("study_dir", type=Path, help="the study folder (`steadytune study --out`)")
+    p.add_argument("--title", default=None, help="report title (default: the model and the number of trials)")
     p.add_argument("--reference", default=None, metavar="RECIPE",
                    help="the recipe the variance (Levene) and failure-rate (Fisher) tests compare with (default: "
                    "the study's first bias-corrected recipe, optimizer adamw)")  # fmt: skip
@@ -100,9 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a study's trials as CSV or Parquet",
                        description="One row per finished trial: scores, flags, timings, config.")  # fmt: skip
-    p.add_argument("study_dir", type=Path)
-    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    p.add_argument("--output", type=Path, default=None, help="default: <study_dir>/trials.<format>")
+    p.add_argument("study_dir", type=Path, help="the study folder (`steadytune study --out`)")
+    p.add_argument("--format", choices=("csv", "parquet"), default=None,
+                   help="file format (default: from the --output extension, else csv)")  # fmt: skip
+    p.add_argument("--output", type=Path, default=None, metavar="FILE",
+                   help="where the rows go (default: <study_dir>/trials.<format>); - writes standard "
+                        "output")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=studies.cmd_export)
 
     p = sub.add_parser(
@@ -116,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help="audit a recipe's optimizer instead, e.g. adam+llrd or bertadam")
     p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     p.add_argument("--weight-decay", type=float, help="weight decay (default: the optimizer's)")
-    p.add_argument("--betas", type=pair, help="betas, e.g. 0.9,0.999 (default: the optimizer's)")
+    p.add_argument("--betas", type=pair, metavar="B1,B2", help="betas, e.g. 0.9,0.999 (default: the optimizer's)")
     p.add_argument("--eps", type=float, help="epsilon (default: the optimizer's)")
     p.add_argument("--option", type=option, action="append", default=[], metavar="KEY=VALUE",
                    help="any other constructor keyword, e.g. --option correct_bias=False (repeatable)")  # fmt: skip

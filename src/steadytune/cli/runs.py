@@ -12,10 +12,12 @@ from .args import check_before_trials, check_executor_flags, config_from_args, f
 __all__ = [
     "STALLED_SHARE",
     "check_before_work",
+    "check_push_flags",
     "cmd_fit",
     "cmd_predict",
     "cmd_train",
     "fit_table",
+    "push_model",
     "result_table",
     "run_warning",
     "training_process",
@@ -48,6 +50,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.save_model and args.out is None:
         raise UserInputError("--save-model needs --out DIR")
+    if args.push_to_hub is not None and not (config.save_model and args.out is not None):
+        raise UserInputError("--push-to-hub needs --save-model and --out DIR (it uploads <out>/model)")
+    check_push_flags(args)
     check_before_work(config, out=args.out, overwrite=args.overwrite)
     training_process()
     result = train(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet,
@@ -63,7 +68,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     warning = run_warning(result)
     if warning:
         print(f"steadytune train: warning: {warning}", file=sys.stderr)
+    if args.push_to_hub is not None:
+        if (args.out / "model").is_dir():
+            push_model(args, args.out / "model", "steadytune train")
+        else:  # a run that diverged before its first evaluation has no model to save
+            print("steadytune train: warning: no model was saved (the run diverged before its first evaluation); "
+                  f"nothing pushed to {args.push_to_hub}", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def check_push_flags(args: argparse.Namespace) -> None:
+    """--push-to-hub's checks before any work (`push.check_push`); --hub-private only with it."""
+    if args.push_to_hub is None:
+        if args.hub_private:
+            raise UserInputError("--hub-private needs --push-to-hub REPO")
+        return
+    from ..push import check_push
+
+    check_push(args.push_to_hub)
+
+
+def push_model(args: argparse.Namespace, folder: Path, command: str) -> None:
+    """Upload a saved model folder to --push-to-hub's repository; say where (stderr with --json)."""
+    from ..push import push_folder
+
+    url = push_folder(folder, args.push_to_hub, private=True if args.hub_private else None,
+                      message=f"Upload {folder.name} from `{command}`")  # fmt: skip
+    if args.json:
+        print(f"{command}: pushed {folder} to {url}", file=sys.stderr)
+    else:
+        print(f"{'pushed to':<17}  {url}")
 
 
 # A run whose training loss over its last tenth of steps is above 95% of its first tenth's barely moved: a run that
@@ -121,6 +155,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     settings = FitSettings(candidates=args.candidates, lrs=args.lrs, check_at=args.check_at, keep=args.keep)
     check_executor_flags(args)
+    check_push_flags(args)
     check_before_trials(args.out, device=config.device, model=config.model, max_length=config.max_length,
                         trust_remote_code=config.trust_remote_code)  # fmt: skip
     executor = study_executor(args)
@@ -135,10 +170,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         print(fit_table(result))
     if not result.success:
+        unpushed = f"; nothing was pushed to {args.push_to_hub}" if args.push_to_hub is not None else ""
         print("steadytune fit: no candidate beat the best constant predictor on validation; try more candidates "
               "(--candidates), higher learning rates (--lrs), re-initialising the top layers (--recipe "
-              "adam+reinit:2) or longer training (--epochs)", file=sys.stderr)  # fmt: skip
+              f"adam+reinit:2) or longer training (--epochs){unpushed}", file=sys.stderr)  # fmt: skip
         return 1
+    if args.push_to_hub is not None:
+        push_model(args, Path(args.out) / "model", "steadytune fit")
     return 0
 
 
@@ -170,6 +208,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     n = predict_file(args.model, args.input, args.output, text_columns=args.text_columns,
                      batch_size=args.batch_size, device=args.device, overwrite=args.overwrite,
-                     allow_pickle=args.allow_pickle)  # fmt: skip
-    print(f"wrote {n} predictions to {args.output}", file=sys.stderr)
+                     allow_pickle=args.allow_pickle, input_format=args.input_format,
+                     output_format=args.output_format)  # fmt: skip
+    where = "standard output" if str(args.output) == "-" else args.output
+    print(f"wrote {n} predictions to {where}", file=sys.stderr)  # stderr: with --output - stdout holds only them
     return 0

@@ -90,11 +90,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..files import check_output_file
+    from ..errors import UserInputError
+    from ..files import check_output_file, check_stdout
     from ..study import export_rows
 
-    out = args.output or Path(args.study_dir) / f"trials.{args.format}"
-    check_output_file(out, overwrite=True)
-    n = export_rows(args.study_dir, out, format=args.format)
-    print(f"wrote {n} trials to {out}", file=sys.stderr)
+    suffix = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(Path(args.output or "").suffix.lower())
+    fmt = args.format or suffix or "csv"
+    if args.output is not None and str(args.output) != "-" and suffix is not None and suffix != fmt:
+        raise UserInputError(f"--output {args.output} names a .{suffix} file but --format is {fmt}; make them agree")
+    out = args.output or Path(args.study_dir) / f"trials.{fmt}"
+    if str(out) == "-":  # standard output is never an existing file
+        check_stdout(binary=fmt == "parquet")
+    else:
+        check_output_file(out, overwrite=args.overwrite)
+    n = export_rows(args.study_dir, out, format=fmt)
+    print(f"wrote {n} trials to {'standard output' if str(out) == '-' else out}", file=sys.stderr)
     return 0

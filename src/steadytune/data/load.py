@@ -20,6 +20,16 @@ from .columns import (
     _label_key,
     _split,
 )
+from .hf_datasets import (
+    PARQUET_SUFFIXES,
+    Columns,
+    dataset_columns,
+    is_dataset,
+    is_dataset_dict,
+    open_dataset,
+    pick_splits,
+    read_parquet,
+)
 from .readers import Table, read_table, read_tsv
 from .splits import DATA_SEED, SPLIT_SEED, Split, balanced_subset, split_in_two
 from .tasks import TaskSpec, get_task
@@ -234,18 +244,24 @@ def _label_order(values: list) -> tuple[str, ...]:
         return tuple(sorted(keys))
 
 
-def _as_table(source: Any, where: str) -> Table:
+def _as_columns(source: Any, where: str) -> Columns:
     if isinstance(source, (str, Path)):
-        return read_table(source)
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        datasets = None
-    if datasets is not None and isinstance(source, datasets.Dataset):
-        return {c: source[c] for c in source.column_names}
+        if Path(source).suffix.lower() in PARQUET_SUFFIXES:
+            return read_parquet(source)
+        return Columns(read_table(source))
+    if is_dataset(source):
+        return dataset_columns(source, where)
+    if is_dataset_dict(source):
+        raise UserInputError(f"{where}: a DatasetDict goes in as the training data, whose splits become train, "
+                             "validation and test")  # fmt: skip
     if isinstance(source, dict):
-        return {k: list(v) for k, v in source.items()}
+        return Columns({k: list(v) for k, v in source.items()})
     raise UserInputError(f"{where}: expected a file path, a datasets.Dataset or a dict of columns, got {type(source)}")
+
+
+def _unlabelled(table: Table, label_column: str) -> bool:
+    """No label column, or no label in it: a hub test split whose labels are hidden (-1)."""
+    return label_column not in table or all(_label_key(v) == "" for v in table[label_column])
 
 
 def load_user_data(
@@ -261,30 +277,65 @@ def load_user_data(
     split_seed: int = SPLIT_SEED,
     name: str | None = None,
 ) -> TaskData:
-    """Load the user's own data: files (CSV, TSV, JSONL), `datasets.Dataset`s, or a `datasets.DatasetDict`.
+    """Load the user's own data: files (CSV, TSV, JSONL, Parquet), `datasets.Dataset`s, or a `datasets.DatasetDict`.
 
-    Classification labels may be strings or integers; the label set is taken from the training data, and a
-    validation or test label outside it is an error. `task_type="auto"` treats non-integer numbers as regression.
-    Missing splits follow the paper's protocol: a validation set alone is split into validation/test halves; with
-    neither, 20% of train is held out (stratified) and split into halves; with a test set alone, 10% of train
-    becomes the validation set.
+    A `DatasetDict` as `train` gives its `train` split, its `validation` (or `dev`, `valid`) and `test` splits
+    unless `validation`/`test` are given; a split of it without labels (hidden test labels) is left out. A
+    `ClassLabel` label column's names, in the feature's id order, are the label names.
+
+    Classification labels may be strings or integers; the label set is taken from the training data (or its
+    `ClassLabel`), and a validation or test label outside it is an error. `task_type="auto"` treats non-integer
+    numbers as regression. Missing splits follow the paper's protocol: a validation set alone is split into
+    validation/test halves; with neither, 20% of train is held out (stratified) and split into halves; with a test
+    set alone, 10% of train becomes the validation set.
     """
-    try:
-        import datasets
+    return _user_data(train, validation=validation, test=test, text_columns=text_columns, label_column=label_column,
+                      task_type=task_type, train_size=train_size, data_seed=data_seed, split_seed=split_seed,
+                      name=name)  # fmt: skip
 
-        if isinstance(train, datasets.DatasetDict):
-            dd = train
-            train = dd["train"]
-            validation = validation if validation is not None else dd.get("validation")
-            test = test if test is not None else dd.get("test")
-    except ImportError:  # pragma: no cover
-        pass
-    where = {"train": str(train) if isinstance(train, (str, Path)) else "train data"}
-    tables = {"train": _as_table(train, where["train"])}
-    for split_name, src in (("validation", validation), ("test", test)):
-        if src is not None:
-            where[split_name] = str(src) if isinstance(src, (str, Path)) else f"{split_name} data"
-            tables[split_name] = _as_table(src, where[split_name])
+
+def _user_data(
+    train: Any,
+    *,
+    validation: Any,
+    test: Any,
+    text_columns: tuple[str, ...] | list[str] | str | None,
+    label_column: str,
+    task_type: str,
+    train_size: int | None,
+    data_seed: int,
+    split_seed: int,
+    name: str | None,
+    dataset: str | None = None,
+) -> TaskData:
+    """`load_user_data`, and `load_data(dataset=...)`: `dataset` names where a `DatasetDict` came from."""
+    given = {"train": train, "validation": validation, "test": test}
+    from_dict: dict[str, str] = {}  # role → the DatasetDict split it came from
+    if is_dataset_dict(train) or is_dataset(train) and dataset is not None:
+        picked = pick_splits(train, dataset or "the DatasetDict") if is_dataset_dict(train) else {"train": ("", train)}
+        for role, (split_name, part) in picked.items():
+            if role == "train" or given[role] is None:
+                given[role], from_dict[role] = part, split_name
+    where: dict[str, str] = {}
+    columns: dict[str, Columns] = {}
+    for role, src in given.items():
+        if src is None:
+            continue
+        if isinstance(src, (str, Path)):
+            where[role] = str(src)
+        elif role in from_dict and from_dict[role]:
+            where[role] = f"{dataset} ({from_dict[role]} split)" if dataset else f"{from_dict[role]} split"
+        elif role in from_dict:
+            where[role] = str(dataset)  # a Dataset saved on its own
+        else:
+            where[role] = f"{role} data"
+        columns[role] = _as_columns(src, where[role])
+    unlabelled = [role for role in ("validation", "test")
+                  if role in from_dict and _unlabelled(columns[role].table, label_column)]  # fmt: skip
+    for role in unlabelled:
+        del columns[role], where[role]
+    tables = {role: c.table for role, c in columns.items()}
+    class_names = columns["train"].class_names.get(label_column)
 
     if isinstance(text_columns, str):
         text_columns = tuple(c.strip() for c in text_columns.split(",") if c.strip())
@@ -307,12 +358,18 @@ def load_user_data(
         if _label_key(value) == "":
             raise UserInputError(f"{_at(where['train'], tables['train'].get('__line__'), i)}: missing label")
     if task_type == "auto":
-        task_type = _infer_task_type(train_labels)
+        task_type = "classification" if class_names else _infer_task_type(train_labels)
     if task_type not in ("classification", "regression"):
         raise UserInputError(f"unknown task type {task_type!r}; use classification, regression or auto")
-    label_names = None if task_type == "regression" else _label_order(train_labels)
-    if label_names is not None and len(label_names) < 2:
-        raise UserInputError(f"{where['train']}: classification needs at least two labels, found {label_names}")
+    if class_names and task_type == "regression":
+        raise UserInputError(f"{where['train']}: column {label_column!r} is a ClassLabel ({', '.join(class_names)}), "
+                             "not a regression target")  # fmt: skip
+    label_names = None if task_type == "regression" else class_names or _label_order(train_labels)
+    present = {_label_key(v) for v in train_labels}
+    if label_names is not None and len(present) < 2:
+        raise UserInputError(
+            f"{where['train']}: classification needs at least two labels, found {tuple(sorted(present))}"
+        )
 
     splits: dict[str, Split] = {}
     for split_name, table in tables.items():
@@ -332,6 +389,12 @@ def load_user_data(
         "data_seed": data_seed,
         "split_seed": split_seed,
     }
+    if dataset is not None:
+        info["dataset"] = dataset
+    if any(from_dict.values()):
+        info["splits"] = {role: split for role, split in from_dict.items() if role not in unlabelled}
+        if unlabelled:
+            info["unlabelled_splits"] = [from_dict[role] for role in unlabelled]
     tr = splits["train"]
     if "validation" not in splits:
         held_out = 0.2 if "test" not in splits else 0.1
@@ -370,6 +433,7 @@ def load_data(
     train_file: Any = None,
     validation_file: Any = None,
     test_file: Any = None,
+    dataset: Any = None,
     text_columns: tuple[str, ...] | list[str] | str | None = None,
     label_column: str = "label",
     task_type: str = "auto",
@@ -377,12 +441,29 @@ def load_data(
     data_seed: int = DATA_SEED,
     split_seed: int = SPLIT_SEED,
 ) -> TaskData:
-    """One entry point for both kinds of data: a GLUE preset (`task`) or the user's own (`train_file`)."""
-    if (task is None) == (train_file is None):
-        raise UserInputError("give either a GLUE task (--task) or your own data (--train-file), not both or neither")
+    """One entry point for every kind of data: a GLUE preset (`task`), the user's own files (`train_file`), or a
+    Hugging Face dataset (`dataset`: `NAME[:CONFIG]`, a `save_to_disk` folder or a hub id, or a `Dataset` or
+    `DatasetDict` object), whose splits `validation_file`/`test_file` may replace."""
+    given = [flag for flag, value in (("--task", task), ("--train-file", train_file), ("--dataset", dataset))
+             if value is not None]  # fmt: skip
+    if len(given) != 1:
+        what = f"not {' and '.join(given)} together" if given else "none was given"
+        raise UserInputError("give either a GLUE task (--task), your own data files (--train-file) or a Hugging "
+                             f"Face dataset (--dataset), one of them: {what}")  # fmt: skip
     if task is not None:
         return load_glue(task, glue_dir, train_size=train_size, data_seed=data_seed, split_seed=split_seed)
-    return load_user_data(
-        train_file, validation=validation_file, test=test_file, text_columns=text_columns, label_column=label_column,
-        task_type=task_type, train_size=train_size, data_seed=data_seed, split_seed=split_seed,
-    )  # fmt: skip
+    kwargs: dict[str, Any] = dict(validation=validation_file, test=test_file, text_columns=text_columns,
+                                  label_column=label_column, task_type=task_type, train_size=train_size,
+                                  data_seed=data_seed, split_seed=split_seed)  # fmt: skip
+    if dataset is None:
+        return _user_data(train_file, name=None, **kwargs)
+    if isinstance(dataset, str):
+        opened, name, hub_id = open_dataset(dataset)
+        data = _user_data(opened, name=name, dataset=dataset, **kwargs)
+        if hub_id is not None:
+            data.source["hub_dataset"] = hub_id
+        return data
+    if is_dataset(dataset) or is_dataset_dict(dataset):
+        return _user_data(dataset, name=None, **kwargs)
+    raise UserInputError(f"dataset: expected NAME[:CONFIG] (a save_to_disk folder or a hub id), a datasets.Dataset "
+                         f"or a DatasetDict, got {type(dataset).__name__}")  # fmt: skip

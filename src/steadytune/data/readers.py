@@ -1,4 +1,5 @@
-"""Reading tables from CSV, TSV and JSONL files into columns, with errors that name the file and line.
+"""Reading tables from CSV, TSV and JSONL files into columns, with errors that name the file and line (Parquet:
+`hf_datasets.read_parquet`).
 
 TSV is read WITHOUT quote handling, as the original BERT and Hugging Face GLUE processors do: some MRPC, STS-B and
 RTE sentences hold bare `"` characters, and a quote-aware reader silently merges rows (MRPC 3668 → 3570 train rows).
@@ -153,11 +154,15 @@ def _read_jsonl(path: Path) -> Table:
 
 
 def read_table(path: str | Path) -> Table:
-    """Read a CSV, TSV or JSONL file (chosen by extension) into columns."""
+    """Read a CSV, TSV, JSONL or Parquet file (chosen by extension) into columns."""
+    from .hf_datasets import PARQUET_SUFFIXES, read_parquet
+
     path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:  # binary, so not in FORMATS (the text formats results are written in)
+        return read_parquet(path).table
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UserInputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv or .jsonl")
+        raise UserInputError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .jsonl or .parquet")
     if fmt == "tsv":
         return read_tsv(path)
     return _read_csv(path) if fmt == "csv" else _read_jsonl(path)

@@ -16,12 +16,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..errors import UserInputError
+from .seeds import DATA_SEED, SPLIT_SEED
 
 __all__ = ["DATA_SEED", "SPLIT_SEED", "Split", "balanced_subset", "split_in_two"]
 
-# Fixed, run-independent seeds: any constant works; what matters is that they are not the run seed.
-SPLIT_SEED = 0
-DATA_SEED = 0
 # Regression targets are stratified on deciles of the score (STS-B: 0-5 similarity), the discrete analogue of a
 # label; ten bins keep every bin populated in a few hundred rows.
 REGRESSION_BINS = 10

@@ -1,6 +1,10 @@
 """Where a study's trials run: the `Executor` interface, and `LocalExecutor` (this process or a process pool).
 
-A cluster executor implements the same one method (`steadytune.study.ray_executor.RayExecutor`).
+A cluster executor implements the same one method (`steadytune.study.ray_executor.RayExecutor`). Its optional
+`steps` callback is how the driver's progress bar (`steadytune.study.progress.StepBar`) hears how far the running
+trials are: trials in this process call it at their loop's read-backs (`steadytune.loop.report_steps`); pool
+workers write their trial's step count into a slot of a shared array, lock-free, which the driver polls while it
+waits (a worker that dies cannot hold a lock or leave a message half-written).
 """
 
 from __future__ import annotations
@@ -12,18 +16,26 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
 from ..errors import UserInputError
+from ..loop import report_steps
 from .grid import Trial, run_trial
 from .parallelism import default_parallelism
 
-__all__ = ["Done", "Executor", "LocalExecutor", "init_worker"]
+__all__ = ["POLL_S", "Done", "Executor", "LocalExecutor", "Steps", "init_worker"]
 
 Done = Callable[[Trial, "dict[str, Any] | BaseException"], None]
+Steps = Callable[[Trial, int], None]
+"""`steps(trial, step)`: a running trial has reached optimizer step `step` (counted from its run's start)."""
+
+# How often a waiting driver looks at its workers' step counts: a progress bar needs no more than two updates a
+# second, and a wake-up that reads a few integers costs nothing next to the training it waits for.
+POLL_S = 0.5
 
 
 class Executor(Protocol):
-    """Runs trials and reports each outcome (a record dict, or the exception) to `done` as soon as it has it."""
+    """Runs trials and reports each outcome (a record dict, or the exception) to `done` as soon as it has it; with
+    `steps`, also tells it (in the driver's thread) how far the running trials are, now and then."""
 
-    def run(self, trials: list[Trial], done: Done) -> None: ...
+    def run(self, trials: list[Trial], done: Done, *, steps: Steps | None = None) -> None: ...
 
 
 def init_worker(threads: int, parent: int | None = None) -> None:
@@ -51,6 +63,28 @@ def init_worker(threads: int, parent: int | None = None) -> None:
     threading.Thread(target=exit_with_parent, daemon=True, name="steadytune-parent-watch").start()
 
 
+_slots: Any = None  # in a pool worker: the shared array of step counts, one slot per trial of the run
+
+
+def _init_pool_worker(threads: int, parent: int, slots: Any) -> None:
+    """`init_worker`, and keep the shared step counts (`None` without a progress bar)."""
+    global _slots
+    _slots = slots
+    init_worker(threads, parent)
+
+
+def _pool_trial(trial: Trial, slot: int) -> dict[str, Any]:
+    """`run_trial` in a pool worker, writing its step count into its slot at each read-back."""
+    if _slots is None:
+        return run_trial(trial)
+
+    def write(step: int) -> None:
+        _slots[slot] = step
+
+    with report_steps(write):
+        return run_trial(trial)
+
+
 class LocalExecutor:
     """Trials in this process (`workers=1`) or in a pool of `workers` processes with `threads` torch threads each.
 
@@ -74,7 +108,7 @@ class LocalExecutor:
         # workers × threads ≤ cores: more would only make the processes fight over the same cores.
         return self.workers, self.threads or max(1, cores // self.workers)
 
-    def run(self, trials: list[Trial], done: Done) -> None:
+    def run(self, trials: list[Trial], done: Done, *, steps: Steps | None = None) -> None:
         workers, threads = self._split(trials)
         if workers == 1:
             import torch
@@ -84,7 +118,11 @@ class LocalExecutor:
             try:
                 for trial in trials:
                     try:
-                        outcome: dict[str, Any] | BaseException = run_trial(trial)
+                        if steps is None:
+                            outcome: dict[str, Any] | BaseException = run_trial(trial)
+                        else:
+                            with report_steps(lambda step, trial=trial: steps(trial, step)):
+                                outcome = run_trial(trial)
                     except Exception as e:  # recorded as an errored trial, retried on the next run
                         outcome = e
                     done(trial, outcome)
@@ -95,16 +133,25 @@ class LocalExecutor:
 
         # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                 initargs=(threads, os.getpid())) as pool:  # fmt: skip
-            pending = {pool.submit(run_trial, t): t for t in trials}
+        # One int64 per trial, each written by the one worker running that trial: no lock is needed or held.
+        slots = ctx.RawArray("q", len(trials)) if steps is not None else None
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
+                                 initargs=(threads, os.getpid(), slots)) as pool:  # fmt: skip
+            pending = {pool.submit(_pool_trial, t, i): (i, t) for i, t in enumerate(trials)}
+            seen = [0] * len(trials)
             try:
                 while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    finished, _ = wait(pending, timeout=None if slots is None else POLL_S,
+                                       return_when=FIRST_COMPLETED)  # fmt: skip
                     for future in finished:
-                        trial = pending.pop(future)
+                        _, trial = pending.pop(future)
                         error = future.exception()
                         done(trial, error if error is not None else future.result())
+                    if slots is not None:
+                        for i, trial in pending.values():
+                            if slots[i] != seen[i]:
+                                seen[i] = slots[i]
+                                steps(trial, seen[i])
             except BaseException:
                 for future in pending:
                     future.cancel()

@@ -17,6 +17,10 @@ each object the first time it needs it and keeps it, and writes the model files 
 `$TMPDIR/steadytune-ray-models/<sha256 of the files>` (a cache reused by later studies). A hub id is passed through:
 each worker loads it as `train` would. Workers need steadytune and its dependencies installed (the same versions).
 
+Progress. With `steps` (a progress bar), a small actor (no CPU of its own) keeps each running trial's step count:
+the trials tell it at their loop's read-backs, without waiting for an answer, and the driver asks it while it
+waits for outcomes (`POLL_S`). A trial rerun after its worker died counts from 0 again.
+
 Failures. A worker that dies mid-trial (killed, out of memory, node lost) makes Ray rerun the trial, up to
 `max_retries` times (Ray's own `max_retries`); after that, the Ray error goes to `done` and the trial is stored as
 errored, so the next run of the study retries it. An exception raised by the trial itself (bad data, say) is not
@@ -44,8 +48,9 @@ from typing import Any
 from ..data import TaskData
 from ..errors import UserInputError
 from ..files import to_json
+from ..loop import report_steps
 from ..models import resolve_model
-from .executors import Done, init_worker
+from .executors import POLL_S, Done, Steps, init_worker
 from .grid import Trial, run_trial, trial_data
 
 __all__ = ["DEFAULT_MAX_RETRIES", "RayExecutor", "TrialFunction"]
@@ -119,11 +124,14 @@ class RayExecutor:
             raise UserInputError(f"cannot connect to {where}: {first}") from None
         self._started_ray = True
 
-    def run(self, trials: list[Trial], done: Done) -> None:
+    def run(self, trials: list[Trial], done: Done, *, steps: Steps | None = None) -> None:
         ray = self._ray
         self.connect()
         pending: dict[Any, Trial] = {}
+        counter = None
         try:
+            if steps is not None:
+                counter = ray.remote(num_cpus=0)(_StepCounts).remote()
             task = ray.remote(_ray_trial).options(
                 num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial, max_retries=self.max_retries,
                 retry_exceptions=False,  # the trial's own exceptions would only happen again
@@ -131,22 +139,45 @@ class RayExecutor:
             threads = max(1, int(self.cpus_per_trial))
             models: dict[str, dict[str, Any]] = {}
             data: dict[str, Any] = {}
-            for trial in trials:
-                shared = {"model": self._put_model(trial, models), "data": self._put_data(trial, data)}
-                pending[task.remote(trial, shared, self.trial_fn, threads)] = trial
+            index: dict[Any, int] = {}
+            for i, trial in enumerate(trials):
+                shared = {"model": self._put_model(trial, models), "data": self._put_data(trial, data),
+                          "progress": None if counter is None else (counter, i)}  # fmt: skip
+                ref = task.remote(trial, shared, self.trial_fn, threads)
+                pending[ref], index[ref] = trial, i
+            seen: dict[int, int] = {}
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if counter is None else POLL_S)
                 for ref in ready:
                     trial = pending.pop(ref)
                     done(trial, self._outcome(ref))
+                if counter is not None and steps is not None and pending:
+                    counter = self._report(counter, pending, index, seen, steps)
         except BaseException:
             for ref in pending:  # an interrupted driver: stop the trials in flight rather than let them run on
                 ray.cancel(ref, force=True)
             raise
         finally:
+            if counter is not None:  # an actor outlives the run on a connection we leave open
+                ray.kill(counter)
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
+
+    def _report(self, counter: Any, pending: dict[Any, Trial], index: dict[Any, int], seen: dict[int, int],
+                steps: Steps) -> Any:  # fmt: skip
+        """Tell `steps` the running trials' new step counts; the counter, or None once it is lost (a progress bar
+        is not worth failing a study for)."""
+        try:
+            counts = self._ray.get(counter.snapshot.remote(), timeout=CONNECT_TIMEOUT_S)
+        except self._ray.exceptions.RayError:
+            return None
+        for ref, trial in pending.items():
+            i = index[ref]
+            if i in counts and counts[i] != seen.get(i):
+                seen[i] = counts[i]
+                steps(trial, counts[i])
+        return counter
 
     def _outcome(self, ref: Any) -> dict[str, Any] | BaseException:
         exceptions = self._ray.exceptions
@@ -200,6 +231,20 @@ def _model_files(folder: Path) -> dict[str, bytes]:
 
 # --- on the worker ----------------------------------------------------------------------------------------------
 
+
+class _StepCounts:
+    """The Ray actor holding each running trial's step count (by its index in the run)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+
+    def report(self, index: int, step: int) -> None:
+        self.counts[index] = step
+
+    def snapshot(self) -> dict[int, int]:
+        return dict(self.counts)
+
+
 _models: dict[str, str] = {}  # digest → the folder this node's copy is in
 _data: OrderedDict[str, TaskData] = OrderedDict()  # object id → loaded data
 
@@ -224,7 +269,13 @@ def _ray_trial(trial: Trial, shared: dict[str, Any], trial_fn: TrialFunction, th
         if model["digest"] not in _models:
             _models[model["digest"]] = _materialise(model["digest"], model["files"])
         config = replace(config, model=_models[model["digest"]])
-    record = trial_fn(replace(trial, config=config), _data[key])
+    progress = shared.get("progress")
+    if progress is None:
+        record = trial_fn(replace(trial, config=config), _data[key])
+    else:
+        counter, index = progress
+        with report_steps(lambda step: counter.report.remote(index, step)):  # fire and forget: no wait
+            record = trial_fn(replace(trial, config=config), _data[key])
     record["config"]["model"] = trial.config.model  # the record names the model as the user gave it
     return record
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config import ADDED_SETTINGS, STUDY_SKIPS, TrainConfig
 from ..errors import UserInputError
-from ..files import atomic_write_bytes, atomic_write_text, to_json
+from ..files import atomic_write_bytes, to_json, write_stdout
 from ..metrics import constant_baseline, failure
 from ..stats import ordered_unique
 from .grid import Trial, config_data
@@ -141,7 +141,8 @@ def study_command(records: list[dict[str, Any]], settings: dict[str, Any], out: 
     args += ["--seeds", _seeds(sorted({r["seed"] for r in records}))]
     args += ["--model", str(settings.get("model", config["model"]))]
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name not in STUDY_SKIPS | {"model", "device"}}
-    given = {**{k: config.get(k) for k in ("glue_dir", "train_file", "validation_file", "test_file")}, **settings}
+    paths = ("glue_dir", "train_file", "validation_file", "test_file", "dataset")
+    given = {**{k: config.get(k) for k in paths}, **settings}
     for name, default in defaults.items():
         value = given.get(name, default)
         if isinstance(value, list):
@@ -167,6 +168,7 @@ def study_notes(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
     config = records[0]["config"]
     grid = [len(ordered_unique(r[key] for r in records)) for key in ("task", "recipe", "seed")]
     data = f"GLUE from {config['glue_dir']}" if config.get("glue_dir") else f"train file {config.get('train_file')}"
+    data = f"dataset {config['dataset']}" if config.get("dataset") else data
     versions = {lib: _counts([r.get("versions", {}).get(lib, "?") for r in records])
                 for lib in ("torch", "transformers", "python")}  # fmt: skip
     rescored = [row for row in rows if row["rule"] == "current"]
@@ -209,10 +211,13 @@ def write_study_report(
 
 
 def export_rows(study_dir: str | Path, path: str | Path, *, format: str = "csv") -> int:
-    """Write every trial's flat row to a CSV or Parquet file (atomically); returns the number of rows."""
+    """Write every trial's flat row to a CSV or Parquet file (atomically), or to standard output when `path` is
+    `-`; returns the number of rows."""
     import csv
     import io
 
+    if format not in ("csv", "parquet"):
+        raise UserInputError(f"unknown export format {format!r}; use csv or parquet")
     rows = trial_rows(load_records(study_dir))
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if format == "csv":
@@ -220,14 +225,16 @@ def export_rows(study_dir: str | Path, path: str | Path, *, format: str = "csv")
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-        atomic_write_text(path, buf.getvalue())
-    elif format == "parquet":
+        data = buf.getvalue().encode("utf-8")
+    else:
         import pyarrow as pa  # a dependency of datasets
         import pyarrow.parquet as pq
 
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows), sink)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        data = sink.getvalue().to_pybytes()
+    if str(path) == "-":
+        write_stdout(data, binary=format == "parquet")
     else:
-        raise UserInputError(f"unknown export format {format!r}; use csv or parquet")
+        atomic_write_bytes(path, data)
     return len(rows)

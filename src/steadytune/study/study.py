@@ -17,15 +17,15 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..config import NOT_IDENTITY, PER_TRIAL, STUDY_SKIPS, TrainConfig
 from ..data import TaskData
 from ..errors import UserInputError
 from ..files import to_json
 from ..recipes import Recipe
+from ..tracking import require
 from .executors import Executor, LocalExecutor
 from .grid import Trial, config_data, parse_recipes, parse_seeds
+from .progress import StepBar, accepts_steps, step_budget
 from .results import trial_line, trial_rows, write_study_report
 from .store import Store, error_line, load_records
 
@@ -65,6 +65,9 @@ class Study:
         self.seeds = parse_seeds(seeds)
         # Settings shared by all trials (the default recipe and seed stand in until the grid sets them).
         self.shared = TrainConfig(**config)
+        require(self.shared.report_to, self.shared.tracking_dir)  # a missing tracker fails before anything runs
+        if self.shared.report_to != "none" and self.shared.tracking_dir is None:  # one tracker run per trial, here
+            self.shared = replace(self.shared, tracking_dir=str(self.out.resolve()))
         self.new = new
         # Load every task's data now: bad data is one clear error before anything is written or run.
         self.data: dict[str | None, TaskData] = {t: config_data(replace(self.shared, task=t)) for t in self.tasks}
@@ -108,19 +111,26 @@ class Study:
             stored = store.done()
             todo = [t for t in grid if t.key not in stored]
             counts = {"total": len(grid), "skipped": len(grid) - len(todo), "ran": 0, "errors": 0}
-            bar = tqdm(total=len(grid), initial=counts["skipped"], desc="trials", unit="trial", disable=not progress,
-                       dynamic_ncols=True, smoothing=0)  # fmt: skip
+            # The bar counts training steps: every trial's budget, the stored ones' already done.
+            budgets = {t.key: step_budget(t.config, self.data[t.config.task]) for t in grid}
+            bar = StepBar(sum(budgets.values()), done_steps=sum(budgets[k] for k in stored if k in budgets),
+                          done_trials=counts["skipped"], total_trials=len(grid), enable=progress)  # fmt: skip
+            for trial in todo:
+                bar.add(trial.key, 0, budgets[trial.key])
 
             def done(trial: Trial, outcome: dict[str, Any] | BaseException) -> None:
                 store.add(trial.key, outcome)
                 failed = isinstance(outcome, BaseException)
                 counts["errors" if failed else "ran"] += 1
-                bar.update()
+                bar.finished(trial)
                 if progress:
                     bar.write(f"{trial.task} {trial.recipe} seed {trial.seed}: ERROR {error_line(outcome)}"
                               if failed else trial_line(trial, outcome))  # fmt: skip
 
-            executor.run(todo, done)
+            if progress and accepts_steps(executor):
+                executor.run(todo, done, steps=bar.steps)
+            else:
+                executor.run(todo, done)
             bar.close()
         finally:
             store.close()

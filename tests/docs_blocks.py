@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import json
 import os
 import re
 import runpy
@@ -200,11 +201,30 @@ def _program(argv: list[str]) -> list[str] | None:
 
 
 def unprinted_lines(shown: str, printed: str) -> list[str]:
-    """The lines of documented output `shown` without a digit (headers, legends: what does not change from run to
-    run) that `printed` lacks, spaces aside."""
+    """The lines of documented output `shown` that `printed` lacks: a line without a digit (headers, legends: what
+    does not change from run to run) must be printed as is, spaces aside; a JSON object line must have a printed
+    JSON object line with the same keys in the same order."""
     have = {" ".join(ln.split()) for ln in printed.splitlines()}
-    fixed = [ln for ln in shown.splitlines() if ln.strip() and not re.search(r"\d", ln)]
-    return [ln for ln in fixed if " ".join(ln.split()) not in have]
+    printed_keys = {keys for ln in printed.splitlines() if (keys := _json_keys(ln)) is not None}
+    missing = []
+    for ln in shown.splitlines():
+        keys = _json_keys(ln)
+        if keys is not None:
+            if keys not in printed_keys:
+                missing.append(ln)
+        elif ln.strip() and not re.search(r"\d", ln) and " ".join(ln.split()) not in have:
+            missing.append(ln)
+    return missing
+
+
+def _json_keys(line: str) -> tuple[str, ...] | None:
+    if not line.lstrip().startswith("{"):
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return tuple(value) if isinstance(value, dict) else None
 
 
 class Chain:

@@ -29,7 +29,8 @@ in this process, or `runpy` for `python script.py`), except for these substituti
   `mypackage` whose `optim.LegacyAdamW` is the old transformers AdamW with `correct_bias`.
 
 A ```text block after a block that printed is its documented output: every line of it without a digit (headers,
-legends) must appear in what that block printed, spaces aside. A block that needs the reader's Python objects
+legends) must appear in what that block printed, spaces aside, and a JSON object line must match a printed one's
+keys. A block that needs the reader's Python objects
 carries `<!-- doc-test: fragment, see test_name -->` before its fence and `test_name` below runs it (the marker must
 name a test of this module); `<!-- doc-test: skip, reason -->` skips one knowingly. A block without a marker
 that cannot run fails.
@@ -236,6 +237,9 @@ def test_documented_output_is_compared_by_its_fixed_lines():
     assert unprinted_lines(shown, "recipe n test best ckpt\nadam 3 0.1 ± 0.2\nnote:  one-sided\n") == []
     changed = "recipe n test best checkpoint\nnote: one-sided\n"
     assert unprinted_lines(shown, changed) == ["  recipe   n  test best ckpt"]
+    row = '{"text": "a", "prediction": "pos", "probability": 0.9}'
+    assert unprinted_lines(row, 'x\n{"text": "b", "prediction": "neg", "probability": 0.1}\n') == []
+    assert unprinted_lines(row, '{"text": "b", "prediction": "neg"}\n') == [row]
 
 
 def test_a_broken_block_fails_naming_its_line(tmp_path):

@@ -317,3 +317,17 @@ def test_export_follows_the_same_rule_and_writes_stdout(tiny_model_dir, tmp_path
     assert main(["export", str(study), "--format", "parquet", "--output", str(tmp_path / "t.csv")]) == 2
     assert "names a .csv file but --format is parquet" in capsys.readouterr().err
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_stdout_without_a_byte_buffer_takes_text_not_parquet(saved, tmp_path, capsys):
+    """In-process callers (a notebook, redirect_stdout) have a text stdout: JSONL goes there, Parquet is refused."""
+    import contextlib
+
+    src = write_rows(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert _predict("--model", saved["str"], "--input", src, "--output", "-") == 0
+        assert _predict("--model", saved["str"], "--input", src, "--output", "-", "--output-format", "parquet") == 2
+    assert [r["text"] for r in _jsonl(text.getvalue())] == TEXTS
+    assert "standard output here takes text only" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [src]

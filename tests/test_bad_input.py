@@ -266,6 +266,13 @@ def read_only_out(c: Ctx) -> None:
     c.read_only(lambda ro: None)
 
 
+def _parquet_twice(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["b"])], names=["text", "text"]), path)
+
+
 def folder_with(*names: str) -> Callable[[Ctx], None]:
     def setup(c: Ctx) -> None:
         for name in names:
@@ -560,6 +567,8 @@ CASES = [
     Case("predict-garbage-parquet", "data shape", predict(input="{tmp}/in.parquet"),
          "in.parquet is not a readable Parquet file", write("in.parquet", b"PAR1 this is no parquet file")),
     Case("predict-missing-parquet", "data shape", predict(input="{tmp}/none.parquet"), "file not found"),
+    Case("predict-parquet-column-twice", "data shape", predict(input="{tmp}/d.parquet"),
+         "d.parquet: column 'text' appears twice", lambda c: _parquet_twice(c.tmp / "d.parquet")),
     Case("predict-missing-text-column", "data shape", predict("--text-columns", "review"),
          "no column 'review' (columns: 'text', 'label')"),
     Case("predict-input-has-prediction", "data shape", predict(input="{tmp}/p.jsonl"),

@@ -303,7 +303,9 @@ def _stdin_bytes() -> bytes:
     return data
 
 
-def _read_parquet(source: Any, where: str):
+def _read_parquet(source: Path | bytes, where: str):
+    """The Arrow table itself (its column types go on into Parquet output); `data.hf_datasets.read_parquet`, which
+    training uses, gives Python columns only."""
     import pyarrow as pa  # a dependency of datasets
     import pyarrow.parquet as pq
 
@@ -311,8 +313,13 @@ def _read_parquet(source: Any, where: str):
         if not source.is_file():
             raise UserInputError(f"{where} is a folder, not a file" if source.is_dir() else f"file not found: {where}")
     try:
-        return pq.read_table(pa.BufferReader(source) if isinstance(source, bytes) else source)
-    except (pa.ArrowException, OSError) as e:
+        file = pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
+        names = file.schema_arrow.names
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:
+            raise UserInputError(f"{where}: column {twice!r} appears twice; columns need distinct names")
+        return file.read()
+    except (pa.ArrowException, OSError) as e:  # not Parquet (no magic bytes), truncated, unreadable
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserInputError(f"{where} is not a readable Parquet file ({first[:200]})") from None
 

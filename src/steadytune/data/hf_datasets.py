@@ -167,6 +167,13 @@ def _is_repo_id(name: str) -> bool:
     return True
 
 
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):  # a name too long for the filesystem, no home folder, a NUL byte
+        return False
+
+
 def open_dataset(spec: str) -> tuple[Any, str, str | None]:
     """The `Dataset` or `DatasetDict` that `NAME[:CONFIG]` names, a task name for it, and its hub id as
     `owner/name[/config]` (None for a local folder; a model card links it).
@@ -178,18 +185,18 @@ def open_dataset(spec: str) -> tuple[Any, str, str | None]:
     if not isinstance(spec, str) or not spec.strip():
         raise UserInputError(f"--dataset takes NAME or NAME:CONFIG (a save_to_disk folder or a hub id), got {spec!r}")
     name, config = spec, None
-    if not Path(spec).expanduser().exists() and ":" in spec:
+    if not _exists(spec) and ":" in spec:
         name, _, config = spec.rpartition(":")
         if not name or not config:
-            raise UserInputError(f"--dataset {spec!r}: expected NAME:CONFIG with both parts")
-    folder = Path(name).expanduser()
-    if folder.exists():
+            raise UserInputError(f"--dataset {spec[:300]!r}: expected NAME:CONFIG with both parts")
+    if _exists(name):
+        folder = Path(name).expanduser()
         if config is not None:
             raise UserInputError(f"--dataset {spec!r}: {name} is a local folder, which has no configs (config "
                                  f"{config!r}); give the folder alone")  # fmt: skip
         return _from_disk(folder), folder.resolve().name, None
     if not _is_repo_id(name):
-        raise UserInputError(f"dataset folder not found: {name}")
+        raise UserInputError(f"dataset folder not found: {name[:300]}")  # a long "name" is no folder, nor one line
     short = name.rsplit("/", 1)[-1]
     # the model card splits `owner/name/config` after the second slash; an owner-less id with a config would not fit
     hub_id = f"{name}/{config}" if config and "/" in name else None if config else name

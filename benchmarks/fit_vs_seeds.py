@@ -119,8 +119,11 @@ def main() -> int:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--table-only", action="store_true",
-                        help="print the table of the repetitions already finished under --out; run nothing")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="print the table of the repetitions already finished under --out; run nothing",
+    )
     args = parser.parse_args()
     settings = FitSettings(candidates=args.candidates)
     tasks = args.tasks.split(",")

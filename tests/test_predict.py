@@ -192,6 +192,7 @@ def test_the_api_takes_every_kind_of_input_and_agrees_with_the_file(saved, tmp_p
 
     def same(got: list[dict], expected: list[dict]) -> None:
         """Other batches pad differently: the same labels in the same order, scores equal to float32 rounding."""
+
         def labels(rows: list[dict]) -> list[list]:
             return [[s["label"] for s in r["scores"]] for r in rows]
 

@@ -116,7 +116,9 @@ class TrainConfig:
         "Experiment trackers to log to, as transformers' report_to: none, or tensorboard, mlflow, wandb, "
         "comma-separated (each an optional extra: pip install 'steadytune[tensorboard]'). Logged: per-step loss, "
         "gradient norm and learning rate, every evaluation, the final metrics, the configuration as "
-        "hyper-parameters; a study logs one run per trial (task/recipe/seed), a fit one per candidate.", "none")  # fmt: skip
+        "hyper-parameters; a study logs one run per trial (task/recipe/seed), a fit one per candidate.",
+        "none",
+    )
     tracking_dir: str | None = _help(
         "Where the trackers write: TensorBoard events in <dir>/tensorboard/<run>, MLflow's SQLite store "
         "<dir>/mlflow.db (MLFLOW_TRACKING_URI wins when set), W&B offline runs in <dir>/wandb. Default: the folder "

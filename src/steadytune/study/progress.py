@@ -55,8 +55,9 @@ class StepBar:
         self.done_trials, self.total_trials = done_trials, total_trials
         self._spans: dict[Hashable, tuple[int, int]] = {}  # trial key → (start step, end step)
         self._counted: dict[Hashable, int] = {}  # trial key → its steps counted in the bar so far
-        # smoothing=0: the ETA from the mean throughput since the start, evaluations and trial set-ups included;
-        # a recent-rate estimate swings with every evaluation and every trial that starts at once.
+        self._training = False
+        # smoothing=0: the ETA from the mean throughput since training began, evaluations and the set-up of each
+        # later trial included; a recent-rate estimate swings with every evaluation and every trial that starts.
         self.bar = tqdm(total=max(total, done_steps), initial=done_steps, desc=self._desc(), unit="step",
                         disable=not enable, dynamic_ncols=True, smoothing=0, bar_format=_FORMAT)  # fmt: skip
 
@@ -89,6 +90,13 @@ class StepBar:
         """`executors.Steps`: `trial` (a `Trial`) is at `step`."""
         start, end = self._spans.get(trial.key, (0, 0))
         self._count(trial.key, min(max(step - start, 0), end - start))
+        if not self._training and self.enable:
+            # The clock starts at the first steps heard, as a trainer's bar starts after loading: the start-up
+            # (spawning workers, importing, loading the model and data) is no training throughput and would
+            # inflate the ETA of the whole study. The rate counts the steps from there.
+            self._training = True
+            self.bar.start_t = self.bar.last_print_t = self.bar._time()
+            self.bar.initial = self.bar.n
 
     def finished(self, trial: Any) -> None:
         """`trial` is done (finished, diverged, stopped early or errored): its whole share counts."""

@@ -12,9 +12,14 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # unit tests never reach for the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The unit tests' tiny models gain nothing from a second thread, and on shared or busy cores it only spin-waits
+# (a tiny fit took 96 s with torch's default two threads under load, 8 s with one). Subprocesses keep the default.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("STEADYTUNE_TEST_GLUE_DIR", REPO.parent / "shared" / "data" / "glue"))

@@ -237,3 +237,22 @@ def test_fit_bar_counts_the_planned_stage_steps(recorded, tiny_model_dir, toy_fi
     assert bar.shown[0][:2] == (0, 3 * 10 + 2 * 10 + 1 * 20)
     assert bar.final == (70, 70, "fit stages 6/6")
     assert result.steps == 70
+
+
+def test_step_bar_counts_shares_and_starts_its_clock_at_the_first_steps(recorded):
+    from types import SimpleNamespace
+
+    a, b = SimpleNamespace(key=("t", "a", 0)), SimpleNamespace(key=("t", "b", 0))
+    bar = StepBar(100 + 60, done_steps=60, done_trials=1, total_trials=3)
+    bar.add(a.key, 0, 40)
+    bar.add(b.key, 20, 80)  # a stage from step 20 to 80: its share is 60 steps
+    assert (bar.n, bar.total, bar.bar.initial) == (60, 160, 60)
+    bar.steps(b, 36)  # the first steps heard: the rate counts from here, the start-up is not training
+    assert bar.n == 76 and bar.bar.initial == 76
+    bar.steps(a, 500)  # never more than its share
+    bar.steps(b, 20)  # a rerun (a Ray worker died) starts over
+    assert bar.n == 100
+    bar.finished(b)  # however far it got, a finished trial's share is complete
+    bar.finished(a)
+    bar.close()
+    assert recorded[0].final == (160, 160, "trials 3/3")

@@ -89,14 +89,15 @@ class StepBar:
     def steps(self, trial: Any, step: int) -> None:
         """`executors.Steps`: `trial` (a `Trial`) is at `step`."""
         start, end = self._spans.get(trial.key, (0, 0))
-        self._count(trial.key, min(max(step - start, 0), end - start))
+        counted = min(max(step - start, 0), end - start)
         if not self._training and self.enable:
             # The clock starts at the first steps heard, as a trainer's bar starts after loading: the start-up
             # (spawning workers, importing, loading the model and data) is no training throughput and would
             # inflate the ETA of the whole study. The rate counts the steps from there.
             self._training = True
             self.bar.start_t = self.bar.last_print_t = self.bar._time()
-            self.bar.initial = self.bar.n
+            self.bar.initial = self.bar.n + counted - self._counted.get(trial.key, 0)
+        self._count(trial.key, counted)
 
     def finished(self, trial: Any) -> None:
         """`trial` is done (finished, diverged, stopped early or errored): its whole share counts."""

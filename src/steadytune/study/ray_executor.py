@@ -131,7 +131,7 @@ class RayExecutor:
         counter = None
         try:
             if steps is not None:
-                counter = ray.remote(num_cpus=0)(_StepCounts).remote()
+                counter = ray.remote(num_cpus=0)(_step_counts()).remote()
             task = ray.remote(_ray_trial).options(
                 num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial, max_retries=self.max_retries,
                 retry_exceptions=False,  # the trial's own exceptions would only happen again
@@ -146,13 +146,14 @@ class RayExecutor:
                 ref = task.remote(trial, shared, self.trial_fn, threads)
                 pending[ref], index[ref] = trial, i
             seen: dict[int, int] = {}
+            asked = None  # the counter's answer not read yet: the driver never waits for it
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if counter is None else POLL_S)
                 for ref in ready:
                     trial = pending.pop(ref)
                     done(trial, self._outcome(ref))
-                if counter is not None and steps is not None and pending:
-                    counter = self._report(counter, pending, index, seen, steps)
+                if counter is not None and steps is not None and pending and asked is not False:
+                    asked = self._report(counter, asked, pending, index, seen, steps)
         except BaseException:
             for ref in pending:  # an interrupted driver: stop the trials in flight rather than let them run on
                 ray.cancel(ref, force=True)
@@ -164,20 +165,25 @@ class RayExecutor:
                 ray.shutdown()
                 self._started_ray = False
 
-    def _report(self, counter: Any, pending: dict[Any, Trial], index: dict[Any, int], seen: dict[int, int],
-                steps: Steps) -> Any:  # fmt: skip
-        """Tell `steps` the running trials' new step counts; the counter, or None once it is lost (a progress bar
-        is not worth failing a study for)."""
+    def _report(self, counter: Any, asked: Any, pending: dict[Any, Trial], index: dict[Any, int],
+                seen: dict[int, int], steps: Steps) -> Any:  # fmt: skip
+        """Tell `steps` the running trials' new step counts once the counter has answered; returns the question
+        now open, or False once the counter is lost (a progress bar is not worth failing a study for)."""
+        ray = self._ray
+        if asked is None:
+            return counter.snapshot.remote()
+        if not ray.wait([asked], timeout=0)[0]:
+            return asked  # not answered yet (an actor starting on a busy node): ask again later, never block
         try:
-            counts = self._ray.get(counter.snapshot.remote(), timeout=CONNECT_TIMEOUT_S)
-        except self._ray.exceptions.RayError:
-            return None
+            counts = ray.get(asked)
+        except ray.exceptions.RayError:
+            return False
         for ref, trial in pending.items():
             i = index[ref]
             if i in counts and counts[i] != seen.get(i):
                 seen[i] = counts[i]
                 steps(trial, counts[i])
-        return counter
+        return counter.snapshot.remote()
 
     def _outcome(self, ref: Any) -> dict[str, Any] | BaseException:
         exceptions = self._ray.exceptions
@@ -232,17 +238,21 @@ def _model_files(folder: Path) -> dict[str, bytes]:
 # --- on the worker ----------------------------------------------------------------------------------------------
 
 
-class _StepCounts:
-    """The Ray actor holding each running trial's step count (by its index in the run)."""
+def _step_counts() -> type:
+    """The Ray actor class holding each running trial's step count (by its index in the run). Made here, so that
+    Ray ships it by value: the actor's process starts without importing steadytune, torch and transformers."""
 
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+    class StepCounts:
+        def __init__(self) -> None:
+            self.counts: dict[int, int] = {}
 
-    def report(self, index: int, step: int) -> None:
-        self.counts[index] = step
+        def report(self, index: int, step: int) -> None:
+            self.counts[index] = step
 
-    def snapshot(self) -> dict[int, int]:
-        return dict(self.counts)
+        def snapshot(self) -> dict[int, int]:
+            return dict(self.counts)
+
+    return StepCounts
 
 
 _models: dict[str, str] = {}  # digest → the folder this node's copy is in

@@ -10,15 +10,16 @@ r·K .. r·K + K − 1, disjoint between repetitions):
 - (c) the best of the same K candidates as (d), every one run to the end, picked by validation: the candidates
   `fit` dropped are resumed from the checkpoints it left at their last check, so (c) costs only the difference;
   its compute is K full runs;
-- (d) `steadytune.fit` with K candidates (its defaults otherwise).
+- (d) `steadytune.fit` with K candidates (its defaults otherwise; `--fit-recipe R` starts them from recipe R
+  instead of train's default, in their own folders, sharing (a) and (b)).
 
 Every run is stored under `--out` as it finishes (fit folders, and one JSON file per (task, repetition, way)), so
 an interrupted benchmark resumes where it stopped; it runs repetition-major (every task's r-th repetition before
 any (r+1)-th), and `--table-only` prints the table of the repetitions finished so far.
-The table: test metric of the chosen/only model (last
-checkpoint for (a)/(b) as the failure rule uses it, the best-validation checkpoint for (c)/(d), which is the model
-they return), mean ± std over repetitions, failure rate (the run, or the chosen model, failed: `metrics.failure`),
-and training steps summed over the candidates. Welch t-tests compare (d) with (a)
+The table: test metric of the chosen/only model (last checkpoint for (a)/(b) as the failure rule uses it, the
+best-validation checkpoint for (c)/(d), which is the model they return), mean ± std over repetitions, failure rate
+(the run, or the chosen model, failed on test: `metrics.failure`; for (d) also how often fit itself said no, exit
+1), and training steps summed over the candidates. Welch t-tests compare (d) with (a)
 (one-sided: is fit better?) and with (c) (two-sided: is fit within noise of the best of K?).
 """
 
@@ -84,12 +85,28 @@ def _stored_only(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _fit_only(where: Path) -> dict | None:
+def _fit_only(folder: Path) -> dict | None:
     """(d) from a finished fit folder's fit.json, without touching the fit."""
-    done = _stored_only(where / "fit" / "fit.json")
+    done = _stored_only(folder / "fit.json")
     if done is None:
         return None
-    return {"test": (done["test"] or {}).get(done["metric"]), "failed": not done["success"], "steps": done["steps"]}
+    return _fit_way(done)
+
+
+def _fit_way(done: dict) -> dict:
+    """(d)'s row from a fit record: its model's test score, failed under the same rule as the other ways (on test),
+    and whether fit itself said no (exit 1: nothing beat chance on validation)."""
+    test = done["test"] or {}
+    why = failure(test.get(done["metric"]), done["baselines"]["test"], mse=test.get("mse"))
+    return {"test": test.get(done["metric"]), "failed": why is not None, "said_no": not done["success"],
+            "steps": done["steps"]}  # fmt: skip
+
+
+def _fit_paths(where: Path, recipe: str | None) -> tuple[Path, Path]:
+    """The fit folder and the (c) file of a repetition: `fit`, `c.json` for the default recipe."""
+    return (
+        (where / "fit", where / "c.json") if recipe is None else (where / f"fit-{recipe}", where / f"c-{recipe}.json")
+    )
 
 
 def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple[dict, ...]:
@@ -100,11 +117,11 @@ def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple
     where.mkdir(parents=True, exist_ok=True)
     a = _stored(where / "a.json", _one_run, base.with_overrides(seed=seed), data)
     b = _stored(where / "b.json", _one_run, base.with_overrides(seed=seed, recipe=args.fixed), data)
-    result = fit(base.with_overrides(seed=seed), where / "fit", settings=settings, data=data,
-                 executor=LocalExecutor(args.workers))  # fmt: skip
-    d = {"test": (result.test or {}).get(result.metric), "failed": not result.success, "steps": result.steps}
-    c = _stored(where / "c.json", _best_of_all, base.with_overrides(seed=seed), settings, where / "fit", data,
-                result)  # fmt: skip
+    start = base.with_overrides(seed=seed, **({"recipe": args.fit_recipe} if args.fit_recipe else {}))
+    folder, c_file = _fit_paths(where, args.fit_recipe)
+    result = fit(start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers))
+    d = _fit_way(result.to_dict())
+    c = _stored(c_file, _best_of_all, start, settings, folder, data, result)
     return a, b, c, d
 
 
@@ -120,6 +137,9 @@ def main() -> int:
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument(
+        "--fit-recipe", default=None, help="the recipe fit's candidates start from (default: train's); (a), (b) shared"
+    )
+    parser.add_argument(
         "--table-only",
         action="store_true",
         help="print the table of the repetitions already finished under --out; run nothing",
@@ -127,15 +147,17 @@ def main() -> int:
     args = parser.parse_args()
     settings = FitSettings(candidates=args.candidates)
     tasks = args.tasks.split(",")
-    names = ("(a) train, default recipe", f"(b) train, {args.fixed}", f"(c) best of {args.candidates} full runs",
-             f"(d) fit, {args.candidates} candidates")  # fmt: skip
+    on = f", {args.fit_recipe}" if args.fit_recipe else ""
+    names = ("(a) train, default recipe", f"(b) train, {args.fixed}", f"(c) best of {args.candidates} full runs{on}",
+             f"(d) fit, {args.candidates} candidates{on}")  # fmt: skip
     ways = {task: {name: [] for name in names} for task in tasks}
     datas: dict = {}
     for rep in range(args.repetitions):  # repetition-major: every task gets its r-th repetition before the next
         for task in tasks:
             where = args.out / task / f"rep{rep}"
             if args.table_only:
-                got = (*(_stored_only(where / f"{w}.json") for w in "abc"), _fit_only(where))
+                folder, c_file = _fit_paths(where, args.fit_recipe)
+                got = (*(_stored_only(where / f"{w}.json") for w in "ab"), _stored_only(c_file), _fit_only(folder))
                 if any(g is None for g in got):
                     continue
             else:
@@ -154,7 +176,8 @@ def main() -> int:
         for way, values in ways[task].items():
             scores = np.array([np.nan if v["test"] is None else v["test"] for v in values], dtype=float)
             rows.append((task, way, str(len(values)), f"{np.nanmean(scores):.4f} ± {np.nanstd(scores, ddof=1):.4f}",
-                         f"{sum(v['failed'] for v in values)}/{len(values)}",
+                         f"{sum(v['failed'] for v in values)}/{len(values)}"
+                         + (f" (fit said no: {sum(v['said_no'] for v in values)})" if "said_no" in values[0] else ""),
                          str(sum(v["steps"] for v in values))))  # fmt: skip
         a_scores = [v["test"] for v in ways[task][names[0]] if v["test"] is not None]
         d_scores = [v["test"] for v in ways[task][names[3]] if v["test"] is not None]

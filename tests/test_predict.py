@@ -231,7 +231,9 @@ def test_the_api_takes_every_kind_of_input_and_agrees_with_the_file(saved, tmp_p
 
 
 def _cli(*args: object, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # One thread, as conftest gives the in-process side: the outputs are compared exactly, and a different thread
+    # count sums the matrix products in another order (1e-9 apart).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "steadytune", *map(str, args)], input=stdin, capture_output=True,
                           env=env, cwd=cwd, timeout=300)  # fmt: skip
 

@@ -60,10 +60,11 @@ def test_parse_recipes_and_seeds():
 
 def test_run_stores_every_trial_once_and_resumes(tiny_model_dir, toy_files, tmp_path):
     study = _study(tmp_path / "s", tiny_model_dir, toy_files)
-    assert study.run(workers=1, progress=False) == {"total": 4, "skipped": 0, "ran": 4, "errors": 0}
-    assert study.run(workers=1, progress=False) == {"total": 4, "skipped": 4, "ran": 0, "errors": 0}
+    one = {"workers": 1, "threads": 1, "progress": False}  # one thread, as `run_trial` alone gets below (conftest)
+    assert study.run(**one) == {"total": 4, "skipped": 0, "ran": 4, "errors": 0}
+    assert study.run(**one) == {"total": 4, "skipped": 4, "ran": 0, "errors": 0}
     grown = _study(tmp_path / "s", tiny_model_dir, toy_files, seeds=3)  # more seeds: only the new ones run
-    assert grown.run(workers=1, progress=False) == {"total": 6, "skipped": 4, "ran": 2, "errors": 0}
+    assert grown.run(**one) == {"total": 6, "skipped": 4, "ran": 2, "errors": 0}
     records = load_records(tmp_path / "s")
     assert [(r["recipe"], r["seed"]) for r in records] == [
         (r, s) for r in parse_recipes(RECIPES) for s in range(3)

@@ -55,7 +55,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(output_dir=out, eval_strategy="steps", eval_steps=extra["max_steps"],
-                                  logging_steps=1, save_strategy="no", report_to=[], seed=args.seed,
+                                  logging_steps=1, save_strategy="no", seed=args.seed,
                                   per_device_eval_batch_size=64,
                                   **extra)  # fmt: skip
         trainer = Trainer(model=model, args=targs, train_dataset=train_ds, eval_dataset=val_ds,

@@ -50,7 +50,7 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
     extra = hf.training_arguments(RECIPE, len(train_ds))
     bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"  # auto: what this CPU has
     v5 = "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}
-    grouping = {"train_sampling_strategy": "group_by_length"} if v5 else {"group_by_length": True}
+    grouping = {"train_sampling_strategy": "group_by_length"} if v5 else {"group_by_length": True, "report_to": "none"}
     on_cpu = {} if torch.cuda.is_available() else {"use_cpu": True}
     assert extra == {"per_device_train_batch_size": 8, "max_steps": 4, "max_grad_norm": 1.0, "bf16": bf16,
                      **grouping, **on_cpu}  # fmt: skip
@@ -60,9 +60,9 @@ def test_trainer_runs_a_recipe_with_reinit_and_llrd(tiny_model_dir, tmp_path):
     assert hf.training_arguments(RECIPE + "+bf16", 48)["bf16"] is True
     optimizer, scheduler = hf.create_optimizer(model, RECIPE, num_training_steps=extra["max_steps"])
     callback = hf.StabilityCallback(labels=eval_ds["labels"], num_labels=2)
-    # no use_cpu here: the documented path gets it from training_arguments
+    # no use_cpu or report_to here: the documented path gets them from training_arguments (report_to on 4.x only)
     args = TrainingArguments(output_dir=str(tmp_path), logging_steps=1, eval_strategy="steps", eval_steps=4,
-                             save_strategy="no", report_to=[], disable_tqdm=True, seed=0,
+                             save_strategy="no", disable_tqdm=True, seed=0,
                              **extra)  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, scheduler),

@@ -74,6 +74,9 @@ def training_arguments(recipe: Recipe | str, num_examples: int, *, device: str =
     if "train_sampling_strategy" in names:  # transformers 5
         out["train_sampling_strategy"] = "group_by_length" if recipe.group_by_length else "random"
     else:  # transformers 4.x
+        # 4.x's default report_to="all" logs to every installed tracker (W&B then asks for a login and fails without
+        # one); 5.x's default is "none". The same on both; to track, set extra["report_to"] before passing it on.
+        out["report_to"] = "none"
         out["group_by_length"] = recipe.group_by_length
     return out
 

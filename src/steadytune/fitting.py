@@ -56,7 +56,7 @@ from .study.progress import StepBar, accepts_steps
 from .study.store import Store
 from .tracking import require
 
-__all__ = ["FitResult", "FitSettings", "candidate_configs", "fit"]
+__all__ = ["FitResult", "FitSettings", "candidate_configs", "default_lrs", "fit", "resolve"]
 
 # The loss flag: a window's mean training loss within 2% of the constant predictor's loss has learned nothing
 # (a balanced binary task's prior scores ln 2 on every example, so such a window sits at 0.693 exactly).
@@ -70,17 +70,27 @@ class FitSettings:
     """How `fit` searches (the module docstring says why these defaults)."""
 
     candidates: int = _help("Candidates to start, each a (seed, learning rate) pair.", 9)
-    lrs: tuple[float, ...] = _help("Learning rates the candidates spread over, in turn.", (2e-5, 5e-5, 1e-4))
+    lrs: tuple[float, ...] | None = _help(
+        "Learning rates the candidates spread over, in turn. Default: by the encoder's width (`default_lrs`).", None
+    )
+    reinit: int = _help(
+        "Top Transformer blocks (with the pooler) that every candidate re-initialises when its recipe re-initialises "
+        "none (paper §5; 0: keep the pre-trained ones).",
+        2,
+    )
     check_at: tuple[float, ...] = _help("Fractions of the step budget at which candidates are judged.", (0.25, 0.5))
     keep: int = _help("Candidates that continue from the last check to the end.", 2)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
+        if self.lrs is not None:
+            object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
         object.__setattr__(self, "check_at", tuple(float(x) for x in self.check_at))
         if not 1 <= self.keep <= self.candidates:
             raise UserInputError(f"keep must be between 1 and the number of candidates ({self.candidates}), got "
                                  f"{self.keep}")  # fmt: skip
-        if not self.lrs or not all(math.isfinite(x) and x > 0 for x in self.lrs):
+        if self.reinit < 0:
+            raise UserInputError(f"reinit must be 0 or more, got {self.reinit}")
+        if self.lrs is not None and (not self.lrs or not all(math.isfinite(x) and x > 0 for x in self.lrs)):
             raise UserInputError(f"learning rates must be positive and finite, got {self.lrs}")
         checks = self.check_at
         if not checks or not all(0 < a < 1 for a in checks) or list(checks) != sorted(set(checks)):
@@ -163,7 +173,7 @@ def fit(
     """Search as the module docstring says; write `<out>/model` (the chosen model and its model card) and
     `<out>/fit.json`; return the record. `config` is `train`'s (data, model, recipe; its `seed` is the first
     candidate's, its lr is replaced by the candidates'). A killed fit resumes from `<out>/study.sqlite`."""
-    settings = settings or FitSettings()
+    config, settings = resolve(config, settings or FitSettings())
     out = Path(out)
     require(config.report_to, config.tracking_dir)  # a tracker that is not installed fails before anything runs
     if config.report_to != "none" and config.tracking_dir is None:  # one tracker run per candidate, in the folder
@@ -201,6 +211,45 @@ def fit(
     return _conclude(config, settings, data, metric, val_base, test_base, candidates, total, out)
 
 
+# The encoder width from which the base/large grid applies: BERT-base's 768 (all-MiniLM-L6-v2 is 384 wide, BERT-small
+# 512, DistilBERT and BERT-base 768, BERT-large 1024).
+_WIDE = 768
+# Devlin et al. 2019, appendix A.3: fine-tune BERT-base and -large at 5e-5, 3e-5 or 2e-5 (2e-5 is what Zhang et al.
+# and Mosbach et al. use for BERT-large on small data).
+_WIDE_LRS = (2e-5, 3e-5, 5e-5)
+# Measured on all-MiniLM-L6-v2, 1000 examples, 3 epochs (benchmarks/runs/fit repetition 0, 3 seeds per rate and
+# task; the 5- and 20-seed studies): 2e-5 barely moves it (STS-B ρ 0.15, every MRPC run failed), 5e-5 is better,
+# 1e-4 best so far, 2e-4 as good (MRPC best-checkpoint F1 0.83, RTE 0.55-0.57, 2 seeds each, nothing diverged).
+# Turc et al. 2019 fine-tune their compact BERTs at up to 1e-4 too.
+_NARROW_LRS = (5e-5, 1e-4, 2e-4)
+
+
+def default_lrs(model: str) -> tuple[float, ...]:
+    """The learning rates `fit` spreads its candidates over when none are given: a narrow encoder (hidden size below
+    768) trains at higher rates than BERT-base or -large (see the constants above). A model whose config cannot be
+    read here (a hub id offline) gets the base/large grid; its trials then report why it cannot be loaded."""
+    from .models import _peek_config, resolve_model
+
+    found = _peek_config(resolve_model(model))
+    width = getattr(found, "hidden_size", None) if found is not None else None
+    return _NARROW_LRS if width is not None and width < _WIDE else _WIDE_LRS
+
+
+def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, FitSettings]:
+    """What the candidates start from: the learning-rate grid (`default_lrs` when none is given) and the recipe,
+    which re-initialises the top `settings.reinit` blocks and the pooler when it re-initialises none itself (the
+    20-seed study, docs/results: at 1e-4 re-init cut failed runs from 7/20 to 1/20 on RTE and 14/20 to 10/20 on
+    MRPC, and raised CoLA's MCC, with STS-B unchanged)."""
+    if settings.lrs is None:
+        settings = replace(settings, lrs=default_lrs(config.model))
+    recipe = config.recipe
+    if settings.reinit and not recipe.reinit_layers:
+        n = settings.reinit
+        config = replace(config, recipe=replace(recipe.override(reinit_layers=n, reinit_pooler=True),
+                                                name=f"{recipe.name}+reinit:{n}"))  # fmt: skip
+    return config, settings
+
+
 def _candidates(config: TrainConfig, settings: FitSettings) -> list[Candidate]:
     out = []
     for i in range(settings.candidates):
@@ -214,7 +263,7 @@ def _candidates(config: TrainConfig, settings: FitSettings) -> list[Candidate]:
 def candidate_configs(config: TrainConfig, settings: FitSettings) -> dict[str, TrainConfig]:
     """Each candidate's configuration by name, as `fit` runs it (e.g. to continue a dropped one from its checkpoint:
     `steadytune.trainer.train_stage(configs[name], data=..., out=<out>/candidates/<name>/run, until=None)`)."""
-    return {c.name: c.config for c in _candidates(config, settings)}
+    return {c.name: c.config for c in _candidates(*resolve(config, settings))}
 
 
 def _identity(config: TrainConfig, settings: FitSettings, data: TaskData) -> dict[str, Any]:

@@ -76,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
     fit = group(p, "fit")
     fit.add_argument("--candidates", type=int, default=9, metavar="N", help="candidates to start")
-    fit.add_argument("--lrs", type=floats, default=(2e-5, 5e-5, 1e-4), metavar="LR,...",
-                     help="learning rates the candidates spread over")  # fmt: skip
+    fit.add_argument("--lrs", type=floats, default=None, metavar="LR,...",
+                     help="learning rates the candidates spread over (default: 5e-5,1e-4,2e-4 for an encoder "
+                          "narrower than 768, else 2e-5,3e-5,5e-5)")  # fmt: skip
+    fit.add_argument("--reinit", type=int, default=2, metavar="N",
+                     help="re-initialise the top N blocks and the pooler of every candidate when --recipe "
+                          "re-initialises none (0: keep them)")  # fmt: skip
     fit.add_argument("--check-at", type=floats, default=(0.25, 0.5), metavar="F,...",
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=2, metavar="N", help="candidates that continue to the end")

@@ -153,7 +153,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from ..fitting import FitSettings, fit
 
     config = config_from_args(args)
-    settings = FitSettings(candidates=args.candidates, lrs=args.lrs, check_at=args.check_at, keep=args.keep)
+    settings = FitSettings(candidates=args.candidates, lrs=args.lrs, reinit=args.reinit, check_at=args.check_at,
+                           keep=args.keep)  # fmt: skip
     check_executor_flags(args)
     check_push_flags(args)
     check_before_trials(args.out, device=config.device, model=config.model, max_length=config.max_length,
@@ -172,8 +173,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not result.success:
         unpushed = f"; nothing was pushed to {args.push_to_hub}" if args.push_to_hub is not None else ""
         print("steadytune fit: no candidate beat the best constant predictor on validation; try more candidates "
-              "(--candidates), higher learning rates (--lrs), re-initialising the top layers (--recipe "
-              f"adam+reinit:2) or longer training (--epochs){unpushed}", file=sys.stderr)  # fmt: skip
+              "(--candidates), other learning rates (--lrs), re-initialising more or fewer top layers (--reinit) or "
+              f"longer training (--epochs){unpushed}", file=sys.stderr)  # fmt: skip
         return 1
     if args.push_to_hub is not None:
         push_model(args, Path(args.out) / "model", "steadytune fit")

@@ -591,6 +591,8 @@ CASES = [
          "'a/b/c' is not a hub repository id"),
     Case("hub-private-without-push", "output", train("--out", "{tmp}/run", "--save-model", "--hub-private"),
          "--hub-private needs --push-to-hub REPO"),
+    Case("fit-reinit-negative", "numbers", ["fit", "--model", "{model}", "--train-file", "{train}", "--out",
+         "{tmp}/f", "--quiet", "--reinit", "-1"], "reinit must be 0 or more"),
     Case("fit-push-bad-repo-id", "output", ["fit", "--model", "{model}", "--train-file", "{train}", "--out",
          "{tmp}/f", "--quiet", "--push-to-hub", "bad name"], "'bad name' is not a hub repository id"),
     Case("study-out-under-a-file", "output", [*STUDY[:6], "{train}/s", *STUDY[7:]], "is a file, not a folder"),

@@ -99,3 +99,42 @@ def test_a_killed_fit_resumes_without_redoing_stored_stages(tiny_model_dir, toy_
     for key in ("chosen", "success", "test", "steps", "verdict"):
         assert result[key] == expected[key], key
     assert [c["checks"] for c in result["candidates"]] == [c["checks"] for c in expected["candidates"]]
+
+
+def test_default_learning_rates_follow_the_encoder_width(tiny_model_dir, tmp_path):
+    from transformers import BertConfig
+
+    from steadytune.fitting import _NARROW_LRS, _WIDE_LRS, default_lrs
+
+    wide = tmp_path / "wide"
+    BertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=12).save_pretrained(wide)  # config only
+    assert default_lrs(str(tiny_model_dir)) == _NARROW_LRS == (5e-5, 1e-4, 2e-4)  # 32 wide
+    assert default_lrs(str(wide)) == _WIDE_LRS == (2e-5, 3e-5, 5e-5)
+    assert default_lrs("no-such-owner/no-such-model") == _WIDE_LRS  # unreadable here: the cautious grid
+
+
+def test_candidates_reinitialise_the_top_layers_unless_the_recipe_or_the_flag_says_otherwise(tiny_model_dir):
+    from steadytune.config import TrainConfig
+    from steadytune.fitting import FitSettings, candidate_configs, resolve
+    from steadytune.recipes import Recipe
+
+    base = TrainConfig(task="rte", model=str(tiny_model_dir))
+    config, settings = resolve(base, FitSettings())
+    assert config.recipe == Recipe.parse("adam+reinit:2") and settings.lrs == (5e-5, 1e-4, 2e-4)
+    assert {c.recipe.lr for c in candidate_configs(base, FitSettings()).values()} == {5e-5, 1e-4, 2e-4}
+    assert all(c.recipe.reinit_layers == 2 for c in candidate_configs(base, FitSettings()).values())
+    own = base.with_overrides(recipe="bertadam+reinit:1")
+    assert resolve(own, FitSettings())[0].recipe == Recipe.parse("bertadam+reinit:1")  # the recipe's own re-init
+    assert resolve(base, FitSettings(reinit=0))[0].recipe == Recipe.parse("adam")
+    assert resolve(base, FitSettings(lrs=(1e-3,)))[1].lrs == (1e-3,)
+
+
+def test_fit_flag_reinit_reaches_the_candidates(tiny_model_dir, toy_files, tmp_path, capsys):
+    out = tmp_path / "fit"
+    argv = [a for a in _argv(tiny_model_dir, toy_files, out)]
+    argv[argv.index("--candidates") + 1], argv[argv.index("--epochs") + 1] = "2", "1"
+    main([*argv, "--reinit", "1", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["reinit"] == 1 and result["config"]["recipe"] == "adam+batch_size=8+epochs=1+reinit:1"
+    assert all("reinit:1+lr=" in json.loads((out / "candidates" / c["name"] / "run" / "config.json").read_text())
+               ["recipe"] for c in result["candidates"] if c["status"] == "finished")  # fmt: skip

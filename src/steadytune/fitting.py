@@ -22,9 +22,16 @@ half the budget, Spearman ρ of validation score with the best final validation 
 0.41, 0.25, 0.76 (and with last test 0.40, 0.69, 0.23, 0.73, better than either alone on three of four tasks). At
 30% validation alone is weaker (0.46, 0.25, 0.59, −0.17). Hence two checks, at 25% (only clear failures and the
 weakest half go) and at 50% (where the signals are informative), with 9 candidates and 2 kept: 9·0.25 + 5·0.25 +
-2·0.5 = 4.5 runs' steps, half of running all 9 to the end. The learning rates 2e-5, 5e-5 and 1e-4 span what
-trains BERT-large (the paper's 2e-5; 1e-4 is where it starts to diverge) and what trains a 6-layer model (2e-5
-barely moves all-MiniLM-L6-v2 in 96 steps; 1e-4 trains it): each gets three seeds.
+2·0.5 = 4.5 runs' steps, half of running all 9 to the end. The 20-seed study (docs/results/glue-minilm-20) found
+the first check weak on RTE and MRPC (rank-sum ρ 0.07 and 0.00 at 25%, 0.40 and 0.33 at 50%): there it drops
+about half the candidates at random, which costs the search little once most candidates train (below).
+
+What the candidates are matters more than how they are judged (docs/results/fit.md, repetition 0 of the 0.7.0
+defaults: one run of `adam+reinit:2+lr=1e-4` beat fit's best of 9 on every task). So the learning rates follow
+the encoder (`default_lrs`): a narrow one such as all-MiniLM-L6-v2 (384 wide) gets 5e-5, 1e-4 and 2e-4, since 2e-5
+barely moves it in 96 steps; BERT-base and -large get the 2e-5 to 5e-5 of Devlin et al., where 1e-4 starts to
+diverge. Each rate gets three of the 9 seeds. And every candidate re-initialises the top 2 blocks and the pooler
+(Zhang et al. §5) unless its recipe re-initialises some itself (`FitSettings.reinit`; `resolve`).
 
 Candidates run through the study machinery (an `Executor`: local worker processes or Ray), each stage as a trial
 that continues from the candidate's checkpoint; every stage's record goes to `<out>/study.sqlite` (the study store),

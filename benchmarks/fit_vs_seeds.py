@@ -10,8 +10,9 @@ r·K .. r·K + K − 1, disjoint between repetitions):
 - (c) the best of the same K candidates as (d), every one run to the end, picked by validation: the candidates
   `fit` dropped are resumed from the checkpoints it left at their last check, so (c) costs only the difference;
   its compute is K full runs;
-- (d) `steadytune.fit` with K candidates (its defaults otherwise; `--fit-recipe R` starts them from recipe R
-  instead of train's default, in their own folders, sharing (a) and (b)).
+- (d) `steadytune.fit` with K candidates (its defaults otherwise: learning rates by the encoder's width, the top 2
+  blocks re-initialised; `--fit-recipe R` starts them from recipe R instead of train's default, in their own
+  folders, sharing (a) and (b)).
 
 Every run is stored under `--out` as it finishes (fit folders, and one JSON file per (task, repetition, way)), so
 an interrupted benchmark resumes where it stopped; it runs repetition-major (every task's r-th repetition before

@@ -39,6 +39,7 @@ from steadytune.config import TrainConfig
 from steadytune.files import atomic_write_text, to_json
 from steadytune.fitting import FitSettings, candidate_configs, fit
 from steadytune.metrics import constant_baseline, failure
+from steadytune.recipes import Recipe
 from steadytune.study.executors import LocalExecutor
 from steadytune.study.grid import config_data
 from steadytune.trainer import train_stage
@@ -186,11 +187,40 @@ def main() -> int:
         p = ttest_ind(d_scores, a_scores, equal_var=False, alternative="greater").pvalue
         q = ttest_ind(d_scores, c_scores, equal_var=False).pvalue
         rows.append((task, "Welch p: (d) > (a); (d) ≠ (c)", "", f"{p:.3g}; {q:.3g}", "", ""))
-    header = ("task", "way", "reps", "test mean ± std", "failed", "steps")
+    _print_table(("task", "way", "reps", "test mean ± std", "failed", "steps"), rows)
+    print()
+    _print_table(("task", "lr", "runs", "best val mean", "test (best ckpt) mean ± std", "failed (last ckpt)"),
+                 _by_lr(args, tasks))  # fmt: skip
+    return 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip())
-    return 0
+
+
+def _by_lr(args, tasks: list[str]) -> list[tuple[str, ...]]:
+    """Every candidate run to the end ((c)'s runs, finished repetitions only), grouped by learning rate: what the
+    default grid's rates give on their own (the failure rule on the last checkpoint, as for (a) and (b))."""
+    rows = []
+    for task in tasks:
+        by: dict[float, list[dict]] = {}
+        for rep in range(args.repetitions):
+            folder, c_file = _fit_paths(args.out / task / f"rep{rep}", args.fit_recipe)
+            if not c_file.is_file():
+                continue
+            for run in sorted((folder / "candidates").glob("*/run/metrics.json")):
+                record = json.loads(run.read_text())
+                lr = Recipe.parse(json.loads((run.parent / "config.json").read_text())["recipe"]).lr
+                by.setdefault(lr, []).append(record)
+        for lr, records in sorted(by.items()):
+            m = records[0]["metric"]
+            val = np.mean([r["best"]["validation"][m] for r in records])
+            test = np.array([r["best"]["test"][m] for r in records])
+            rows.append((task, f"{lr:g}", str(len(records)), f"{val:.4f}", f"{test.mean():.4f} ± {test.std(ddof=1):.4f}",
+                         f"{sum(r['failed'] for r in records)}/{len(records)}"))  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

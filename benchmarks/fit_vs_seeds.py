@@ -218,7 +218,8 @@ def _by_lr(args, tasks: list[str]) -> list[tuple[str, ...]]:
             m = records[0]["metric"]
             val = np.mean([r["best"]["validation"][m] for r in records])
             test = np.array([r["best"]["test"][m] for r in records])
-            rows.append((task, f"{lr:g}", str(len(records)), f"{val:.4f}", f"{test.mean():.4f} ± {test.std(ddof=1):.4f}",
+            spread = f"{test.mean():.4f} ± {test.std(ddof=1):.4f}"
+            rows.append((task, f"{lr:g}", str(len(records)), f"{val:.4f}", spread,
                          f"{sum(r['failed'] for r in records)}/{len(records)}"))  # fmt: skip
     return rows
 

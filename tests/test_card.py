@@ -135,7 +135,20 @@ def hub(monkeypatch):
     return FakeApi
 
 
-def test_push_to_hub_uploads_the_saved_model_folder(tiny_model_dir, toy_files, tmp_path, capsys, hub):
+def labelled(monkeypatch, *, failed: bool) -> None:
+    """Train for real (4 steps, saved as they are), then label the run failed or not as the failure rule would: the
+    4-step toy run is no model of anything, and the push tests are about what happens after the label."""
+    import dataclasses
+
+    import steadytune.trainer
+
+    real = steadytune.trainer.train
+    monkeypatch.setattr(steadytune.trainer, "train",
+                        lambda *a, **k: dataclasses.replace(real(*a, **k), failed=failed))  # fmt: skip
+
+
+def test_push_to_hub_uploads_the_saved_model_folder(tiny_model_dir, toy_files, tmp_path, capsys, hub, monkeypatch):
+    labelled(monkeypatch, failed=False)
     out = tmp_path / "run"
     assert main(_train_argv(tiny_model_dir, toy_files, out, "--save-model", "--push-to-hub", "me/tiny",
                             "--hub-private")) == 0  # fmt: skip
@@ -147,7 +160,10 @@ def test_push_to_hub_uploads_the_saved_model_folder(tiny_model_dir, toy_files, t
     assert "pushed to          https://huggingface.co/me/tiny" in capsys.readouterr().out
 
 
-def test_a_failed_push_is_exit_3_and_says_where_the_model_is(tiny_model_dir, toy_files, tmp_path, capsys, hub):
+def test_a_failed_push_is_exit_3_and_says_where_the_model_is(
+    tiny_model_dir, toy_files, tmp_path, capsys, hub, monkeypatch
+):
+    labelled(monkeypatch, failed=False)
     hub.fail = ConnectionError("Failed to resolve 'huggingface.co'")
     out = tmp_path / "run"
     assert main(_train_argv(tiny_model_dir, toy_files, out, "--save-model", "--push-to-hub", "me/tiny")) == 3
@@ -155,6 +171,15 @@ def test_a_failed_push_is_exit_3_and_says_where_the_model_is(tiny_model_dir, toy
     assert len(err) == 1 and "Failed to resolve" in err[0]
     assert f"saved locally at {out / 'model'}" in err[0] and f"`hf upload me/tiny {out / 'model'} .`" in err[0]
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "README.md").is_file()
+
+
+def test_a_failed_run_is_not_pushed(tiny_model_dir, toy_files, tmp_path, capsys, hub, monkeypatch):
+    labelled(monkeypatch, failed=True)
+    out = tmp_path / "run"
+    assert main(_train_argv(tiny_model_dir, toy_files, out, "--save-model", "--push-to-hub", "me/tiny")) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if "pushed" in line]
+    assert hub.calls == [] and len(lines) == 1 and "nothing pushed to me/tiny: the run failed" in lines[0]
+    assert f"`hf upload me/tiny {out / 'model'} .`" in lines[0] and (out / "model" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

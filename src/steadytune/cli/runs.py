@@ -69,11 +69,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if warning:
         print(f"steadytune train: warning: {warning}", file=sys.stderr)
     if args.push_to_hub is not None:
-        if (args.out / "model").is_dir():
-            push_model(args, args.out / "model", "steadytune train")
-        else:  # a run that diverged before its first evaluation has no model to save
+        if not (args.out / "model").is_dir():  # a run that diverged before its first evaluation has no model to save
             print("steadytune train: warning: no model was saved (the run diverged before its first evaluation); "
                   f"nothing pushed to {args.push_to_hub}", file=sys.stderr)  # fmt: skip
+            return 1
+        if result.failed or result.diverged:  # a model no better than a constant is not one to publish
+            how = "diverged" if result.diverged else "failed"
+            print(f"steadytune train: nothing pushed to {args.push_to_hub}: the run {how}; "
+                  f"`hf upload {args.push_to_hub} {args.out / 'model'} .` pushes it anyway",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        push_model(args, args.out / "model", "steadytune train")
     return 0
 
 

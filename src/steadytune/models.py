@@ -128,6 +128,11 @@ def _load_tokenizer(path: str, stamp: tuple, name: str, trust_remote_code: bool)
             )
     except (OSError, ValueError) as e:
         raise _load_error(name, e, unreachable, path) from None
+    except TypeError:  # transformers 4.x on a folder without tokenizer files: the class gets vocab_file=None
+        if not Path(path).is_dir():
+            raise
+        raise UserInputError(f"model {name!r} has no loadable tokenizer: are the tokenizer files (tokenizer.json, "
+                             "vocab.txt, ...) missing from the model folder?") from None  # fmt: skip
     if not tok.is_fast:
         raise UserInputError(f"model {name!r} has no fast tokenizer; steadytune needs one (tokenizer.json)")
     _check_tokenizer(tok, name, _peek_config(path, trust_remote_code))

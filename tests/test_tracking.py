@@ -216,7 +216,8 @@ def test_a_fit_logs_each_candidate_as_one_run_over_its_stages(tiny_model_dir, to
     config = TrainConfig(model=str(tiny_model_dir), report_to="tensorboard,mlflow", num_evals=2,
                          train_file=str(toy_files["train"]), validation_file=str(toy_files["validation"]),
                          test_file=str(toy_files["test"]))  # fmt: skip
-    config, settings = config.with_overrides(batch_size=8, max_steps=8), FitSettings(3, (1e-3,), (0.5,), 1)
+    config = config.with_overrides(batch_size=8, max_steps=8)
+    settings = FitSettings(candidates=3, lrs=(1e-3,), check_at=(0.5,), keep=1)
     result = fit(config, tmp_path / "f", settings=settings, data=toy, executor=LocalExecutor(1))
     configs = candidate_configs(config, settings)
     client = _mlflow(tmp_path / "f")

@@ -80,13 +80,14 @@ class FitSettings:
     lrs: tuple[float, ...] | None = _help(
         "Learning rates the candidates spread over, in turn. Default: by the encoder's width (`default_lrs`).", None
     )
+    check_at: tuple[float, ...] = _help("Fractions of the step budget at which candidates are judged.", (0.25, 0.5))
+    keep: int = _help("Candidates that continue from the last check to the end.", 2)
+    # Last, so that positional FitSettings(candidates, lrs, check_at, keep) of 0.7 still means what it did.
     reinit: int = _help(
         "Top Transformer blocks (with the pooler) that every candidate re-initialises when its recipe re-initialises "
         "none (paper §5; 0: keep the pre-trained ones).",
         2,
     )
-    check_at: tuple[float, ...] = _help("Fractions of the step budget at which candidates are judged.", (0.25, 0.5))
-    keep: int = _help("Candidates that continue from the last check to the end.", 2)
 
     def __post_init__(self) -> None:
         if self.lrs is not None:

@@ -1,6 +1,6 @@
 """`fit` against one run and against the best of K full runs: test metric, failures and compute, per task.
 
-    python benchmarks/fit_vs_seeds.py --glue-dir ../shared/data/glue --out benchmarks/runs/fit   # resumable
+    python benchmarks/fit_vs_seeds.py --glue-dir ../shared/data/glue --out docs/results/fit-minilm   # resumable
 
 Per task (RTE, MRPC, CoLA, STS-B; `--train-size 1000`, all-MiniLM-L6-v2) and repetition r (seed pool
 r·K .. r·K + K − 1, disjoint between repetitions):
@@ -16,7 +16,9 @@ r·K .. r·K + K − 1, disjoint between repetitions):
 
 Every run is stored under `--out` as it finishes (fit folders, and one JSON file per (task, repetition, way)), so
 an interrupted benchmark resumes where it stopped; it runs repetition-major (every task's r-th repetition before
-any (r+1)-th), and `--table-only` prints the table of the repetitions finished so far.
+any (r+1)-th), and `--table-only` prints the table of the repetitions finished so far. The default `--out` is
+committed: its `.gitignore` keeps the records (JSON, fit stores) and leaves out weights and checkpoints, so a
+repetition finished in one session is not run again in the next (one cut off mid-fit resumes from its store).
 The table: test metric of the chosen/only model (last checkpoint for (a)/(b) as the failure rule uses it, the
 best-validation checkpoint for (c)/(d), which is the model they return), mean ± std over repetitions, failure rate
 (the run, or the chosen model, failed on test: `metrics.failure`; for (d) also how often fit itself said no, exit
@@ -60,12 +62,13 @@ def _one_run(config: TrainConfig, data) -> dict:
     return {"test": r.test_last, "failed": r.failed, "steps": r.steps, "recipe": config.recipe.name}
 
 
-def _best_of_all(config: TrainConfig, settings: FitSettings, folder: Path, data, result) -> dict:
-    """(c): every candidate to the end (dropped ones resumed from their last checkpoint), picked by validation."""
-    metric = result.metric
+def _best_of_all(config: TrainConfig, settings: FitSettings, folder: Path, data, done: dict) -> dict:
+    """(c): every candidate to the end (dropped ones resumed from their last checkpoint), picked by validation;
+    `done` is (d)'s fit record."""
+    metric = done["metric"]
     configs = candidate_configs(config, settings)
     finals = []
-    for c in result.candidates:
+    for c in done["candidates"]:
         run = folder / "candidates" / c["name"] / "run"
         if c["status"] == "dropped":
             record = train_stage(configs[c["name"]], data=data, out=run, until=None)
@@ -76,11 +79,11 @@ def _best_of_all(config: TrainConfig, settings: FitSettings, folder: Path, data,
     base = constant_baseline(data.test.labels, num_labels=data.num_labels, metric=metric,
                              train_labels=data.train.labels)  # fmt: skip
     if not finals:
-        return {"test": None, "failed": True, "steps": result.full_steps}
+        return {"test": None, "failed": True, "steps": done["full_steps"]}
     pick = max(finals, key=lambda r: r["best"]["validation"][metric])
     test = pick["best"]["test"] or {}
     why = failure(test.get(metric), base, mse=test.get("mse"))
-    return {"test": test.get(metric), "failed": why is not None, "steps": result.full_steps}
+    return {"test": test.get(metric), "failed": why is not None, "steps": done["full_steps"]}
 
 
 def _stored_only(path: Path) -> dict | None:
@@ -121,16 +124,19 @@ def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple
     b = _stored(where / "b.json", _one_run, base.with_overrides(seed=seed, recipe=args.fixed), data)
     start = base.with_overrides(seed=seed, **({"recipe": args.fit_recipe} if args.fit_recipe else {}))
     folder, c_file = _fit_paths(where, args.fit_recipe)
-    result = fit(start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers))
-    d = _fit_way(result.to_dict())
-    c = _stored(c_file, _best_of_all, start, settings, folder, data, result)
+    # A finished fit is read back, not called again: the stored folders keep records, not weights (see --out).
+    done = _stored_only(folder / "fit.json")
+    if done is None:
+        done = fit(start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers)).to_dict()
+    c = _stored(c_file, _best_of_all, start, settings, folder, data, done)
+    d = _fit_way(done)
     return a, b, c, d
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue-dir", default="../shared/data/glue")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/runs/fit"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/fit-minilm"))
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--candidates", type=int, default=FitSettings().candidates)

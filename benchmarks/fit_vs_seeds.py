@@ -129,6 +129,8 @@ def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple
     if done is None:
         done = fit(start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers)).to_dict()
     c = _stored(c_file, _best_of_all, start, settings, folder, data, done)
+    for saved in (folder / "candidates").glob("*/run.checkpoint.pt"):  # (c) ran them all out: 240 MB each, spent
+        saved.unlink()
     d = _fit_way(done)
     return a, b, c, d
 

@@ -338,3 +338,41 @@ def test_records_are_rescored_under_the_current_rule_when_reported(tiny_model_di
     grid._cached_data.cache_clear()  # as in a new process (`steadytune report`)
     row = trial_rows(load_records(out))[0]
     assert row["rule"] == "stored" and row["failed"] == record["failed"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc (Linux)")
+@pytest.mark.parametrize("when", ["workers starting", "trials stored"])
+def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_model_dir, toy_files, tmp_path):
+    """Ctrl-C signals the terminal's whole process group: the driver alone answers (one line, exit 130), its
+    workers stop with it and print nothing, whether they are still importing or training; a rerun finishes."""
+    out = tmp_path / "s"
+    args = [*_cli_args(tiny_model_dir, toy_files, out, 20), "--workers", "2", "--threads", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "steadytune", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    deadline, workers, stored = time.time() + 120, set(), 0
+    while time.time() < deadline and (len(workers) < 2 or (when == "trials stored" and stored < 2)):
+        workers = {k for k in _children(proc.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()}
+        if when == "trials stored" and (out / "study.sqlite").exists():
+            try:
+                con = sqlite3.connect(f"file:{out / 'study.sqlite'}?mode=ro", uri=True)
+                stored = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:  # the table is being created
+                pass
+        time.sleep(0.05)
+    assert len(workers) == 2, "the pool did not start"
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for w in workers:
+            if _running(w):
+                os.kill(w, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "steadytune: interrupted" and "Traceback" not in err, err
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_running(w) for w in workers), "workers outlived the interrupted driver"
+    assert main(args) == 0 and len(load_records(out)) == 2 * 20

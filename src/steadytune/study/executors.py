@@ -10,9 +10,12 @@ waits (a worker that dies cannot hold a lock or leave a message half-written).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ..errors import UserInputError
@@ -42,8 +45,6 @@ def init_worker(threads: int, parent: int | None = None) -> None:
     """Set up a process that runs trials: its torch threads, glibc keeping freed memory for the next step
     (`steadytune.fastpath.retain_freed_memory`, process-wide, so only in processes that exist to train), and with
     `parent`, exiting when that process is gone."""
-    import threading
-
     import torch
 
     from ..fastpath import retain_freed_memory
@@ -68,9 +69,15 @@ _slots: Any = None  # in a pool worker: the shared array of step counts, one slo
 
 def _init_pool_worker(threads: int, parent: int, slots: Any) -> None:
     """`init_worker`, and keep the shared step counts (`None` without a progress bar)."""
+    from tqdm import tqdm
+
     global _slots
     _slots = slots
     init_worker(threads, parent)
+    # tqdm's default lock is a named multiprocessing semaphore, registered with the driver's resource tracker; a
+    # worker the driver terminates (interrupted) cannot unregister it, and the tracker warns of a leak at exit. A
+    # worker draws no bars of its own (the driver's bar counts its steps), so a thread lock does.
+    tqdm.set_lock(threading.RLock())
 
 
 def _pool_trial(trial: Trial, slot: int) -> dict[str, Any]:
@@ -83,6 +90,24 @@ def _pool_trial(trial: Trial, slot: int) -> dict[str, Any]:
 
     with report_steps(write):
         return run_trial(trial)
+
+
+@contextmanager
+def _started_deaf_to_interrupts() -> Iterator[None]:
+    """Processes started inside ignore SIGINT (an ignored signal stays ignored across exec, and Python keeps it so).
+
+    Ctrl-C in a terminal signals the whole process group: pool workers would each raise KeyboardInterrupt wherever
+    they are (importing torch, waiting for work) and print its traceback. Deaf to it, they leave the interrupt to the
+    driver, which stops them. Only the main thread may change signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 class LocalExecutor:
@@ -135,9 +160,12 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("spawn")
         # One int64 per trial, each written by the one worker running that trial: no lock is needed or held.
         slots = ctx.RawArray("q", len(trials)) if steps is not None else None
+        before = set(multiprocessing.active_children())
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                  initargs=(threads, os.getpid(), slots)) as pool:  # fmt: skip
-            pending = {pool.submit(_pool_trial, t, i): (i, t) for i, t in enumerate(trials)}
+            with _started_deaf_to_interrupts():  # the workers start at the first submits
+                pending = {pool.submit(_pool_trial, t, i): (i, t) for i, t in enumerate(trials)}
+            ours = [p for p in multiprocessing.active_children() if p not in before]
             seen = [0] * len(trials)
             try:
                 while pending:
@@ -152,7 +180,9 @@ class LocalExecutor:
                             if slots[i] != seen[i]:
                                 seen[i] = slots[i]
                                 steps(trial, seen[i])
-            except BaseException:
-                for future in pending:
-                    future.cancel()
+            except BaseException:  # interrupted, or `done` failed: nobody will store what the workers are training
+                # Deaf to SIGINT, they are stopped here rather than awaited to their trials' ends; the pool, broken,
+                # fails the futures left (cancelling them first trips Python 3.11's pool: InvalidStateError).
+                for process in ours:
+                    process.terminate()
                 raise

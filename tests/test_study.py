@@ -190,6 +190,20 @@ def _cli_args(tiny_model_dir, toy_files, out, seeds) -> list[str]:
             "--test-file", data["test_file"], "--num-evals", "2", "--quiet", "--workers", "1"]  # fmt: skip
 
 
+def _stored_trials(out, last: int) -> int:
+    """How many trial records a running study has stored so far (read-only; `last` while the store is being made)."""
+    if not (out / "study.sqlite").exists():
+        return last
+    try:
+        con = sqlite3.connect(f"file:{out / 'study.sqlite'}?mode=ro", uri=True)
+        try:
+            return con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # the table is being created
+        return last
+
+
 def test_sigkill_mid_study_loses_and_repeats_nothing(tiny_model_dir, toy_files, tmp_path):
     seeds = 5  # 10 trials
     killed = tmp_path / "killed"
@@ -199,13 +213,7 @@ def test_sigkill_mid_study_loses_and_repeats_nothing(tiny_model_dir, toy_files, 
     done = 0
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if (killed / "study.sqlite").exists():
-            try:
-                con = sqlite3.connect(f"file:{killed / 'study.sqlite'}?mode=ro", uri=True)
-                done = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:  # the table is being created
-                pass
+        done = _stored_trials(killed, done)
         if done >= 3:
             break
         time.sleep(0.05)
@@ -353,13 +361,8 @@ def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_mo
     deadline, workers, stored = time.time() + 120, set(), 0
     while time.time() < deadline and (len(workers) < 2 or (when == "trials stored" and stored < 2)):
         workers = {k for k in _children(proc.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()}
-        if when == "trials stored" and (out / "study.sqlite").exists():
-            try:
-                con = sqlite3.connect(f"file:{out / 'study.sqlite'}?mode=ro", uri=True)
-                stored = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:  # the table is being created
-                pass
+        if when == "trials stored":
+            stored = _stored_trials(out, stored)
         time.sleep(0.05)
     assert len(workers) == 2, "the pool did not start"
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C

@@ -138,3 +138,30 @@ def test_fit_flag_reinit_reaches_the_candidates(tiny_model_dir, toy_files, tmp_p
     assert result["settings"]["reinit"] == 1 and result["config"]["recipe"] == "adam+batch_size=8+epochs=1+reinit:1"
     assert all("reinit:1+lr=" in json.loads((out / "candidates" / c["name"] / "run" / "config.json").read_text())
                ["recipe"] for c in result["candidates"] if c["status"] == "finished")  # fmt: skip
+
+
+def test_a_check_drops_flat_loss_and_constant_validation_first_then_ranks_the_rest():
+    """The judging rule on hand-made records: 4 candidates at step 20 of 100 (loss window: steps 11-20), keep 2.
+    Balanced binary labels: the constant predictor's loss is ln 2 = 0.6931, flagged from 98% of it (0.6793)."""
+    from types import SimpleNamespace
+
+    from steadytune.config import TrainConfig
+    from steadytune.fitting import Candidate, _judge
+    from steadytune.metrics import Baseline
+
+    def candidate(name, loss, val):
+        c = Candidate(name=name, seed=0, lr=1e-4, config=TrainConfig())
+        curve = [{"step": s, "loss": 5.0 if s <= 10 else loss} for s in range(1, 21)]  # steps 1-10 lie outside
+        c.checks.append({"step": 20, "_record": {"curve": curve, "evals": [{"step": 20, "validation": {"f1": val}}]}})
+        return c
+
+    flat = candidate("flat", 0.6800, 0.95)  # best validation, but its loss has not left the prior's: dropped first
+    constant = candidate("constant", 0.30, 0.60)  # validation at the always-positive F1: dropped
+    good, better = candidate("good", 0.50, 0.80), candidate("better", 0.40, 0.85)
+    data = SimpleNamespace(train=SimpleNamespace(labels=[0, 1] * 50), num_labels=2)
+    _judge([flat, constant, good, better], 20, 100, data, Baseline("f1", 0.60, "always 1"), "f1", keep=2)
+    assert [c.status for c in (better, good)] == ["running", "running"]
+    assert [c.checks[-1]["rank"] for c in (better, good, flat, constant)] == [1, 2, 3, 4]
+    assert flat.reason == "at step 20: training loss 0.6800 not below 98% of the constant predictor's 0.6931"
+    assert constant.reason == "at step 20: validation f1 0.6000 ≤ 0.6000, the best constant predictor's"
+    assert all("_record" not in c.checks[-1] for c in (flat, constant, good, better))

@@ -361,7 +361,8 @@ def _judge(candidates: list[Candidate], stop: int, total: int, data: TaskData, v
         loss = float(np.mean(losses)) if losses else math.inf
         flags = []
         if loss >= _CONSTANT_LOSS_SHARE * constant_loss:
-            flags.append(f"training loss {loss:.4f} at the constant predictor's {constant_loss:.4f}")
+            share = f"{_CONSTANT_LOSS_SHARE:.0%}"
+            flags.append(f"training loss {loss:.4f} not below {share} of the constant predictor's {constant_loss:.4f}")
         if val is not None and val <= val_base.score:
             flags.append(f"validation {metric} {val:.4f} ≤ {val_base.score:.4f}, the best constant predictor's")
         check.update({"validation": val, "loss": loss, "flagged": flags})

@@ -59,3 +59,4 @@ def test_versions_name_the_running_code():
     assert re.search(r'^version = "(.+)"', pyproject, re.M).group(1) == steadytune.__version__  # said twice, once
     versions = library_versions()
     assert versions["steadytune"] == steadytune.__version__ and versions["torch"] == torch.__version__
+    assert versions["cpu"] and versions["cpu"] != "unknown"  # bf16 numbers depend on the CPU's instruction set

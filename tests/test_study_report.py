@@ -59,7 +59,11 @@ def test_notes_say_what_ran_and_how_failures_were_judged() -> None:
     notes = study_notes(records, rows)
     assert "model m; GLUE from ../glue dir; train size 1000" in notes[0]
     assert "precision fp32 (1 trials), bf16 (2 trials); device cpu" in notes[1]
-    assert notes[2].startswith("steadytune 0.7.0; torch 2.13.0; transformers 5.0")
+    assert notes[2] == "steadytune 0.7.0; torch 2.13.0; transformers 5.0; python 3.11; cpu not recorded"
+    records[0]["versions"]["cpu"] = "AMD EPYC"
+    for r in records[1:]:
+        r["versions"] = {**r["versions"], "cpu": "Intel Xeon"}
+    assert study_notes(records, rows)[2].endswith("cpu AMD EPYC (1 trials), Intel Xeon (2 trials)")
     assert notes[3].startswith("3 trials stored of the 1 × 1 × 3 = 3")
     assert "2 of 3 records re-scored under the current rule" in notes[4]
     assert "1 kept the verdict they were stored with" in notes[4] and "(1 now failed, 0 no longer failed)" in notes[4]

@@ -216,7 +216,7 @@ def run_card(result: Any) -> str:
     changed = "; ".join(f"{k}: {len(v)} ({', '.join(v[:4])}{', …' if len(v) > 4 else ''})"
                         for k, v in surgery.items() if v) or "none"  # fmt: skip
     t, v = result.timings, result.versions
-    libs = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "tokenizers", "python") if k in v)
+    libs = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "tokenizers", "python", "cpu") if k in v)
     body = f"""# {data["name"]} fine-tuned from {model_label(config["model"])} with steadytune
 
 {_verdict(result)}

@@ -169,8 +169,9 @@ def study_notes(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
     grid = [len(ordered_unique(r[key] for r in records)) for key in ("task", "recipe", "seed")]
     data = f"GLUE from {config['glue_dir']}" if config.get("glue_dir") else f"train file {config.get('train_file')}"
     data = f"dataset {config['dataset']}" if config.get("dataset") else data
-    versions = {lib: _counts([r.get("versions", {}).get(lib, "?") for r in records])
-                for lib in ("torch", "transformers", "python")}  # fmt: skip
+    missing = {"cpu": "not recorded"}  # recorded since 0.8.0
+    versions = {lib: _counts([r.get("versions", {}).get(lib, missing.get(lib, "?")) for r in records])
+                for lib in ("torch", "transformers", "python", "cpu")}  # fmt: skip
     rescored = [row for row in rows if row["rule"] == "current"]
     changed = [row for row in rescored if row["failed"] != row["stored_failed"]]
     newly = sum(row["failed"] for row in changed)

@@ -109,9 +109,9 @@ def library_versions() -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name: bf16 matrix products round differently on different instruction sets (the same code
-    and libraries score STS-B seed 0 at 0.1270 on an Intel Xeon with AMX and 0.1341 on an AMD EPYC with
-    AVX512-BF16), so a record says where it ran."""
+    """The CPU's model name, because bf16 kernels differ between instruction sets (AMX, AVX512-BF16, emulated): the
+    same code and library versions scored the README's BERTAdam STS-B seed 0 at 0.1270 on this project's machine
+    of 2026-12-02 and at 0.1341 on an AMD EPYC with AVX512-BF16 and no AMX. A record says where it ran."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:

@@ -165,3 +165,24 @@ def test_a_check_drops_flat_loss_and_constant_validation_first_then_ranks_the_re
     assert flat.reason == "at step 20: training loss 0.6800 not below 98% of the constant predictor's 0.6931"
     assert constant.reason == "at step 20: validation f1 0.6000 ≤ 0.6000, the best constant predictor's"
     assert all("_record" not in c.checks[-1] for c in (flat, constant, good, better))
+
+
+def test_rerunning_a_finished_fit_after_its_candidate_folders_were_cleaned_up(tiny_model_dir, toy_files, tmp_path,
+                                                                              capsys):  # fmt: skip
+    import shutil
+
+    out = tmp_path / "fit"
+    assert main([*_argv(tiny_model_dir, toy_files, out), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    for model in out.glob("candidates/*/run/model"):
+        shutil.rmtree(model)
+    assert main([*_argv(tiny_model_dir, toy_files, out), "--json"]) == 0  # DIR/model is kept, its card rewritten
+    again = json.loads(capsys.readouterr().out)
+    assert again["chosen"] == first["chosen"] and again["verdict"] == first["verdict"]
+    assert (out / "model" / "model.safetensors").read_bytes() == weights and (out / "model" / "README.md").is_file()
+    shutil.rmtree(out / "model")
+    assert main(_argv(tiny_model_dir, toy_files, out)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "are gone" in err[0] and "new --out" in err[0], err
+    assert not (out / "model").exists()

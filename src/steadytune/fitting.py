@@ -431,6 +431,11 @@ def _write(out: Path, result: FitResult, chosen: Candidate | None) -> None:
 
     if chosen is not None and result.success:  # a model that failed is no answer: its record and folder stay
         source = out / "candidates" / chosen.name / "run" / "model"
+        if not source.is_dir() and (out / "model" / "model.safetensors").is_file():
+            source = out / "model"  # a rerun of a finished fit whose candidate folders were cleaned up: keep it
+        elif not source.is_dir():
+            raise UserInputError(f"{source} and {out / 'model'} are gone: the stored records chose this candidate, "
+                                 "but its model is not there to copy; fit again with a new --out")  # fmt: skip
         with atomic_folder(out / "model") as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
             (tmp / "README.md").write_text(fit_card(result), encoding="utf-8")

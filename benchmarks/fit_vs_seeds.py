@@ -22,8 +22,9 @@ repetition finished in one session is not run again in the next (one cut off mid
 The table: test metric of the chosen/only model (last checkpoint for (a)/(b) as the failure rule uses it, the
 best-validation checkpoint for (c)/(d), which is the model they return), mean ± std over repetitions, failure rate
 (the run, or the chosen model, failed on test: `metrics.failure`; for (d) also how often fit itself said no, exit
-1), and training steps summed over the candidates. Welch t-tests compare (d) with (a)
-(one-sided: is fit better?) and with (c) (two-sided: is fit within noise of the best of K?).
+1 without a model, and how many of the models it delivered failed), and training steps summed over the candidates.
+Welch t-tests compare (d) with (a) (one-sided: is fit better?) and with (c) (two-sided: is fit within noise of the
+best of K?).
 """
 
 from __future__ import annotations
@@ -186,8 +187,7 @@ def main() -> int:
         for way, values in ways[task].items():
             scores = np.array([np.nan if v["test"] is None else v["test"] for v in values], dtype=float)
             rows.append((task, way, str(len(values)), f"{np.nanmean(scores):.4f} ± {np.nanstd(scores, ddof=1):.4f}",
-                         f"{sum(v['failed'] for v in values)}/{len(values)}"
-                         + (f" (fit said no: {sum(v['said_no'] for v in values)})" if "said_no" in values[0] else ""),
+                         f"{sum(v['failed'] for v in values)}/{len(values)}" + _delivered(values),
                          str(sum(v["steps"] for v in values))))  # fmt: skip
         a_scores = [v["test"] for v in ways[task][names[0]] if v["test"] is not None]
         d_scores = [v["test"] for v in ways[task][names[3]] if v["test"] is not None]
@@ -200,6 +200,18 @@ def main() -> int:
     _print_table(("task", "lr", "runs", "best val mean", "test (best ckpt) mean ± std", "failed (last ckpt)"),
                  _by_lr(args, tasks))  # fmt: skip
     return 0
+
+
+def _delivered(values: list[dict]) -> str:
+    """(d)'s failure count split by what fit said: how often it said no (exit 1, no model), and how many of the models
+    it did deliver (exit 0) failed on test."""
+    if "said_no" not in values[0]:
+        return ""
+    delivered = [v for v in values if not v["said_no"]]
+    return (
+        f" (fit said no: {len(values) - len(delivered)}; of the {len(delivered)} it delivered, "
+        f"{sum(v['failed'] for v in delivered)} failed)"
+    )
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

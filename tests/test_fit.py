@@ -186,3 +186,30 @@ def test_rerunning_a_finished_fit_after_its_candidate_folders_were_cleaned_up(ti
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "are gone" in err[0] and "new --out" in err[0], err
     assert not (out / "model").exists()
+
+
+def test_the_no_line_says_how_the_fit_fell_short():
+    """exit 1's line on hand-made results: nothing finished; the best at the constant predictor; the best above it
+    but within chance on the validation split (then it points at that candidate's model and at more validation
+    data, with the flag only where the data came from files)."""
+    from steadytune.fitting import FitResult
+
+    def result(val, *, train_file=None, chosen="c01"):
+        best = {"validation": {"accuracy": val}, "test": {"accuracy": 0.5}}
+        return FitResult(
+            settings={}, config={"train_file": train_file}, data={"name": "toy"}, metric="accuracy",
+            baselines={"validation": {"score": 0.53, "predictor": "always 'a'"}, "test": {"score": 0.52}},
+            candidates=[{"name": "c01", "best": best}], chosen=chosen, success=False, verdict="VERDICT",
+            test=best["test"], steps=1, full_steps=2,
+        )  # fmt: skip
+
+    nothing = result(None, chosen=None).why_no("fits/x")
+    assert nothing.startswith("VERDICT; try more candidates (--candidates)") and "model" not in nothing
+    at = result(0.53).why_no("fits/x")
+    assert at.startswith("no candidate beat the best constant predictor on validation: VERDICT; try")
+    assert "by more than chance" not in at and "model" not in at
+    within = result(0.58).why_no("fits/x")
+    assert within.startswith("no candidate beat the best constant predictor on validation by more than chance: ")
+    assert "its model is in fits/x/candidates/c01/run/model" in within and "(--validation-file)" not in within
+    assert "(--validation-file)" in result(0.58, train_file="t.csv").why_no("fits/x")
+    assert all("\n" not in line and "--lrs" in line for line in (nothing, at, within))

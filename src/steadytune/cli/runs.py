@@ -178,9 +178,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(fit_table(result))
     if not result.success:
         unpushed = f"; nothing was pushed to {args.push_to_hub}" if args.push_to_hub is not None else ""
-        print("steadytune fit: no candidate beat the best constant predictor on validation; try more candidates "
-              "(--candidates), other learning rates (--lrs), re-initialising more or fewer top layers (--reinit) or "
-              f"longer training (--epochs){unpushed}", file=sys.stderr)  # fmt: skip
+        print(f"steadytune fit: {result.why_no(args.out)}{unpushed}", file=sys.stderr)
         return 1
     if args.push_to_hub is not None:
         push_model(args, Path(args.out) / "model", "steadytune fit")

@@ -348,6 +348,30 @@ def test_records_are_rescored_under_the_current_rule_when_reported(tiny_model_di
     assert row["rule"] == "stored" and row["failed"] == record["failed"]
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_ctrl_c_while_workers_start_is_raised_after_and_they_never_see_it():
+    """The window in which the pool's workers start: a Ctrl-C then is not lost (it is raised when the window
+    closes, so the study stops instead of running to its end), and a process started in it stays deaf to SIGINT."""
+    from steadytune.study.executors import _started_deaf_to_interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    script = "import time; print('up', flush=True); time.sleep(60)"
+    with pytest.raises(KeyboardInterrupt):
+        with _started_deaf_to_interrupts():
+            child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the workers start
+            time.sleep(0.2)
+    try:
+        assert signal.getsignal(signal.SIGINT) is before
+        assert child.stdout.readline() == b"up\n"  # its Python is running, with the handler it installs
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert child.poll() is None, "the child saw SIGINT"
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads processes from /proc (Linux)")
 @pytest.mark.parametrize("when", ["workers starting", "trials stored"])
 def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_model_dir, toy_files, tmp_path):

@@ -42,7 +42,14 @@ from .data.readers import Table, read_table
 from .errors import UserInputError
 from .evaluate import predict_logits
 from .files import atomic_write_bytes, check_output_file, check_stdout, json_safe, write_stdout
-from .models import check_max_length, check_model_folder, load_tokenizer, quiet_transformers, resolve_device
+from .models import (
+    check_max_length,
+    check_model_folder,
+    load_error_line,
+    load_tokenizer,
+    quiet_transformers,
+    resolve_device,
+)
 from .recipes import INT64_MAX
 
 __all__ = ["FORMATS", "STDIO", "predict", "predict_file"]
@@ -103,8 +110,7 @@ def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
                 model_dir, use_safetensors=None if allow_pickle else True
             )
     except (OSError, ValueError, SafetensorError, pickle.UnpicklingError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserInputError(f"cannot load the model in {model_dir}: {first[:300]}") from None
+        raise UserInputError(f"cannot load the model in {model_dir}: {load_error_line(e)[:300]}") from None
     check_max_length(str(model_dir), meta.get("max_length", 128), tokenizer)
     return model, tokenizer, meta
 

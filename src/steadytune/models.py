@@ -93,8 +93,21 @@ def quiet_transformers():
             transformers.utils.logging.enable_progress_bar()
 
 
+def load_error_line(e: BaseException) -> str:
+    """The first line of why a load failed. A pickle refused by torch.load(weights_only=True) is named as such
+    wherever it sits in the chain: transformers 4.x re-raises it as an OSError that suggests a TF 2.0 checkpoint."""
+    seen, cause = set(), e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, pickle.UnpicklingError):
+            e = cause
+            break
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def _load_error(name: str, e: Exception, unreachable: str | None, path: str | None = None) -> UserInputError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = load_error_line(e)
     if path is not None and Path(path).is_dir():
         return UserInputError(f"cannot load model {name!r} from the folder {path}: {first[:300]}")
     if unreachable is not None:

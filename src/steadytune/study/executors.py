@@ -94,20 +94,33 @@ def _pool_trial(trial: Trial, slot: int) -> dict[str, Any]:
 
 @contextmanager
 def _started_deaf_to_interrupts() -> Iterator[None]:
-    """Processes started inside ignore SIGINT (an ignored signal stays ignored across exec, and Python keeps it so).
+    """Processes started inside never see SIGINT, and a Ctrl-C that arrives meanwhile is raised here at the end.
 
     Ctrl-C in a terminal signals the whole process group: pool workers would each raise KeyboardInterrupt wherever
-    they are (importing torch, waiting for work) and print its traceback. Deaf to it, they leave the interrupt to the
-    driver, which stops them. Only the main thread may change signal handlers; elsewhere this does nothing.
+    they are (importing torch, waiting for work) and print its traceback. They leave the interrupt to the driver,
+    which stops them. So SIGINT is blocked while they start (a blocked signal stays blocked across fork and exec,
+    and Python never unblocks it) and, for the driver, caught rather than ignored: an ignored one would be lost,
+    and a study interrupted while its workers start would run to its end. Only the main thread may change signal
+    handlers; elsewhere this does nothing. Without `pthread_sigmask` (Windows) the workers start ignoring it.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        yield  # (ignored already, as in a background job of a script: the workers inherit that)
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    hits: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    block = hasattr(signal, "pthread_sigmask")
+    if block:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
+        if block:  # a SIGINT held back meanwhile is delivered now, to the recording handler
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if hits:
+        raise KeyboardInterrupt
 
 
 class LocalExecutor:
@@ -163,11 +176,10 @@ class LocalExecutor:
         before = set(multiprocessing.active_children())
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_pool_worker,
                                  initargs=(threads, os.getpid(), slots)) as pool:  # fmt: skip
-            with _started_deaf_to_interrupts():  # the workers start at the first submits
-                pending = {pool.submit(_pool_trial, t, i): (i, t) for i, t in enumerate(trials)}
-            ours = [p for p in multiprocessing.active_children() if p not in before]
             seen = [0] * len(trials)
             try:
+                with _started_deaf_to_interrupts():  # the workers start at the first submits
+                    pending = {pool.submit(_pool_trial, t, i): (i, t) for i, t in enumerate(trials)}
                 while pending:
                     finished, _ = wait(pending, timeout=None if slots is None else POLL_S,
                                        return_when=FIRST_COMPLETED)  # fmt: skip
@@ -183,6 +195,7 @@ class LocalExecutor:
             except BaseException:  # interrupted, or `done` failed: nobody will store what the workers are training
                 # Deaf to SIGINT, they are stopped here rather than awaited to their trials' ends; the pool, broken,
                 # fails the futures left (cancelling them first trips Python 3.11's pool: InvalidStateError).
-                for process in ours:
-                    process.terminate()
+                for process in multiprocessing.active_children():
+                    if process not in before:
+                        process.terminate()
                 raise

@@ -164,6 +164,8 @@ def test_a_check_drops_flat_loss_and_constant_validation_first_then_ranks_the_re
     assert [c.checks[-1]["rank"] for c in (better, good, flat, constant)] == [1, 2, 3, 4]
     assert flat.reason == "at step 20: training loss 0.6800 not below 98% of the constant predictor's 0.6931"
     assert constant.reason == "at step 20: validation f1 0.6000 ≤ 0.6000, the best constant predictor's"
+    assert [c.checks[-1]["flags"] for c in (flat, constant, good)] == [["loss"], ["validation"], []]
+    assert {c.checks[-1]["of"] for c in (flat, constant, good, better)} == {4}
     assert all("_record" not in c.checks[-1] for c in (flat, constant, good, better))
 
 
@@ -213,3 +215,40 @@ def test_the_no_line_says_how_the_fit_fell_short():
     assert "its model is in fits/x/candidates/c01/run/model" in within and "(--validation-file)" not in within
     assert "(--validation-file)" in result(0.58, train_file="t.csv").why_no("fits/x")
     assert all("\n" not in line and "--lrs" in line for line in (nothing, at, within))
+
+
+def test_the_table_says_why_each_candidate_was_dropped_in_a_few_words():
+    """fit's stdout table: the flags or the rank that dropped a candidate (a legend names the flags once), the choice,
+    and for a record written before the flags were stored, its full reason."""
+    from steadytune.cli.runs import fit_table
+    from steadytune.fitting import FitResult
+
+    def cand(name, status, checks, reason="", best=None):
+        return {"name": name, "seed": 0, "lr": 1e-4, "status": status, "reason": reason, "checks": checks,
+                "best": best}  # fmt: skip
+
+    flagged = {"step": 6, "validation": 0.5, "loss": 0.70, "flags": ["loss", "validation"], "rank": 4, "of": 4}
+    ranked = {"step": 6, "validation": 0.7, "loss": 0.60, "flags": [], "rank": 3, "of": 4}
+    kept = {"step": 6, "validation": 0.8, "loss": 0.50, "flags": [], "rank": 1, "of": 4}
+    old = {"step": 6, "validation": 0.5, "loss": 0.71, "flagged": ["training loss 0.71 at the prior's"], "rank": 2}
+    best = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.8}}
+    result = FitResult(
+        settings={}, config={}, data={"name": "toy"}, metric="accuracy",
+        baselines={"validation": {"score": 0.5}, "test": {"score": 0.5, "predictor": "always 'a'"}},
+        candidates=[cand("c00", "dropped", [flagged], "at step 6: a long sentence"),
+                    cand("c01", "dropped", [ranked], "at step 6: ranked 3 of 4"),
+                    cand("c02", "finished", [kept], best=best),
+                    cand("c03", "dropped", [old], "at step 6: training loss 0.71 at the prior's"),
+                    cand("c04", "diverged", [], "diverged at step 3")],
+        chosen="c02", success=True, verdict="VERDICT", test=best["test"], steps=10, full_steps=20,
+    )  # fmt: skip
+    lines = fit_table(result).splitlines()
+    outcome = {line.split()[0]: line for line in lines if line.startswith("c0")}
+    assert "dropped at step 6: loss at constant, val ≤ constant" in outcome["c00"] and "long" not in outcome["c00"]
+    assert "dropped at step 6: ranked 3 of 4" in outcome["c01"]
+    assert "CHOSEN" in outcome["c02"] and outcome["c02"].split()[-2:] == ["0.9000", "0.8000"]
+    assert "dropped: at step 6: training loss 0.71 at the prior's" in outcome["c03"]
+    assert "diverged: diverged at step 3" in outcome["c04"]
+    legend = lines[len(outcome) + 1]
+    assert legend.startswith("loss at constant: training loss ≥ 98% of the constant predictor's; val ≤ constant: ")
+    assert "verdict: VERDICT" in lines

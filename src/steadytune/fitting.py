@@ -380,13 +380,15 @@ def _judge(candidates: list[Candidate], stop: int, total: int, data: TaskData, v
         val = evals[-1]["validation"][metric] if evals else None
         losses = [p["loss"] for p in record["curve"] if stop - window < p["step"] <= stop and p["loss"] is not None]
         loss = float(np.mean(losses)) if losses else math.inf
-        flags = []
+        flags, kinds = [], []
         if loss >= _CONSTANT_LOSS_SHARE * constant_loss:
             share = f"{_CONSTANT_LOSS_SHARE:.0%}"
             flags.append(f"training loss {loss:.4f} not below {share} of the constant predictor's {constant_loss:.4f}")
+            kinds.append("loss")
         if val is not None and val <= val_base.score:
             flags.append(f"validation {metric} {val:.4f} ≤ {val_base.score:.4f}, the best constant predictor's")
-        check.update({"validation": val, "loss": loss, "flagged": flags})
+            kinds.append("validation")
+        check.update({"validation": val, "loss": loss, "flagged": flags, "flags": kinds})
         rows.append((c, val if val is not None else -math.inf, loss, bool(flags)))
     if not rows:
         return
@@ -394,7 +396,7 @@ def _judge(candidates: list[Candidate], stop: int, total: int, data: TaskData, v
     order = sorted(range(len(rows)), key=lambda i: (rows[i][3], -signal[i], -rows[i][1]))
     for rank, i in enumerate(order, 1):
         c = rows[i][0]
-        c.checks[-1].update({"rank": rank, "signal": float(signal[i])})
+        c.checks[-1].update({"rank": rank, "of": len(rows), "signal": float(signal[i])})
         if rank > keep:
             why = "; ".join(rows[i][0].checks[-1]["flagged"]) or f"ranked {rank} of {len(rows)}"
             c.status, c.reason = "dropped", f"at step {stop}: {why}"

@@ -49,6 +49,7 @@ def test_a_saved_model_has_a_card_with_the_records_exact_numbers(tiny_model_dir,
     text = card.text
     assert ("**Failed**" in text) == metrics["failed"] and ("**Not failed**" in text) == (not metrics["failed"])
     assert f"steadytune {steadytune.__version__}" in text and "## Seeds" in text and "init_seed 0" in text
+    assert "train_size all rows" in " ".join(text.split())  # no subset of the user's file was drawn
     for field in ("optimizer", "warmup_ratio", "reinit_layers", "mixout", "group_by_length"):
         assert f"| {field} |" in text
     assert "AutoModelForSequenceClassification" in text and "steadytune predict --model MODEL" in text

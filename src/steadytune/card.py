@@ -132,7 +132,7 @@ def _data_section(config: dict[str, Any], data: dict[str, Any], dataset: Dataset
     return f"""## Data
 
 {data["name"]}: {sizes["train"]} training, {sizes["validation"]} validation and {sizes["test"]} test examples from
-{where}. Protocol: {data.get("protocol", "-")}; train_size {data.get("train_size")}, data_seed
+{where}. Protocol: {data.get("protocol", "-")}; train_size {data.get("train_size") or "all rows"}, data_seed
 {data.get("data_seed")}, split_seed {data.get("split_seed")}. Text columns: {", ".join(data["text_columns"])};
 labels: {labels}. Row fingerprints: {prints}.
 """

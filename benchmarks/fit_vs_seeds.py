@@ -128,7 +128,9 @@ def _repetition(task: str, rep: int, args, settings: FitSettings, data) -> tuple
     # A finished fit is read back, not called again: the stored folders keep records, not weights (see --out).
     done = _stored_only(folder / "fit.json")
     if done is None:
-        done = fit(start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers)).to_dict()
+        done = fit(
+            start, folder, settings=settings, data=data, executor=LocalExecutor(args.workers), keep_checkpoints=True
+        ).to_dict()  # (c) continues the dropped candidates from theirs
     c = _stored(c_file, _best_of_all, start, settings, folder, data, done)
     for saved in (folder / "candidates").glob("*/run.checkpoint.pt"):  # (c) ran them all out: 240 MB each, spent
         saved.unlink()

@@ -43,6 +43,7 @@ def test_fit_finds_a_model_that_learned_and_says_so(tiny_model_dir, toy_files, t
     assert scores[("validation", "accuracy")] == chosen["best"]["validation"]["accuracy"]
     assert "## Candidates" in card.text and result["chosen"] in card.text
     assert (out / "model" / "model.safetensors").is_file() and (out / "fit.json").is_file()
+    assert not list(out.rglob("*.checkpoint.pt"))  # every stage is stored: no candidate's training state is left
     again = json.loads((out / "fit.json").read_text())
     assert again["chosen"] == result["chosen"] and again["verdict"] == result["verdict"]
 
@@ -252,3 +253,12 @@ def test_the_table_says_why_each_candidate_was_dropped_in_a_few_words():
     legend = lines[len(outcome) + 1]
     assert legend.startswith("loss at constant: training loss ≥ 98% of the constant predictor's; val ≤ constant: ")
     assert "verdict: VERDICT" in lines
+
+
+def test_keep_checkpoints_keeps_the_dropped_candidates_ones_to_continue_them(tiny_model_dir, toy_files, tmp_path,
+                                                                            capsys):  # fmt: skip
+    out = tmp_path / "fit"
+    assert main([*_argv(tiny_model_dir, toy_files, out), "--keep-checkpoints", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    kept = {p.parent.name for p in out.glob("candidates/*/run.checkpoint.pt")}
+    assert kept == {c["name"] for c in result["candidates"] if c["status"] == "dropped"} and len(kept) == 3

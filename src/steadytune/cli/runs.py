@@ -169,7 +169,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if hasattr(executor, "connect"):
         executor.connect()
     training_process()
-    result = fit(config, args.out, settings=settings, executor=executor, new=args.new, progress=not args.quiet)
+    result = fit(config, args.out, settings=settings, executor=executor, new=args.new, progress=not args.quiet,
+                 keep_checkpoints=args.keep_checkpoints)  # fmt: skip
     if args.json:
         from ..files import to_json
 

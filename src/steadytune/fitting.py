@@ -204,8 +204,8 @@ def fit(
     `<out>/fit.json`; return the record. `config` is `train`'s (data, model, recipe; its `seed` is the first
     candidate's, its lr is replaced by the candidates'). A killed fit resumes from `<out>/study.sqlite`.
 
-    Each candidate's whole training state (weights, Adam's two moments: about 10 bytes a parameter, 240 MB for
-    all-MiniLM-L6-v2, 3.5 GB for BERT-large) is checkpointed between stages and removed once the fit is done;
+    Each candidate's whole training state (weights and Adam's two moments, about 10-12 bytes a parameter: 240 MB for
+    all-MiniLM-L6-v2, about 4 GB for BERT-large) is checkpointed between stages and removed once the fit is done;
     `keep_checkpoints` keeps the dropped candidates' ones, to continue them later (`candidate_configs`)."""
     config, settings = resolve(config, settings or FitSettings())
     out = Path(out)

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the fit folder: model/, fit.json, the candidates")  # fmt: skip
     out.add_argument("--new", action="store_true", help="start over in an existing fit folder (old store kept)")
     out.add_argument("--keep-checkpoints", action="store_true",
-                     help="keep the dropped candidates' checkpoints (about 10 bytes a parameter each) to continue "
+                     help="keep the dropped candidates' checkpoints (about 10-12 bytes a parameter each) to continue "
                      "them later; by default they are removed when the fit is done")  # fmt: skip
     out.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a table")
     out.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -72,6 +72,11 @@ __all__ = ["FitResult", "FitSettings", "candidate_configs", "default_lrs", "fit"
 _CONSTANT_LOSS_SHARE = 0.98
 # The loss window: the last tenth of the budget before a check (RTE-1k: the 10 steps before step 48).
 _WINDOW_SHARE = 0.1
+# A check's flags (its `flags`) as fit's table shows them: (a few words in a row, what they mean in its legend).
+FLAG_WORDS = {
+    "loss": ("loss at constant", f"training loss ≥ {_CONSTANT_LOSS_SHARE:.0%} of the constant predictor's"),
+    "validation": ("val ≤ constant", "validation at or below the best constant predictor's"),
+}
 
 
 @dataclass(frozen=True)

@@ -186,39 +186,38 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-# The table's short names for the flags of a check (the full sentences are each candidate's `reason` in fit.json).
-_FLAGS = {"loss": "loss at constant", "validation": "val ≤ constant"}
+def _outcome(c: dict, chosen: str | None) -> tuple[str, list[str]]:
+    """A candidate's outcome in a few words, and the flags among them: the flags or the rank that dropped it, or
+    its full reason."""
+    from ..fitting import FLAG_WORDS
 
-
-def _outcome(c: dict, chosen: str | None) -> str:
-    """A candidate's outcome in a few words: the flags or the rank that dropped it, or its full reason."""
     if c["name"] == chosen:
-        return "CHOSEN"
+        return "CHOSEN", []
     last = c["checks"][-1] if c["checks"] else {}
     if c["status"] == "dropped" and "flags" in last and "of" in last:  # records before 0.8.1 keep the sentence
-        why = ", ".join(_FLAGS[f] for f in last["flags"]) or f"ranked {last['rank']} of {last['of']}"
-        return f"dropped at step {last['step']}: {why}"
-    return f"{c['status']}: {c['reason']}" if c["reason"] else c["status"]
+        why = ", ".join(FLAG_WORDS[f][0] for f in last["flags"]) or f"ranked {last['rank']} of {last['of']}"
+        return f"dropped at step {last['step']}: {why}", last["flags"]
+    return (f"{c['status']}: {c['reason']}" if c["reason"] else c["status"]), []
 
 
 def fit_table(result) -> str:
     m = result.metric
     header = ("candidate", "seed", "lr", "at the checks (validation / loss)", "outcome", f"val {m}", f"test {m}")
-    rows = []
+    from ..fitting import FLAG_WORDS
+
+    rows, shown = [], set()
     for c in result.candidates:
         checks = "  ".join(f"{fmt(k.get('validation'))}/{fmt(k.get('loss'))}" for k in c["checks"] if "loss" in k)
         best = c.get("best") or {}
-        rows.append((c["name"], str(c["seed"]), f"{c['lr']:g}", checks or "-", _outcome(c, result.chosen),
+        outcome, flags = _outcome(c, result.chosen)
+        shown.update(flags)
+        rows.append((c["name"], str(c["seed"]), f"{c['lr']:g}", checks or "-", outcome,
                      fmt((best.get("validation") or {}).get(m)), fmt((best.get("test") or {}).get(m))))  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    shown = [short for short in _FLAGS.values() if any(short in r[4] for r in rows)]
     if shown:
-        from ..fitting import _CONSTANT_LOSS_SHARE
-
-        legend = {_FLAGS["loss"]: f"training loss ≥ {_CONSTANT_LOSS_SHARE:.0%} of the constant predictor's",
-                  _FLAGS["validation"]: "validation at or below the best constant predictor's"}  # fmt: skip
-        lines.append("; ".join(f"{short}: {legend[short]}" for short in shown) + "; every check is in fit.json")
+        legend = [f"{words}: {meaning}" for flag, (words, meaning) in FLAG_WORDS.items() if flag in shown]
+        lines.append("; ".join(legend) + "; every check is in fit.json")
     base = result.baselines["test"]
     lines += ["", f"verdict: {result.verdict}",
               f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "

@@ -119,8 +119,8 @@ def _started_deaf_to_interrupts() -> Iterator[None]:
         if block:  # a SIGINT held back meanwhile is delivered now, to the recording handler
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
-    if hits:
-        raise KeyboardInterrupt
+    if hits:  # what the handler before would have done with it (Python's default raises KeyboardInterrupt)
+        (previous if callable(previous) else signal.default_int_handler)(signal.SIGINT, None)
 
 
 class LocalExecutor:

@@ -58,7 +58,9 @@ def test_fit_on_random_labels_is_an_honest_no(tiny_model_dir, toy_files, tmp_pat
     assert main(_argv(tiny_model_dir, toy_files, out)) == 1
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "no candidate beat" in lines[0] and "--lrs" in lines[0]
+    assert len(lines) == 1 and "--lrs" in lines[0]
+    assert lines[0].startswith(tuple(f"steadytune fit: {how}" for how in (
+        "no candidate beat", "the candidate best on validation", "the chosen candidate")))  # fmt: skip
     assert "verdict:" in captured.out and not (out / "model").exists()
     assert json.loads((out / "fit.json").read_text())["success"] is False
 
@@ -192,13 +194,13 @@ def test_rerunning_a_finished_fit_after_its_candidate_folders_were_cleaned_up(ti
 
 
 def test_the_no_line_says_how_the_fit_fell_short():
-    """exit 1's line on hand-made results: nothing finished; the best at the constant predictor; the best above it
-    but within chance on the validation split (then it points at that candidate's model and at more validation
-    data, with the flag only where the data came from files)."""
+    """exit 1's line on hand-made results: nothing finished; the pick at the constant predictor on validation; at it
+    on the test rows; above it on test but within chance (then it points at that candidate's model and at more test
+    data, with the flags only where the data came from files)."""
     from steadytune.fitting import FitResult
 
-    def result(val, *, train_file=None, chosen="c01"):
-        best = {"validation": {"accuracy": val}, "test": {"accuracy": 0.5}}
+    def result(val, test=0.5, *, train_file=None, chosen="c01"):
+        best = {"validation": {"accuracy": val}, "test": {"accuracy": test}}
         return FitResult(
             settings={}, config={"train_file": train_file}, data={"name": "toy"}, metric="accuracy",
             baselines={"validation": {"score": 0.53, "predictor": "always 'a'"}, "test": {"score": 0.52}},
@@ -211,11 +213,16 @@ def test_the_no_line_says_how_the_fit_fell_short():
     at = result(0.53).why_no("fits/x")
     assert at.startswith("no candidate beat the best constant predictor on validation: VERDICT; try")
     assert "by more than chance" not in at and "model" not in at
-    within = result(0.58).why_no("fits/x")
-    assert within.startswith("no candidate beat the best constant predictor on validation by more than chance: ")
-    assert "its model is in fits/x/candidates/c01/run/model" in within and "(--validation-file)" not in within
-    assert "(--validation-file)" in result(0.58, train_file="t.csv").why_no("fits/x")
-    assert all("\n" not in line and "--lrs" in line for line in (nothing, at, within))
+    at_test = result(0.58, 0.52).why_no("fits/x")
+    assert at_test.startswith("the candidate best on validation is no better than the best constant predictor on "
+                              "the test rows: VERDICT; try")  # fmt: skip
+    assert "model" not in at_test
+    within = result(0.58, 0.6).why_no("fits/x")
+    assert within.startswith("the chosen candidate beat the best constant predictor on the test rows, but not by "
+                             "more than chance: VERDICT; ")  # fmt: skip
+    assert "its model is in fits/x/candidates/c01/run/model" in within and "--test-file" not in within
+    assert "more test examples (a larger file, or --test-file)" in result(0.58, 0.6, train_file="t.csv").why_no("x")
+    assert all("\n" not in line and "--lrs" in line for line in (nothing, at, at_test, within))
 
 
 def test_the_table_says_why_each_candidate_was_dropped_in_a_few_words():

@@ -270,7 +270,7 @@ def failure(
     return None
 
 
-# One-sided significance level of `beats_chance`: the conventional 5%.
+# One-sided significance level of `beats_chance`: the conventional 5% (`steadytune.verdict.ALPHA`).
 CHANCE_ALPHA = 0.05
 
 
@@ -283,39 +283,9 @@ def beats_chance(
     majority_rate: float | None = None,
     alpha: float = CHANCE_ALPHA,
 ) -> tuple[bool, float, str]:
-    """Whether scores on an `n`-example split beat every constant predictor by more than chance: (verdict, p, test).
+    """(verdict, p, test) of `steadytune.verdict.learned`, the one test of learning, on scores of an `n`-example
+    split; kept for code written against 0.8 (fit's verdict now reads the test split: see `steadytune.verdict`)."""
+    from .verdict import learned
 
-    The score must exceed `baseline.score`, and a one-sided test must reject "no better than chance" at `alpha`:
-
-    * accuracy: the exact binomial test of the number of correct examples against the majority-class rate
-      (`scipy.stats.binomtest`, alternative "greater");
-    * F1 and Matthews correlation of a binary task: Matthews correlation is the phi coefficient, and under
-      independence of predictions and labels ``n · phi²`` is chi-squared with one degree of freedom (the test of
-      the 2×2 table); one-sided for phi > 0;
-    * Matthews correlation with more classes: the binomial test of accuracy, as above (pass `majority_rate`, the
-      split's majority-class share);
-    * Pearson and Spearman correlation: the t test of r with n − 2 degrees of freedom.
-    """
-    from scipy.stats import binomtest, chi2
-    from scipy.stats import t as student_t
-
-    metric = baseline.metric
-    score = metrics.get(metric)
-    if score is None or not math.isfinite(score) or n < 3:
-        return False, 1.0, "no score"
-    if metric == "accuracy" or (metric == "matthews_correlation" and num_labels > 2):
-        majority = baseline.score if metric == "accuracy" else majority_rate
-        if majority is None:
-            raise ValueError("a multi-class Matthews correlation needs majority_rate (the majority-class share)")
-        correct = round(metrics["accuracy"] * n)
-        p = float(binomtest(correct, n, majority, alternative="greater").pvalue)
-        return score > baseline.score and p < alpha, p, f"exact binomial test against the majority rate {majority:.3f}"
-    if metric in ("f1", "matthews_correlation"):
-        phi = metrics["matthews_correlation"]
-        half = 0.5 * float(chi2.sf(n * phi * phi, 1))
-        p = half if phi > 0 else 1.0 - half
-        return score > baseline.score and p < alpha, p, "chi-squared test of the 2x2 table (phi = MCC > 0)"
-    r = min(score, 1.0 - 1e-12)  # r = 1 exactly: t is infinite, p = 0
-    t = r * math.sqrt((n - 2) / (1.0 - r * r))
-    p = float(student_t.sf(t, n - 2))
-    return score > baseline.score and p < alpha, p, f"t test of the {metric} correlation (n - 2 = {n - 2} df)"
+    v = learned(metrics, baseline, n=n, num_labels=num_labels, majority_rate=majority_rate, alpha=alpha)
+    return v.yes, v.p, v.test

@@ -70,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="start several candidates, drop the bad ones early, finish the best, and say how it went",
         description="Start --candidates (seed, learning rate) pairs, judge them at --check-at fractions of the "
         "budget, continue the best --keep to the end, and save the best validation checkpoint to <out>/model "
-        "with a model card. Exit 0: the chosen model beats every constant predictor on validation by more than "
-        "chance; 1: no candidate does; 2: bad input. Rerunning the same command resumes a killed fit.",
+        "with a model card. Exit 0: the chosen model (best on validation) beats every constant predictor on the test "
+        "rows, which took part in no choice, by more than chance; 1: it does not; 2: bad input. Rerunning the same "
+        "command resumes a killed fit, or re-judges a finished one without training.",
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
     fit = group(p, "fit")

@@ -1,0 +1,166 @@
+"""How often `fit` says yes when nothing can be learned: fits on shuffled labels, judged by the old rule and the new.
+
+    python benchmarks/verdict_calibration.py --glue-dir ../shared/data/glue   # resumable; --table-only: the table
+
+Each fit is `steadytune fit` as a user types it on their own CSV (fit's defaults: 9 candidates, all-MiniLM-L6-v2,
+the file split 80/10/10 into train/validation/test), on a file whose label column was shuffled, so no model can
+beat the best constant predictor except by chance. The data sets (every repetition draws its rows and its shuffle
+from its own seed, so the fits are independent):
+
+- `own-csv`: the 300 SST-2 rows of `benchmarks/own_csv.py` (the README's own-CSV example), labels shuffled anew;
+- `sst2-64`, `sst2-256`: 64 and 256 class-balanced SST-2 training sentences;
+- `mrpc-128`: 128 class-balanced MRPC training pairs (two text columns).
+
+Each fit's folder is kept under `--out` (records and stores; `.gitignore` leaves out weights), so the benchmark
+resumes where it stopped, running repetition-major (every data set's r-th fit before any (r+1)-th). The table
+counts, per data set, the false yeses of two rules on the same fits, each with its exact (Clopper-Pearson) 95%
+interval:
+
+- old: fit ≤ 0.8.1, the chosen candidate's best validation score tested against chance on the validation split
+  that chose it (`steadytune.metrics.beats_chance` on validation: the winner's curse);
+- new: the verdict fit gives now (`steadytune.fitting.verdict`), re-judged from each folder's stored records.
+
+and a one-sided exact binomial test of "the new rule's false-yes rate is above 5%"... reversed: the p of the
+hypothesis that the rate is at most 5% given the count (`binomtest(k, n, 0.05, alternative="greater")`): p < 0.05
+would mean the rule says yes significantly more often than it promises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+DATASETS = ("own-csv", "sst2-64", "sst2-256", "mrpc-128")
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.reader(f, delimiter="\t", quotechar=None))[1:]  # GLUE files have no quoting
+
+
+def _rows(name: str, rep: int, glue: Path) -> tuple[list[str], list[tuple]]:
+    """(header, rows) of data set `name`'s repetition `rep`, labels already shuffled."""
+    if name == "own-csv":  # own_csv.py's draw, then a new shuffle of the labels per repetition
+        sst = _read_tsv(glue / "SST-2" / "train.tsv")
+        by_label = {y: [t.strip() for t, label in sst if label == y] for y in ("0", "1")}
+        draw = random.Random(7)
+        picked = [(t, "positive") for t in draw.sample(by_label["1"], 150)]
+        picked += [(t, "negative") for t in draw.sample(by_label["0"], 150)]
+        draw.shuffle(picked)
+        header = ["review", "stars"]
+    elif name.startswith("sst2-"):
+        n = int(name.split("-")[1])
+        sst = _read_tsv(glue / "SST-2" / "train.tsv")
+        draw = random.Random(1000 + rep)
+        picked = [(t.strip(), y) for y in ("0", "1") for t in draw.sample([t for t, label in sst if label == y], n // 2)]
+        draw.shuffle(picked)
+        header = ["text", "label"]
+    elif name.startswith("mrpc-"):
+        n = int(name.split("-")[1])
+        mrpc = _read_tsv(glue / "MRPC" / "train.tsv")  # Quality, #1 ID, #2 ID, #1 String, #2 String
+        draw = random.Random(2000 + rep)
+        picked = [(r[3], r[4], y) for y in ("0", "1") for r in draw.sample([r for r in mrpc if r[0] == y], n // 2)]
+        draw.shuffle(picked)
+        header = ["sentence1", "sentence2", "label"]
+    else:
+        raise SystemExit(f"unknown data set {name}")
+    labels = [r[-1] for r in picked]
+    random.Random(5000 + rep).shuffle(labels)  # nothing left to learn
+    return header, [(*r[:-1], y) for r, y in zip(picked, labels)]
+
+
+def _fit_folder(out: Path, name: str, rep: int, glue: Path) -> Path:
+    """Write the shuffled CSV (once) and run `steadytune fit` on it (resumes a killed fit; a finished one is only
+    re-judged)."""
+    folder = out / name / f"rep{rep}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "data.csv"
+    header, rows = _rows(name, rep, glue)
+    if not data.is_file():
+        tmp = data.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        tmp.replace(data)
+    if not (folder / "fit" / "fit.json").is_file():
+        cmd = ["steadytune", "fit", "--train-file", str(data), "--text-columns", ",".join(header[:-1]),
+               "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        print(f"{name} rep {rep}: exit {done.returncode}", flush=True)
+    return folder / "fit"
+
+
+def _old_rule(result: dict) -> bool:
+    """fit ≤ 0.8.1's verdict: the chosen candidate's best validation metrics tested on the validation split."""
+    from steadytune.metrics import Baseline, beats_chance
+
+    finished = [c for c in result["candidates"] if c["status"] == "finished" and (c.get("best") or {}).get("validation")]
+    if not finished:
+        return False
+    metric = result["metric"]
+    chosen = max(finished, key=lambda c: c["best"]["validation"][metric])
+    base = Baseline(**result["baselines"]["validation"])
+    n = result["data"]["sizes"]["validation"]
+    num_labels = result["data"]["num_labels"]
+    majority = base.score if metric == "accuracy" else None
+    return beats_chance(chosen["best"]["validation"], base, n=n, num_labels=num_labels, majority_rate=majority)[0]
+
+
+def _interval(k: int, n: int) -> str:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{k}/{n} = {k / n:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+def table(out: Path) -> str:
+    from scipy.stats import binomtest
+
+    from steadytune.fitting import rejudge
+
+    lines = [f"{'data set':<10} {'fits':>4}  {'old rule: false yes [95% CI]':<30}  {'new rule: false yes [95% CI]':<30}"
+             "  p (new rate > 5%)"]  # fmt: skip
+    totals = [0, 0, 0]
+    for name in DATASETS:
+        olds, news = [], []
+        for fit_json in sorted((out / name).glob("rep*/fit/fit.json")):
+            result = json.loads(fit_json.read_text())
+            olds.append(_old_rule(result))
+            news.append(rejudge(fit_json.parent).success)
+        if not olds:
+            continue
+        n, k_old, k_new = len(olds), sum(olds), sum(news)
+        totals = [totals[0] + n, totals[1] + k_old, totals[2] + k_new]
+        p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
+        lines.append(f"{name:<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
+    n, k_old, k_new = totals
+    if n:
+        p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
+        lines.append(f"{'all':<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--glue-dir", type=Path, default=Path("../shared/data/glue"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/verdict-calibration"))
+    parser.add_argument("--reps", type=int, default=25, help="fits per data set (25 × 4 data sets = 100 fits)")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        for rep in range(args.reps):
+            for name in DATASETS:
+                _fit_folder(args.out, name, rep, args.glue_dir)
+    print(table(args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -120,8 +120,9 @@ def test_fit_judges_on_the_test_rows_not_on_the_validation_rows_that_chose(tiny_
                                                                             capsys):  # fmt: skip
     """A learnable task whose test labels were shuffled: validation picks a model that learned, and the verdict,
     read on test, is an honest no (fit ≤ 0.8.1 said yes here); the reasons name the test rows."""
-    from steadytune.cli import main
     from test_fit import _argv
+
+    from steadytune.cli import main
 
     rng = random.Random(0)
     lines = toy_files["test"].read_text().splitlines()
@@ -143,9 +144,10 @@ def test_rerunning_or_rejudging_a_finished_fit_reads_its_records_and_trains_noth
                                                                                      tmp_path, capsys):  # fmt: skip
     """A folder written before the verdict moved to test (no `judgement`, a yes from validation) is judged anew
     from its stored records by `rejudge`, with nothing to train; a folder with a stage missing says so."""
+    from test_fit import _argv
+
     from steadytune.cli import main
     from steadytune.fitting import rejudge
-    from test_fit import _argv
 
     out = tmp_path / "fit"
     assert main([*_argv(tiny_model_dir, toy_files, out), "--json"]) == 0

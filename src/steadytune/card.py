@@ -287,8 +287,11 @@ def fit_card(result: Any) -> str:
             f"| {name} | {c['seed']} | {c['lr']:g} | {checks or '-'} | {outcome} | {scores[0]} | {scores[1]} |"
         )
     base, s = result.baselines, result.settings
-    headline = ("A model that beats every constant predictor by more than chance on test rows that chose nothing"
-                if result.success else "No model: the chosen candidate does not beat chance on the test rows")  # fmt: skip
+    headline = (
+        "A model that beats every constant predictor by more than chance on test rows that chose nothing"
+        if result.success
+        else "No model: the chosen candidate does not beat chance on the test rows"
+    )
     judged = result.judgement or {}
     corrected = f" Corrected for: {judged['corrected_for']}." if judged.get("corrected_for") else ""
     lrs, checks_at = ", ".join(f"{x:g}" for x in s["lrs"]), ", ".join(f"{x:g}" for x in s["check_at"])

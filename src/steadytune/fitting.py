@@ -482,7 +482,6 @@ def _conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric
             (out / "candidates" / c.name / "run.checkpoint.pt").unlink(missing_ok=True)
     finished = [c for c in candidates if c.status == "finished" and c.record["best"]["validation"] is not None]
     chosen = max(finished, key=lambda c: c.record["best"]["validation"][metric], default=None)
-    n_test = len(data.test)
     if chosen is None:
         judged = None
         success, verdict, test = False, "no candidate finished with a validation score (all diverged or dropped)", None

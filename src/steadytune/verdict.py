@@ -72,7 +72,7 @@ class Verdict:
         return asdict(self)
 
     def sentence(self) -> str:
-        """"Fisher's exact test … on 139 test examples: p = 0.003" (no decision words: callers say yes or no)."""
+        """ "Fisher's exact test … on 139 test examples: p = 0.003" (no decision words: callers say yes or no)."""
         if self.test == "no score":
             return f"no score to test on {self.n} {self.split} examples"
         return f"{self.test} on {self.n} {self.split} examples: p = {self.p:.2g}"
@@ -123,7 +123,8 @@ def learned(
     `metrics` holds the split's scores (accuracy, f1 and matthews_correlation of a binary task; pearson or
     spearmanr); `baseline` is the split's best constant predictor (a `steadytune.metrics.Baseline` or its dict),
     whose `metric` is the one judged; `majority_rate` (the split's majority-class share) is needed for a
-    multi-class Matthews correlation, and `positives` (the split's count of label 1) pins a binary table down. `split` and `corrected_for` are recorded in the verdict as given."""
+    multi-class Matthews correlation, and `positives` (the split's count of label 1) pins a binary table down.
+    `split` and `corrected_for` are recorded in the verdict as given."""
     from scipy.stats import binomtest, fisher_exact
     from scipy.stats import t as student_t
 
@@ -142,8 +143,9 @@ def learned(
         p = float(binomtest(correct, n, majority, alternative="greater").pvalue)
         test = f"exact binomial test of {correct}/{n} correct against the majority rate {majority:.3f}"
     elif metric in ("f1", "matthews_correlation"):
-        tp, fn, fp, tn = two_by_two(n, metrics["accuracy"], metrics["f1"], metrics["matthews_correlation"],
-                                    positives=positives)
+        tp, fn, fp, tn = two_by_two(
+            n, metrics["accuracy"], metrics["f1"], metrics["matthews_correlation"], positives=positives
+        )
         p = float(fisher_exact([[tp, fn], [fp, tn]], alternative="greater").pvalue)
         test = f"Fisher's exact test of the 2x2 table (TP {tp}, FN {fn}, FP {fp}, TN {tn})"
     elif metric in ("pearson", "spearmanr"):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import subprocess
 import sys
@@ -101,8 +102,10 @@ def _fit_folder(out: Path, name: str, rep: int, glue: Path) -> Path:
 def _old_rule(result: dict) -> bool:
     """fit ≤ 0.8.1's verdict, as 0.8.1 computed it: the chosen candidate's best validation metrics tested on the
     validation split that chose it (the binomial test of accuracy against the majority rate; for F1 and Matthews
-    correlation the chi-squared test of n·MCC², one-sided), and the score above the constant predictor's."""
+    correlation the chi-squared test of n·MCC², one-sided; for correlations the t test), and the score above the
+    constant predictor's."""
     from scipy.stats import binomtest, chi2
+    from scipy.stats import t as student_t
 
     metric = result["metric"]
     done = [c for c in result["candidates"] if c["status"] == "finished"]
@@ -115,6 +118,9 @@ def _old_rule(result: dict) -> bool:
         return False
     if metric == "accuracy":
         p = binomtest(round(val["accuracy"] * n), n, base, alternative="greater").pvalue
+    elif metric in ("pearson", "spearmanr"):  # the t test of r, n - 2 df
+        r = min(val[metric], 1.0 - 1e-12)
+        p = float(student_t.sf(r * math.sqrt((n - 2) / (1.0 - r * r)), n - 2))
     else:  # f1, matthews_correlation (binary): the phi coefficient
         phi = val["matthews_correlation"]
         half = 0.5 * float(chi2.sf(n * phi * phi, 1))
@@ -158,13 +164,53 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def power(folder: Path) -> str:
+    """The fits of `benchmarks/fit_vs_seeds.py` (`folder`: <task>/rep<r>/fit) judged by both rules: per task the yes
+    count of each, and the test score of the models each rule delivers. Re-judging rewrites each fit.json under the
+    current rule (the folders keep no weights, so `model/` is left alone); the old rule is 0.8.1's, replicated by
+    `_old_rule` and checked against the verdict 0.8.1 stored."""
+    from steadytune.fitting import rejudge
+
+    lines = [f"{'task':<6} {'fits':>4}  {'yes, old rule':<14} {'yes, new rule':<14} {'test of the yeses (old)':<26} "
+             "test of the yeses (new)"]  # fmt: skip
+    for task in ("rte", "mrpc", "cola", "sts-b"):
+        old, new = [], []
+        for fit_json in sorted((folder / task).glob("rep*/fit/fit.json")):
+            stored = json.loads(fit_json.read_text())
+            was = _old_rule(stored)
+            if stored.get("judgement") is None and was != stored["success"]:
+                raise SystemExit(f"{fit_json}: the replicated 0.8.1 rule says {was}, 0.8.1 stored {stored['success']}")
+            now = rejudge(fit_json.parent, model=False)
+            score = (now.test or {}).get(now.metric)
+            old.append((was, score))
+            new.append((now.success, score))
+
+        def scores(pairs):
+            kept = [x for yes, x in pairs if yes and x is not None]
+            return " ".join(f"{x:.4f}" for x in kept) or "-"
+
+        lines.append(f"{task:<6} {len(old):>4}  {sum(y for y, _ in old):<14} {sum(y for y, _ in new):<14} "
+                     f"{scores(old):<26} {scores(new)}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue-dir", type=Path, default=Path("../shared/data/glue"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/verdict-calibration"))
     parser.add_argument("--reps", type=int, default=25, help="fits per data set (25 × 4 data sets = 100 fits)")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--power",
+        type=Path,
+        default=None,
+        metavar="FIT_VS_SEEDS_DIR",
+        help="instead: re-judge fit_vs_seeds.py's fits (docs/results/fit-minilm) by both rules",
+    )
     args = parser.parse_args()
+    if args.power is not None:
+        print(power(args.power))
+        return
     if not args.table_only:
         for rep in range(args.reps):
             for name in DATASETS:

@@ -213,6 +213,7 @@ def fit(
     new: bool = False,
     progress: bool = False,
     keep_checkpoints: bool = False,
+    _deliver: bool = True,
 ) -> FitResult:
     """Search as the module docstring says; write `<out>/model` (the chosen model and its model card) and
     `<out>/fit.json`; return the record. `config` is `train`'s (data, model, recipe; its `seed` is the first
@@ -256,7 +257,8 @@ def fit(
         bar.close()
     finally:
         store.close()
-    return _conclude(config, settings, data, metric, val_base, test_base, candidates, total, out, keep_checkpoints)
+    return _conclude(config, settings, data, metric, val_base, test_base, candidates, total, out, keep_checkpoints,
+                     deliver=_deliver)  # fmt: skip
 
 
 # The encoder width from which the base/large grid applies: BERT-base's 768 (all-MiniLM-L6-v2 is 384 wide, BERT-small
@@ -448,11 +450,12 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
                    "checkpoints read validation scores and training losses, never these rows")  # fmt: skip
 
 
-def rejudge(out: str | Path, *, data: TaskData | None = None) -> FitResult:
+def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True) -> FitResult:
     """Judge a finished fit folder again under the current verdict, from its stored records, without training (as
     rerunning the same `fit` command does): its `fit.json` gives the configuration and settings; the data is
     reloaded from where the fit read it (and must still be what the folder's store was claimed with) unless given.
-    Rewrites `fit.json` and, on a yes, `model/` (its card)."""
+    Rewrites `fit.json` and, on a yes, `model/` (its card); `model=False` leaves `model/` alone, for folders whose
+    weights were not kept (the benchmarks' records)."""
     out = Path(out)
     path = out / "fit.json"
     if not path.is_file():
@@ -462,7 +465,7 @@ def rejudge(out: str | Path, *, data: TaskData | None = None) -> FitResult:
     names = {f.name for f in fields(FitSettings)}
     settings = FitSettings(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in stored["settings"].items() if k in names})  # fmt: skip
-    return fit(config, out, settings=settings, data=data, executor=_NoTraining())
+    return fit(config, out, settings=settings, data=data, executor=_NoTraining(), _deliver=model)
 
 
 class _NoTraining:
@@ -476,7 +479,7 @@ class _NoTraining:
 
 def _conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric: str, val_base: Baseline,
               test_base: Baseline, candidates: list[Candidate], total: int, out: Path,
-              keep_checkpoints: bool = False) -> FitResult:  # fmt: skip
+              keep_checkpoints: bool = False, *, deliver: bool = True) -> FitResult:  # fmt: skip
     for c in candidates:  # every stage is stored: the checkpoints have done their work, unless asked to stay
         if c.status != "dropped" or not keep_checkpoints:
             (out / "candidates" / c.name / "run.checkpoint.pt").unlink(missing_ok=True)
@@ -502,7 +505,7 @@ def _conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric
         verdict=verdict, test=test, steps=sum(c.steps for c in candidates), full_steps=total * len(candidates),
         judgement=judged.to_dict() if judged else None,
     )  # fmt: skip
-    _write(out, result, chosen)
+    _write(out, result, chosen if deliver else None)
     return result
 
 

@@ -3,7 +3,9 @@
     python benchmarks/verdict_calibration.py --glue-dir ../shared/data/glue   # resumable; --table-only: the table
 
 Each fit is `steadytune fit` as a user types it on their own CSV (fit's defaults: 9 candidates, all-MiniLM-L6-v2,
-the file split 80/10/10 into train/validation/test), on a file whose label column was shuffled, so no model can
+the file split 80/10/10 into train/validation/test; `--workers 1` runs the stages in the fit's own process, which
+changes no setting but saves starting a worker pool per stage: on these small files that start-up, not training,
+was most of a fit's minute), on a file whose label column was shuffled, so no model can
 beat the best constant predictor except by chance. The data sets (every repetition draws its rows and its shuffle
 from its own seed, so the fits are independent):
 
@@ -91,7 +93,7 @@ def _fit_folder(out: Path, name: str, rep: int, glue: Path) -> Path:
         tmp.replace(data)
     if not (folder / "fit" / "fit.json").is_file():
         cmd = ["steadytune", "fit", "--train-file", str(data), "--text-columns", ",".join(header[:-1]),
-               "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet"]  # fmt: skip
+               "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet", "--workers", "1"]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode not in (0, 1):
             raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")

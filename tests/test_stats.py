@@ -467,6 +467,34 @@ def test_summary_counts_runs_that_did_not_fail_but_do_not_resolve() -> None:
     assert (s["not_failed"], s["unresolved"]) == (3, 1)  # 0.58 did not fail, yet is below 84/139
 
 
+def test_summary_counts_not_learned_by_the_verdicts_test_where_the_rows_carry_it() -> None:
+    """`learned_last` (steadytune.verdict's test, fit's rule) decides the count, not the score threshold."""
+    rows = [row("adam", i, v, test_last=v, failed=False, baseline=73 / 139) for i, v in enumerate([0.58, 0.61, 0.7])]
+    for r, learned in zip(rows, [True, False, True]):
+        r["test_size"], r["learned_last"] = 139, learned
+    assert summarize(rows)[0]["unresolved"] == 1  # 0.61 passes the threshold, but its row says not learned
+
+
+def test_trial_rows_judge_each_run_with_the_verdicts_test() -> None:
+    from scipy.stats import fisher_exact
+
+    from steadytune.study.results import _learned
+
+    n, positives = 204, 139  # MRPC's test half: always-positive scores F1 2·139 / (139 + 204)
+    line = {"metric": "f1", "score": 2 * positives / (positives + n), "predictor": "always 1", "mse": None}
+    record = {"data": {"label_names": ["no", "yes"], "sizes": {"test": n}}}
+    tp, fn, fp, tn = 120, 19, 30, 35  # TP + FN = the positives
+    scores = {
+        "accuracy": (tp + tn) / n,
+        "f1": 2 * tp / (2 * tp + fn + fp),
+        "matthews_correlation": (tp * tn - fp * fn) / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5,
+    }
+    p = fisher_exact([[tp, fn], [fp, tn]], alternative="greater").pvalue
+    assert _learned(record, scores, line) is bool(scores["f1"] > line["score"] and p < 0.05) is True
+    assert _learned(record, {**scores, "f1": 0.5}, line) is False  # below always-positive's F1
+    assert _learned(record, scores, None) is None and _learned(record, {}, line) is False
+
+
 # --- bad input ---------------------------------------------------------------------------------------------------
 
 

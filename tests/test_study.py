@@ -403,3 +403,28 @@ def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_mo
         time.sleep(0.1)
     assert not any(_running(w) for w in workers), "workers outlived the interrupted driver"
     assert main(args) == 0 and len(load_records(out)) == 2 * 20
+
+
+def test_cached_data_follows_the_file_a_relative_path_names_now(tmp_path, monkeypatch):
+    """A process reuses a loaded data set only while its files are the same: the same relative path in another
+    working folder, or the file rewritten, is read again (a notebook that edits its CSV and fits again)."""
+    from conftest import sentiment_rows, write_rows
+
+    from steadytune.config import TrainConfig
+    from steadytune.study.grid import config_data
+
+    config = TrainConfig(train_file="reviews.csv", text_columns=("text",))
+    for folder, n in (("a", 60), ("b", 100)):
+        (tmp_path / folder).mkdir()
+        write_rows(tmp_path / folder / "reviews.csv", sentiment_rows(n))
+    monkeypatch.chdir(tmp_path / "a")
+    first = config_data(config)
+    assert config_data(config) is first  # unchanged: the cache serves it
+    monkeypatch.chdir(tmp_path / "b")
+    assert sum(len(s) for s in (config_data(config).train, config_data(config).validation,
+                                config_data(config).test)) == 100  # fmt: skip
+    monkeypatch.chdir(tmp_path / "a")
+    write_rows(tmp_path / "a" / "reviews.csv", sentiment_rows(80))
+    os.utime(tmp_path / "a" / "reviews.csv", ns=(1, 1))  # a different stamp even within the clock's resolution
+    data = config_data(config)
+    assert data is not first and len(data.train) + len(data.validation) + len(data.test) == 80

@@ -210,6 +210,15 @@ def resolution(metric: str, test_size: int | None, baseline: float, *, alpha: fl
     return {"threshold": 2 * positives / (2 * positives + n - c), "test": "binomial-f1", **found}
 
 
+def _unresolved(group: Sequence[dict[str, Any]], not_failed: list[float], threshold: float | None) -> int | None:
+    """Runs that did not fail yet are not shown to have learned: by `steadytune.verdict`'s test of each run's last
+    test scores (``learned_last``, the test behind fit's yes) where the rows carry it, else below ``threshold``."""
+    judged = [row.get("learned_last") for row in group if not (row["failed"] or row["diverged"])]
+    if judged and all(x is not None for x in judged):
+        return sum(not x for x in judged)
+    return None if threshold is None else sum(s < threshold - _TOLERANCE for s in not_failed)
+
+
 def default_reference(rows: Sequence[dict[str, Any]]) -> str | None:
     """The first recipe (in study order) of a bias-corrected optimizer (``config.optimizer == "adamw"``), else
     the first recipe; None without rows."""
@@ -316,7 +325,7 @@ def _task_summaries(groups: dict[str, list[dict[str, Any]]], reference: str, alp
             "diverged": sum(bool(row["diverged"]) for row in group),
             "best_recipe": best_recipe, "alpha": alpha, "reference": reference,
             "resolution": res, "not_failed": len(not_failed),
-            "unresolved": None if threshold is None else sum(s < threshold - _TOLERANCE for s in not_failed),
+            "unresolved": _unresolved(group, not_failed, threshold),
         }  # fmt: skip
         entry.update(_welch(best_scores, recipe, best_recipe))
         entry.update(_levene(best_scores, recipe, reference))

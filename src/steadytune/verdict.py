@@ -36,8 +36,10 @@ paper's protocol), for a user's file 10% of it (30 rows of 300: 20 correct of 30
 Small files get few test rows, and the verdict then says no unless the model is nearly always right: that is what
 7 rows can show, and the no says so.
 
-`learned` is used by `fit` (its verdict, exit code, fit.json and model card), by the study report's count of runs
-that did not fail yet cannot be told from chance, and by `steadytune.hf.FailureCallback`'s verdict.
+`learned` is used by `fit` (its verdict, exit code, fit.json and model card) and by the study report's count of
+runs that did not fail yet cannot be told from chance (each run's last checkpoint, which no choice picked).
+`steadytune.hf.FailureCallback` says only "failed" (at or below the constant predictor), never a yes: the eval
+set it watches is often the one a Trainer chooses its best checkpoint on.
 """
 
 from __future__ import annotations

@@ -219,7 +219,8 @@ def fit_table(result) -> str:
         legend = [f"{words}: {meaning}" for flag, (words, meaning) in FLAG_WORDS.items() if flag in shown]
         lines.append("; ".join(legend) + "; every check is in fit.json")
     base = result.baselines["test"]
-    lines += ["", f"verdict: {result.verdict}",
+    judged = getattr(result, "judgement", None) or {}
+    lines += ["", f"verdict: {result.verdict}", *([f"corrected for: {judged['corrected_for']}"] if judged else []),
               f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
               f"{fmt(base['score'])}, {base['predictor']})",
               f"compute: {result.steps} training steps ({result.steps / max(1, result.full_steps):.0%} of running "

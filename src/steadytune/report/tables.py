@@ -170,7 +170,7 @@ def resolution_table(study: StudySummary) -> Table:
         rows.append((task, e["metric"], str(e["test_size"] or _DASH), failure_line(e),
                      number(e["resolution"]["threshold"]), _resolution_how(e), below_text))  # fmt: skip
     header = ("task", "metric", "test n", "failure line", f"beats it at p < {study.first[study.tasks[0]]['alpha']:g}",
-              "how", "runs not failed, below it")  # fmt: skip
+              "how", "runs not failed, not shown to learn")  # fmt: skip
     caption = (
         "What each test split can tell apart from the failure line. Accuracy: the smallest accuracy c/n with "
         "P(X ≥ c) < α for X ~ Binomial(n, majority rate), a one-sided exact binomial test. Matthews correlation, "
@@ -179,8 +179,11 @@ def resolution_table(study: StudySummary) -> Table:
         "accuracy threshold with no false negative, 2P / (2P + n − c) with P the test positives (from the failure "
         "line 2P / (P + n) of always-positive); an F1 at or above it forces at most n − c errors, so its accuracy "
         "beats the majority class significantly; below it nothing is claimed either way. Last column: runs that "
-        "did not fail whose last-checkpoint test score is below that threshold: not failed, but not shown to have "
-        "learned anything at this test size."
+        "did not fail whose last-checkpoint test scores do not pass steadytune.verdict's test, the one behind fit's "
+        "yes (the binomial test for accuracy, Fisher's exact test of the 2×2 table for a binary F1 or Matthews "
+        "correlation, the t test for Pearson and Spearman; for F1 and Matthews correlation the threshold is a guide, "
+        "since Fisher's test reads the whole table): not failed, but not shown to have learned anything at this "
+        "test size."
     )
     return Table(header, tuple(rows), caption, labels=2)
 

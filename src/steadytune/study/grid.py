@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -82,10 +83,25 @@ def trial_data(trial: Trial) -> TaskData:
 
 def config_data(config: TrainConfig) -> TaskData:
     """`load_data` of a configuration's data settings, cached: a process loads each data set-up once (and
-    tokenizes it once per tokenizer, `steadytune.data.encode`)."""
-    return _cached_data(tuple(config.data_kwargs().items()))
+    tokenizes it once per tokenizer, `steadytune.data.encode`). The key holds each local path resolved, with the
+    size and modification time of what it names (a folder's files), so a relative path in another working folder,
+    or a file edited since, is read again."""
+    kwargs = tuple(config.data_kwargs().items())
+    return _cached_data(kwargs, tuple(_stamp(v) for _, v in kwargs))
+
+
+def _stamp(value: Any) -> tuple:
+    """Where a data setting points on disk and what is there now; () for a value that names no local path."""
+    if not isinstance(value, str) or not value:
+        return ()
+    path = Path(value)
+    try:
+        files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        return (str(path.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    except OSError:  # unreadable here: load_data says why
+        return ()
 
 
 @lru_cache(maxsize=16)
-def _cached_data(kwargs: tuple[tuple[str, Any], ...]) -> TaskData:
+def _cached_data(kwargs: tuple[tuple[str, Any], ...], stamps: tuple) -> TaskData:
     return load_data(**dict(kwargs))

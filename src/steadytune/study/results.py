@@ -70,11 +70,29 @@ def trial_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "validation_best": (r["best"].get("validation") or {}).get(m),
             "validation_last": (r["last"].get("validation") or {}).get(m),
             "failed": why is not None, "failure": why, "rule": rule, "stored_failed": r["failed"],
+            "learned_last": _learned(r, last_test, baseline),
             "diverged": r["diverged"], "steps": r["steps"], "best_step": r["best"]["step"],
             "test_size": r["data"]["sizes"]["test"], "wall_s": r["timings"]["wall_s"],
             **{f"config.{k}": v for k, v in r["config"].items() if not isinstance(v, (list, dict, tuple))},
         })  # fmt: skip
     return rows
+
+
+def _learned(record: dict[str, Any], scores: dict[str, float], baseline: dict[str, Any] | None) -> bool | None:
+    """`steadytune.verdict.learned` (fit's test of learning) on a run's last-checkpoint test scores; None where it
+    cannot run: no baseline, or a multi-class Matthews correlation (the record lacks the majority-class share). A
+    binary F1 task's positives are read off its failure line, always-positive's F1 2P / (P + n)."""
+    from ..verdict import learned
+
+    if not baseline or not scores:
+        return None if not baseline else False
+    names = record["data"].get("label_names")
+    num_labels, n = len(names) if names else 1, record["data"]["sizes"]["test"]
+    if baseline["metric"] == "matthews_correlation" and num_labels > 2:
+        return None
+    f1 = baseline["score"] if baseline["metric"] == "f1" else 0.0
+    positives = round(f1 * n / (2.0 - f1)) if f1 > 0 else None
+    return learned(scores, baseline, n=n, num_labels=num_labels, positives=positives).yes
 
 
 class _Baselines:

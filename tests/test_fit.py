@@ -42,6 +42,9 @@ def test_fit_finds_a_model_that_learned_and_says_so(tiny_model_dir, toy_files, t
     assert scores[("test", "accuracy")] == result["test"]["accuracy"]
     assert scores[("validation", "accuracy")] == chosen["best"]["validation"]["accuracy"]
     assert "## Candidates" in card.text and result["chosen"] in card.text
+    judged = result["judgement"]  # the verdict: one test of the pick on the 24 test rows, which chose nothing
+    assert judged["yes"] and judged["split"] == "test" and judged["n"] == 24 and judged["p"] < 0.05
+    assert f"Corrected for: {judged['corrected_for']}." in card.text and "on 24 test examples" in card.text
     assert (out / "model" / "model.safetensors").is_file() and (out / "fit.json").is_file()
     assert not list(out.rglob("*.checkpoint.pt"))  # every stage is stored: no candidate's training state is left
     again = json.loads((out / "fit.json").read_text())

@@ -166,3 +166,22 @@ def test_rerunning_or_rejudging_a_finished_fit_reads_its_records_and_trains_noth
         db.execute("DELETE FROM trials WHERE rowid = (SELECT max(rowid) FROM trials)")
     with pytest.raises(ValueError, match="not stored .* rerun the fit command"):
         rejudge(out)
+
+
+def test_fit_refuses_before_training_when_no_model_could_pass_the_test(tiny_model_dir, toy_files, tmp_path, capsys):
+    """4 test rows: 4 of 4 right against 0.5 has p = 0.0625, so the verdict could only be no: exit 2 at once, one
+    line saying why and what would do, nothing written."""
+    from conftest import sentiment_rows, write_rows
+    from test_fit import _argv
+
+    from steadytune.cli import main
+
+    write_rows(toy_files["test"], sentiment_rows(4, seed=3))
+    out = tmp_path / "fit"
+    assert main(_argv(tiny_model_dir, toy_files, out)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "the test split has 4 rows, too few for a verdict" in err[0] and "--test-file" in err[0]
+    assert "4/4 correct" in err[0] and "p = 0.062" in err[0]
+    assert not out.exists()
+    write_rows(toy_files["test"], sentiment_rows(6, seed=3))  # 6 rows: 6 of 6 has p = 0.016, so fit may try
+    assert main([*_argv(tiny_model_dir, toy_files, out), "--candidates", "2"]) in (0, 1)

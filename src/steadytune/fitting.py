@@ -232,6 +232,7 @@ def fit(
     labels = {"num_labels": data.num_labels, "metric": metric, "label_names": data.label_names}
     val_base = constant_baseline(data.validation.labels, train_labels=data.train.labels, **labels)
     test_base = constant_baseline(data.test.labels, train_labels=data.train.labels, **labels)
+    _check_verdict_possible(data, test_base)
     total = config.recipe.num_training_steps(len(data.train))
     stops = sorted({max(1, min(total - 1, round(f * total))) for f in settings.check_at} - {0}) if total > 1 else []
     candidates = _candidates(config, settings)
@@ -448,6 +449,24 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
                    positives=positives,
                    split="test", corrected_for=f"nothing: the choice among {n_candidates} candidates and their "
                    "checkpoints read validation scores and training losses, never these rows")  # fmt: skip
+
+
+def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
+    """Refuse before any training when even a model right on every test row could not be told from chance: the
+    verdict could then only be no (4 test rows of two balanced classes: 4 of 4 against 0.5 has p = 0.0625)."""
+    labels = np.asarray(data.test.labels)
+    if data.num_labels == 1:
+        perfect = {"pearson": 1.0, "spearmanr": 1.0}
+    else:
+        present = len(np.unique(labels)) > 1
+        perfect = {"accuracy": 1.0, "f1": float(bool(np.any(labels == 1))), "matthews_correlation": float(present)}
+    best = judge(perfect, baseline, data, n_candidates=0)
+    if not best.yes:
+        raise UserInputError(
+            f"the test split has {len(data.test)} rows, too few for a verdict: a model right on every one would get "
+            f"{best.sentence()}, not below {best.alpha}, so fit could only say no; give it more rows (it holds out "
+            "10% of a file for test) or a --test-file (two balanced classes need at least 5 test rows)"
+        )
 
 
 def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True) -> FitResult:

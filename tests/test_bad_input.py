@@ -247,6 +247,16 @@ def store(kind: str) -> Callable[[Ctx], None]:
             path.mkdir()
         elif kind == "finished":  # a good store (for export's own checks)
             path.write_bytes(c.store)
+        elif kind in ("study-locked", "fit-locked"):  # a store and its lock file, as a finished study or fit leaves
+            path.write_bytes(c.store)
+            if kind == "fit-locked":  # what a fit's identity adds to a study's: its search settings
+                con = sqlite3.connect(path)
+                identity = json.loads(con.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()[0])
+                identity["settings"].update({"fit.candidates": 9, "fit.keep": 2, "fit.seed": 0})
+                con.execute("UPDATE meta SET value = ? WHERE key = 'identity'", (json.dumps(identity),))
+                con.commit()
+                con.close()
+            (folder / "study.lock").write_text("pid 1 on the machine that wrote it\n")
         else:
             raise AssertionError(kind)
 
@@ -379,6 +389,12 @@ class Case:
     code: int = 2
     without: str | None = None
     """"cuda" or "mps": the case is bad input only on a machine without that device."""
+
+
+FIT = ["fit", "--model", "{model}", "--train-file", "{train}", "--out", "{tmp}/f", "--quiet"]
+# fit on 100 rows: 10 test rows, enough for a verdict (40 rows leave 4, which fit refuses before its folder)
+FIT_100 = [*FIT[:4], "{tmp}/rows100.csv", *FIT[5:]]
+ROWS_100 = write("rows100.csv", csv_text(text_rows(100)))
 
 
 # fmt: off
@@ -593,6 +609,25 @@ CASES = [
          "--hub-private needs --push-to-hub REPO"),
     Case("fit-reinit-negative", "numbers", ["fit", "--model", "{model}", "--train-file", "{train}", "--out",
          "{tmp}/f", "--quiet", "--reinit", "-1"], "reinit must be 0 or more"),
+    # fit's search flags (issue 30): bounded, empty and repeated items refused, each naming its own flag
+    *[Case(f"fit-candidates-{n}", "numbers", [*FIT, "--candidates", n],
+           f"candidates must be between 1 and 1000, got {n}") for n in ("10000000", "0", "-4")],
+    Case("fit-lrs-empty-item", "numbers", [*FIT, "--lrs", "1e-4,,2e-4"], "got an empty item in '1e-4,,2e-4'"),
+    Case("fit-lrs-huge", "numbers", [*FIT, "--lrs", "1e308"], "learning rates must lie in (0, 1), got 1e+308"),
+    Case("fit-lrs-inf", "numbers", [*FIT, "--lrs", "1e-4,inf"], "expected finite numbers"),
+    Case("fit-lrs-twice", "numbers", [*FIT, "--lrs", "1e-4,1e-4"], "learning rate 0.0001 is listed twice"),
+    Case("fit-check-at-empty-item", "numbers", [*FIT, "--check-at", "0.25,"], "got an empty item"),
+    Case("report-to-none-and-tracker", "output", train("--report-to", "none,tensorboard"),
+         "names none beside a tracker"),
+    Case("report-to-empty", "output", train("--report-to", ""), "has an empty name"),
+    Case("fit-report-to-empty-item", "output", [*FIT, "--report-to", "tensorboard,"], "has an empty name"),
+    # another kind of folder, or the same kind set up otherwise: refused before its lock file is touched
+    Case("fit-out-study-folder", "stores", [*FIT_100[:6], "{tmp}/s", *FIT_100[7:]],
+         "s is a study folder (steadytune study), not a fit folder", both(store("study-locked"), ROWS_100)),
+    Case("study-out-fit-folder", "stores", [*STUDY[:6], "{tmp}/s", *STUDY[7:]],
+         "s is a fit folder (steadytune fit), not a study folder", store("fit-locked")),
+    Case("fit-rerun-other-settings", "stores", [*FIT_100[:6], "{tmp}/s", *FIT_100[7:], "--candidates", "3"],
+         "holds a fit with other settings", both(store("fit-locked"), ROWS_100)),
     Case("fit-push-bad-repo-id", "output", ["fit", "--model", "{model}", "--train-file", "{train}", "--out",
          "{tmp}/f", "--quiet", "--push-to-hub", "bad name"], "'bad name' is not a hub repository id"),
     Case("study-out-under-a-file", "output", [*STUDY[:6], "{train}/s", *STUDY[7:]], "is a file, not a folder"),

@@ -125,3 +125,24 @@ def test_help_everywhere(capsys):
         with pytest.raises(SystemExit) as e:
             main([*cmd, "--help"])
         assert e.value.code == 0 and "usage: steadytune" in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`steadytune recipes | head -1`: no BrokenPipeError traceback, whatever the timing (issue 30: 3 of 5 runs
+    printed one); the command exits as SIGPIPE would end a Unix tool (141), and head gets its line."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("steadytune")
+    for command in ("recipes", "tasks"):
+        for _ in range(5):
+            done = subprocess.run(f"{exe} {command} | head -1; echo \"${{PIPESTATUS[0]}}\" >&2", shell=True,
+                                  executable="/bin/bash", capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert len(done.stdout.splitlines()) == 1, done.stdout
+            assert done.stderr.strip() in ("0", "141"), done.stderr  # 0: it wrote everything before head left
+
+
+def test_one_candidate_keeps_one_without_a_keep_flag():
+    from steadytune.fitting import FitSettings
+
+    assert FitSettings(candidates=1).keep == 1 and FitSettings().keep == 2 and FitSettings(candidates=5).keep == 2

@@ -81,16 +81,25 @@ FLAG_WORDS = {
 }
 
 
+# A fit's candidates each keep a checkpoint of their whole training state (10-12 bytes a parameter: 240 MB for
+# all-MiniLM-L6-v2) and a stage record per check; a thousand is already more than a disk and a day hold. More is a
+# study (`steadytune study`), not a search.
+MAX_CANDIDATES = 1000
+# Candidates finished to the end by default: two, so the pick is a choice (module docstring).
+_KEEP = 2
+
+
 @dataclass(frozen=True)
 class FitSettings:
     """How `fit` searches (the module docstring says why these defaults)."""
 
-    candidates: int = _help("Candidates to start, each a (seed, learning rate) pair.", 9)
+    candidates: int = _help(f"Candidates to start, each a (seed, learning rate) pair (1 to {MAX_CANDIDATES}).", 9)
     lrs: tuple[float, ...] | None = _help(
         "Learning rates the candidates spread over, in turn. Default: by the encoder's width (`default_lrs`).", None
     )
     check_at: tuple[float, ...] = _help("Fractions of the step budget at which candidates are judged.", (0.25, 0.5))
-    keep: int = _help("Candidates that continue from the last check to the end.", 2)
+    keep: int | None = _help("Candidates that continue from the last check to the end (default 2, or all of fewer).",
+                             None)  # fmt: skip
     # Last, so that positional FitSettings(candidates, lrs, check_at, keep) of 0.7 still means what it did.
     reinit: int = _help(
         "Top Transformer blocks (with the pooler) that every candidate re-initialises when its recipe re-initialises "
@@ -102,13 +111,20 @@ class FitSettings:
         if self.lrs is not None:
             object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
         object.__setattr__(self, "check_at", tuple(float(x) for x in self.check_at))
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise UserInputError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
+        if self.keep is None:
+            object.__setattr__(self, "keep", min(_KEEP, self.candidates))
         if not 1 <= self.keep <= self.candidates:
             raise UserInputError(f"keep must be between 1 and the number of candidates ({self.candidates}), got "
                                  f"{self.keep}")  # fmt: skip
         if self.reinit < 0:
             raise UserInputError(f"reinit must be 0 or more, got {self.reinit}")
-        if self.lrs is not None and (not self.lrs or not all(math.isfinite(x) and x > 0 for x in self.lrs)):
-            raise UserInputError(f"learning rates must be positive and finite, got {self.lrs}")
+        if self.lrs is not None and (not self.lrs or not all(math.isfinite(x) and 0 < x < 1 for x in self.lrs)):
+            raise UserInputError(f"learning rates must lie in (0, 1), got {', '.join(f'{x:g}' for x in self.lrs)}")
+        if self.lrs is not None and len(set(self.lrs)) < len(self.lrs):
+            twice = next(x for x in self.lrs if self.lrs.count(x) > 1)
+            raise UserInputError(f"learning rate {twice:g} is listed twice in lrs")
         checks = self.check_at
         if not checks or not all(0 < a < 1 for a in checks) or list(checks) != sorted(set(checks)):
             raise UserInputError(f"check fractions must increase strictly within (0, 1), got {checks}")
@@ -167,9 +183,9 @@ class FitResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def why_no(self, out: str | Path) -> str:
-        """The one line for a fit that found no model (`success` false): how it fell short (nothing finished, nothing
-        above the best constant predictor, or nothing above it by more than chance), where the best candidate's
-        model is when it scored above that predictor, and what to try next."""
+        """The one line for a fit that found no model (`success` false): how it fell short (nothing finished; the
+        pick no better than the best constant predictor on validation, or on the test rows; above it on test but
+        not by more than chance), where the pick's model is in that last case, and what to try next."""
         tries = ("more candidates (--candidates), other learning rates (--lrs), re-initialising more or fewer top "
                  "layers (--reinit) or longer training (--epochs)")  # fmt: skip
         chosen = next((c for c in self.candidates if c["name"] == self.chosen), None)

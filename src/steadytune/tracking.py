@@ -69,11 +69,15 @@ def parse_report_to(value: str | list[str] | tuple[str, ...] | None) -> str:
     items = value.split(",") if isinstance(value, str) else list(value)
     if not all(isinstance(item, str) for item in items):
         raise UserInputError(f"report_to must be a string or a list of strings, got {value!r}")
-    names = [item.strip().lower() for item in items if item.strip()]
+    names = [item.strip().lower() for item in items]
+    use = f"use none or any of {', '.join(BACKENDS)}, comma-separated"
+    if not names or any(not n for n in names):
+        raise UserInputError(f"report_to {value!r} has an empty name; {use}")
     unknown = [n for n in names if n not in (*BACKENDS, "none")]
     if unknown:
-        raise UserInputError(f"unknown tracker {unknown[0]!r} in report_to; use none or any of "
-                             f"{', '.join(BACKENDS)}, comma-separated")  # fmt: skip
+        raise UserInputError(f"unknown tracker {unknown[0]!r} in report_to; {use}")
+    if "none" in names and len(names) > 1:
+        raise UserInputError(f"report_to {value!r} names none beside a tracker; {use}")
     names = list(dict.fromkeys(n for n in names if n != "none"))
     return ",".join(names) if names else "none"
 

@@ -7,6 +7,7 @@ report, export) and `info.py` (tasks, recipes, audit); `args.py` has what they s
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import UserInputError
@@ -47,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = getattr(args, "debug", False)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader gone before the last lines is handled below, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader of standard output left (`steadytune recipes | head -1`): stop quietly, as Unix tools do when
+        # SIGPIPE ends them, with the shell's code for that (128 + SIGPIPE); the rest of the output goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("steadytune: interrupted", file=sys.stderr)
         return 130

@@ -173,10 +173,19 @@ def pair(text: str) -> tuple[float, float]:
 
 
 def floats(text: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers; an empty item (`1e-4,,2e-4`) is a typo, not a number to skip."""
+    import math
+
+    items = text.split(",")
+    if any(not x.strip() for x in items):
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.25,0.5, got an empty item in {text!r}")
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        values = tuple(float(x) for x in items)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers like 0.25,0.5, got {text!r}") from None
+    if not all(math.isfinite(x) for x in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
 
 
 def option(text: str) -> tuple[str, Any]:

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
     fit = group(p, "fit")
-    fit.add_argument("--candidates", type=int, default=9, metavar="N", help="candidates to start")
+    fit.add_argument("--candidates", type=int, default=9, metavar="N", help="candidates to start (1 to 1000)")
     fit.add_argument("--lrs", type=floats, default=None, metavar="LR,...",
                      help="learning rates the candidates spread over (default: 5e-5,1e-4,2e-4 for an encoder "
                           "narrower than 768, else 2e-5,3e-5,5e-5)")  # fmt: skip
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "re-initialises none (0: keep them)")  # fmt: skip
     fit.add_argument("--check-at", type=floats, default=(0.25, 0.5), metavar="F,...",
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
-    fit.add_argument("--keep", type=int, default=2, metavar="N", help="candidates that continue to the end")
+    fit.add_argument("--keep", type=int, default=None, metavar="N",
+                     help="candidates that continue to the end (default 2, or all when fewer)")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

@@ -69,8 +69,18 @@ class Store:
             raise UserInputError(f"{self.out} is a file, not a study folder")
         if os.path.lexists(self.path) and not self.path.is_file():
             raise UserInputError(f"{self.path} is not a file; move it away, or use another folder")
-        if not new:  # a file that is no usable store is refused before anything (even the lock file) is made
-            _inspect(self.path, new="--new", records=True)
+        if not new and _inspect(self.path, new="--new", records=True):
+            # a file that is no usable store, or one written by another set-up, is refused before anything (even the
+            # lock file) is touched: read-only here, and again under the lock below
+            self._con = _connect_read_only(self.path)
+            try:
+                self._check_recipes(recipes)
+                refusal = self._identity_refusal(identity)
+            finally:
+                self._con.close()
+                self._con = None
+            if refusal:
+                raise UserInputError(refusal)
         with _writing(self.path):
             self.out.mkdir(parents=True, exist_ok=True)
         self.lock()
@@ -138,9 +148,14 @@ class Store:
             raise RuntimeError("the store is not open: call claim() first")
         return self._con
 
-    def _check_identity(self, mine: dict[str, Any]) -> None:
+    def _identity_refusal(self, mine: dict[str, Any]) -> str | None:
+        """Why the stored identity refuses `mine` (another kind of folder, other settings, other rows), or None."""
         stored = self._meta("identity")
         theirs = json.loads(stored) if stored else {"settings": mine["settings"], "data": {}}
+        kinds = ["a fit folder (steadytune fit)" if any(k.startswith("fit.") for k in x["settings"])
+                 else "a study folder (steadytune study)" for x in (theirs, mine)]  # fmt: skip
+        if kinds[0] != kinds[1]:
+            return f"{self.out} is {kinds[0]}, not {kinds[1].split(' (')[0]}; use another folder"
         theirs["settings"] = {**ADDED_SETTINGS, **theirs["settings"]}  # a store from before a setting existed
         differ = sorted(k for k in {**theirs["settings"], **mine["settings"]}
                         if theirs["settings"].get(k) != mine["settings"].get(k))  # fmt: skip
@@ -149,8 +164,17 @@ class Store:
                          if mine["data"][t] != theirs["data"][t])  # fmt: skip
         if differ or changed:
             what = f"settings {', '.join(differ)}" if differ else f"data for {', '.join(changed)} (the rows differ)"
-            raise UserInputError(f"{self.out} holds a study with other {what}; use another folder, or --new to "
-                                 "start over there (the old store is kept as a backup)")  # fmt: skip
+            noun = "fit" if kinds[0].startswith("a fit") else "study"
+            return (f"{self.out} holds a {noun} with other {what}; use another folder, or --new to start over there "
+                    "(the old store is kept as a backup)")  # fmt: skip
+        return None
+
+    def _check_identity(self, mine: dict[str, Any]) -> None:
+        refusal = self._identity_refusal(mine)
+        if refusal:
+            raise UserInputError(refusal)
+        stored = self._meta("identity")
+        theirs = json.loads(stored) if stored else {"settings": mine["settings"], "data": {}}
         union = {"settings": mine["settings"], "data": {**theirs["data"], **mine["data"]}}
         if stored is None or union != json.loads(stored):
             with self._connection as con:

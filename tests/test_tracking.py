@@ -280,3 +280,20 @@ def test_wandb_offline_run_holds_the_curve(tiny_model_dir, toy, tmp_path):
     assert history[-1][f"best/test/{result.metric}"] == result.test_best
     assert [(h["_step"], h[f"eval/{result.metric}"]) for h in history if f"eval/{result.metric}" in h] == [
         (e["step"], e["validation"][result.metric]) for e in result.evals]  # fmt: skip
+
+
+@pytest.mark.parametrize(("uri", "message"), [("garbage://nowhere", "is not a store MLflow can log to"),
+                                              ("file:///tmp/mlruns", "is MLflow's file store")])  # fmt: skip
+def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_any_work(uri, message, tiny_model_dir, toy_files,
+                                                                      tmp_path, capsys, monkeypatch):  # fmt: skip
+    """Issue 30: MLFLOW_TRACKING_URI=garbage://nowhere trained for 30 s, then ended in a 50-line traceback."""
+    from steadytune.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(tiny_model_dir), "--train-file", str(toy_files["train"]), "--out", str(out),
+            "--report-to", "mlflow", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+    assert not out.exists() and not (tmp_path / "mlruns").exists()

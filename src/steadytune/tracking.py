@@ -98,6 +98,36 @@ def require(report_to: str, folder: str | Path | None = None) -> None:
             except ImportError:
                 raise UserInputError(f"--report-to {name} needs {dist}, which is not installed: "
                                      f"pip install 'steadytune[{name}]'") from None  # fmt: skip
+        if name == "mlflow":
+            _check_mlflow_uri(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+# MLflow's database stores: it connects and creates its tables when a client opens one, which a check before the
+# work must not do; MLflow says what is wrong with them when the first run opens.
+_MLFLOW_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def _check_mlflow_uri(uri: str | None) -> None:
+    """Refuse an MLFLOW_TRACKING_URI that MLflow cannot log to, before any work: its file store (in maintenance
+    mode, it refuses new runs) and a scheme no store handles; a server's URI is resolved without contacting it."""
+    if not uri:
+        return
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        raise UserInputError(f"MLFLOW_TRACKING_URI={uri} is MLflow's file store, which is in maintenance mode and "
+                             "takes no new runs; use a database (sqlite:///PATH/mlflow.db) or a tracking server, or "
+                             "unset it to log to mlflow.db in the tracking folder")  # fmt: skip
+    if scheme in _MLFLOW_DATABASES or scheme.split("+")[0] in _MLFLOW_DATABASES:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri)
+    except Exception as e:  # MLflow's own word on the URI: its first sentence
+        why = " ".join(str(e).split())[:200].split(". ")[0]
+        raise UserInputError(f"MLFLOW_TRACKING_URI={uri} is not a store MLflow can log to: {why}") from None
 
 
 def run_folder_name(name: str) -> Path:

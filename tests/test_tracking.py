@@ -86,9 +86,14 @@ def _without_tracking(record: dict) -> dict:
 
 
 def test_report_to_values():
-    assert parse_report_to(None) == parse_report_to("none") == parse_report_to("") == "none"
+    assert parse_report_to(None) == parse_report_to("none") == parse_report_to(["none"]) == "none"
     assert parse_report_to(" TensorBoard, mlflow,tensorboard ") == "tensorboard,mlflow"
-    assert parse_report_to(["wandb", "none"]) == "wandb"
+    for contradiction in (["wandb", "none"], "none,tensorboard"):  # issue 30: accepted, and tensorboard written
+        with pytest.raises(UserInputError, match="names none beside a tracker"):
+            parse_report_to(contradiction)
+    for empty in ("", "tensorboard,", ",", []):
+        with pytest.raises(UserInputError, match="has an empty name"):
+            parse_report_to(empty)
     assert TrainConfig(report_to=("mlflow",)).report_to == "mlflow"
     with pytest.raises(UserInputError, match="unknown tracker 'comet'"):
         TrainConfig(report_to="tensorboard,comet")

@@ -74,7 +74,8 @@ class Verdict:
         return asdict(self)
 
     def sentence(self) -> str:
-        """ "Fisher's exact test … on 139 test examples: p = 0.003" (no decision words: callers say yes or no)."""
+        """The test, its size and its p in words, e.g. "exact binomial test … on 139 test examples: p = 0.037" (no
+        decision words: callers say yes or no)."""
         if self.test == "no score":
             return f"no score to test on {self.n} {self.split} examples"
         return f"{self.test} on {self.n} {self.split} examples: p = {self.p:.2g}"

@@ -289,5 +289,6 @@ def test_defaults_are_shown_once_and_never_as_none_or_false():
     assert "No effect on CUDA. (default: on)" in train  # --fast-path is on unless --no-fast-path
     assert "(recipe default: 2e-05)" in train and "(recipe default: 2e-05) (default:" not in train
     fit = " ".join(subparsers(parser)["fit"].format_help().split())
-    assert "candidates to start (1 to 1000) (default: 9)" in fit and "5e-5,1e-4,2e-4 for an encoder narrower than 768" in fit
+    assert "candidates to start (1 to 1000) (default: 9)" in fit
+    assert "5e-5,1e-4,2e-4 for an encoder narrower than 768" in fit
     assert "(0: keep them) (default: 2)" in fit

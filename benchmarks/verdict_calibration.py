@@ -109,12 +109,9 @@ def _old_rule(result: dict) -> bool:
     from scipy.stats import binomtest, chi2
     from scipy.stats import t as student_t
 
-    metric = result["metric"]
-    done = [c for c in result["candidates"] if c["status"] == "finished"]
-    finished = [c for c in done if (c.get("best") or {}).get("validation")]
-    if not finished:
+    metric, val = result["metric"], _chosen_validation(result)
+    if val is None:
         return False
-    val = max(finished, key=lambda c: c["best"]["validation"][metric])["best"]["validation"]
     base, n = result["baselines"]["validation"]["score"], result["data"]["sizes"]["validation"]
     if val.get(metric) is None or n < 3:
         return False
@@ -128,6 +125,14 @@ def _old_rule(result: dict) -> bool:
         half = 0.5 * float(chi2.sf(n * phi * phi, 1))
         p = half if phi > 0 else 1.0 - half
     return val[metric] > base and p < 0.05
+
+
+def _chosen_validation(result: dict) -> dict | None:
+    """The best validation scores of the candidate fit chose (any version: the finished one best on validation);
+    None when nothing finished with a validation score."""
+    metric = result["metric"]
+    done = [c for c in result["candidates"] if c["status"] == "finished" and (c.get("best") or {}).get("validation")]
+    return max(done, key=lambda c: c["best"]["validation"][metric])["best"]["validation"] if done else None
 
 
 def _interval(k: int, n: int) -> str:
@@ -146,13 +151,18 @@ def table(out: Path) -> str:
         f"{'data set':<10} {'fits':>4}  {'old rule: false yes [95% CI]':<30}  "
         f"{'new rule: false yes [95% CI]':<30}  p (new rate > 5%)"
     ]
-    totals = [0, 0, 0]
+    totals, old_yeses = [0, 0, 0], []
     for name in DATASETS:
         olds, news = [], []
         for fit_json in sorted((out / name).glob("rep*/fit/fit.json")):
             result = json.loads(fit_json.read_text())
             olds.append(_old_rule(result))
-            news.append(rejudge(fit_json.parent, model=False).success)  # records only: the weights are not kept
+            now = rejudge(fit_json.parent, model=False)  # records only: the weights are not kept
+            news.append(now.success)
+            if olds[-1]:  # what the old rule's yes delivered, judged on its test rows
+                m, val, test = now.metric, _chosen_validation(result), (now.test or {}).get(now.metric, math.nan)
+                old_yeses.append(f"{fit_json.parent.parent.relative_to(out)}: validation {m} {val[m]:.4f}, test "
+                                 f"{test:.4f}, new rule p = {now.judgement['p']:.2g}")  # fmt: skip
         if not olds:
             continue
         n, k_old, k_new = len(olds), sum(olds), sum(news)
@@ -163,6 +173,7 @@ def table(out: Path) -> str:
     if n:
         p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
         lines.append(f"{'all':<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
+    lines += ["", "the old rule's yeses:", *(f"  {line}" for line in old_yeses or ["none"])]
     return "\n".join(lines)
 
 
@@ -175,6 +186,7 @@ def power(folder: Path) -> str:
 
     lines = [f"{'task':<6} {'fits':>4}  {'yes, old rule':<14} {'yes, new rule':<14} {'test of the yeses (old)':<26} "
              "test of the yeses (new)"]  # fmt: skip
+    detail = ["", "each fit: the pick's test score, and its verdict under each rule (the new one with its p):"]
     for task in ("rte", "mrpc", "cola", "sts-b"):
         old, new = [], []
         for fit_json in sorted((folder / task).glob("rep*/fit/fit.json")):
@@ -186,6 +198,9 @@ def power(folder: Path) -> str:
             score = (now.test or {}).get(now.metric)
             old.append((was, score))
             new.append((now.success, score))
+            said = {True: "yes", False: "no"}
+            detail.append(f"  {task} {fit_json.parent.parent.name}: test {now.metric} {score:.4f}; old {said[was]}, "
+                          f"new {said[now.success]} (p = {now.judgement['p']:.2g})")  # fmt: skip
 
         def scores(pairs):
             kept = [x for yes, x in pairs if yes and x is not None]
@@ -193,7 +208,7 @@ def power(folder: Path) -> str:
 
         lines.append(f"{task:<6} {len(old):>4}  {sum(y for y, _ in old):<14} {sum(y for y, _ in new):<14} "
                      f"{scores(old):<26} {scores(new)}")  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + detail)
 
 
 def main() -> None:

@@ -55,10 +55,10 @@ def test_binary_f1_and_mcc_are_judged_by_fishers_exact_test_of_the_table(metric)
         m = classification_metrics(p, y, num_labels=2)
         base = constant_baseline(y, num_labels=2, metric=metric)
         v = learned(m, base, n=n, num_labels=2, positives=int(y.sum()))
-        by_hand = _fisher_by_hand(*_table(y, p))
+        tp, fn, fp, tn = _table(y, p)
+        by_hand = _fisher_by_hand(tp, fn, fp, tn)
         assert v.p == pytest.approx(by_hand, rel=1e-9, abs=1e-12)
-        assert v.p == pytest.approx(fisher_exact([[_table(y, p)[0], _table(y, p)[1]], [_table(y, p)[2],
-                                                  _table(y, p)[3]]], alternative="greater").pvalue)  # fmt: skip
+        assert v.p == pytest.approx(fisher_exact([[tp, fn], [fp, tn]], alternative="greater").pvalue)
         assert v.yes == (m[metric] > base.score and by_hand < 0.05)
         assert v.n == n and v.split == "test" and "Fisher" in v.test
 

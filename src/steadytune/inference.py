@@ -310,7 +310,7 @@ def _stdin_bytes() -> bytes:
 
 
 def _read_parquet(source: Path | bytes, where: str):
-    """The Arrow table itself (its column types go on into Parquet output); `data.hf_datasets.read_parquet`, which
+    """The Arrow table itself (its column types go on into Parquet output); `data.readers.read_parquet`, which
     training uses, gives Python columns only."""
     import pyarrow as pa  # a dependency of datasets
     import pyarrow.parquet as pq

@@ -1,5 +1,5 @@
-"""Hugging Face `datasets` as training data: a hub id or a `save_to_disk` folder (`NAME[:CONFIG]`), a `Dataset` or
-`DatasetDict` object, and Parquet files, each turned into the column tables the CSV/TSV/JSONL readers give.
+"""Hugging Face `datasets` as training data: a hub id or a `save_to_disk` folder (`NAME[:CONFIG]`), or a `Dataset`
+or `DatasetDict` object; `readers.dataset_columns` turns each split into the column tables the file readers give.
 
 A `ClassLabel` column keeps its class names: ids become their names (-1, the hub's "no label", becomes a missing
 label), and the names in the feature's order are the task's label names, so a model trained on it predicts the
@@ -16,38 +16,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from .readers import Table
+from .readers import first_line as _first_line
 
 __all__ = [
-    "PARQUET_SUFFIXES",
     "TEST_SPLITS",
     "VALIDATION_SPLITS",
-    "Columns",
-    "dataset_columns",
     "is_dataset",
     "is_dataset_dict",
     "open_dataset",
     "pick_splits",
-    "read_parquet",
 ]
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
 # Split names that play the paper's dev (validation) and test roles, most common first.
 VALIDATION_SPLITS = ("validation", "dev", "valid")
 TEST_SPLITS = ("test",)
-
-
-@dataclass
-class Columns:
-    """One split as columns, and the class names of its `ClassLabel` columns (column → names in id order)."""
-
-    table: Table
-    class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _datasets_module() -> Any:
@@ -63,74 +49,6 @@ def is_dataset(obj: Any) -> bool:
 def is_dataset_dict(obj: Any) -> bool:
     ds = _datasets_module()
     return ds is not None and isinstance(obj, ds.DatasetDict)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]
-
-
-def dataset_columns(ds: Any, where: str) -> Columns:
-    """A `datasets.Dataset`'s rows as plain Python columns (whatever format it is set to), `ClassLabel` ids as
-    their names."""
-    import datasets
-
-    if isinstance(ds, datasets.IterableDataset):
-        raise UserInputError(f"{where}: an IterableDataset (streaming) has no length to split; load it without "
-                             "streaming=True")  # fmt: skip
-    table: Table = ds.with_format(None).to_dict()
-    names: dict[str, tuple[str, ...]] = {}
-    for column, feature in ds.features.items():
-        if isinstance(feature, datasets.ClassLabel):
-            names[column] = tuple(feature.names)
-            table[column] = _class_names(table[column], names[column], column, where)
-    return Columns(table, names)
-
-
-def _class_names(ids: list, names: tuple[str, ...], column: str, where: str) -> list:
-    out: list = []
-    for i, value in enumerate(ids):
-        if value is None or value == -1:  # -1: datasets' "no label" (the hub's hidden test labels)
-            out.append(None)
-        elif 0 <= value < len(names):
-            out.append(names[value])
-        else:
-            raise UserInputError(f"{where} row {i}: column {column!r} holds class id {value}, outside its ClassLabel "
-                                 f"of {len(names)} names")  # fmt: skip
-    return out
-
-
-def read_parquet(path: str | Path) -> Columns:
-    """A Parquet file's columns (read with pyarrow; `datasets` features in its metadata are honoured)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path} is a folder, not a file" if path.is_dir() else f"file not found: {path}")
-    try:
-        file = pq.ParquetFile(path)
-        names = file.schema_arrow.names
-        seen: set[str] = set()
-        for name in names:
-            if name in seen:
-                raise UserInputError(f"{path}: column {name!r} appears twice; columns need distinct names")
-            seen.add(name)
-        table = file.read()
-    except (pa.ArrowException, OSError) as e:  # not Parquet (no magic bytes), truncated, unreadable
-        raise UserInputError(f"{path} is not a readable Parquet file ({_first_line(e)})") from None
-    if b"huggingface" in (table.schema.metadata or {}):
-        import datasets
-
-        try:
-            return dataset_columns(datasets.Dataset(table), str(path))
-        except UserInputError:
-            raise
-        except Exception as e:  # features in the metadata that do not fit the columns
-            raise UserInputError(
-                f"{path}: its `datasets` features do not fit its columns ({_first_line(e)})"
-            ) from None
-    return Columns(table.to_pydict())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,17 +20,8 @@ from .columns import (
     _label_key,
     _split,
 )
-from .hf_datasets import (
-    PARQUET_SUFFIXES,
-    Columns,
-    dataset_columns,
-    is_dataset,
-    is_dataset_dict,
-    open_dataset,
-    pick_splits,
-    read_parquet,
-)
-from .readers import Table, read_table, read_tsv
+from .hf_datasets import is_dataset, is_dataset_dict, open_dataset, pick_splits
+from .readers import PARQUET_SUFFIXES, Columns, Table, dataset_columns, read_parquet, read_table, read_tsv
 from .splits import DATA_SEED, SPLIT_SEED, Split, balanced_subset, split_in_two
 from .tasks import TaskSpec, get_task
 

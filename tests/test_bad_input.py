@@ -78,6 +78,10 @@ class Ctx:
     model: Path
     saved: Path
     store: bytes
+    fit: Path
+    """A finished fit folder (its verdict no: a tiny random encoder learns nothing) and the rows100.csv beside it."""
+    checkpoint: Path
+    """A folder holding train.csv and run.checkpoint.pt, a run's checkpoint after its first step (--lr 1e-4)."""
 
     @property
     def train(self) -> Path:
@@ -241,6 +245,8 @@ def store(kind: str) -> Callable[[Ctx], None]:
             con.execute("INSERT INTO trials VALUES ('train', 'adam', 0, 'done', '{\"x\": 1}', NULL, 0)")
             con.commit()
             con.close()
+        elif kind == "truncated":  # a copy cut off a third of the way: its header promises pages that are gone
+            path.write_bytes(c.store[: len(c.store) // 3])
         elif kind == "empty":
             path.write_bytes(b"")
         elif kind == "directory":
@@ -389,8 +395,104 @@ class Case:
     code: int = 2
     without: str | None = None
     """"cuda" or "mps": the case is bad input only on a machine without that device."""
+    env: dict[str, str] | None = None
+    """Environment variables set for the case."""
+    stdin: bytes | None = None
+    """What standard input holds (`--input -`)."""
 
 
+def fit_folder(name: str = "f", *, rows: Callable[[list[dict]], list[dict]] | None = None) -> Callable[[Ctx], None]:
+    """tmp/<name>: a copy of the finished fit, and tmp/rows100.csv, its data (`rows` edits the rows first)."""
+
+    def setup(c: Ctx) -> None:
+        shutil.copytree(c.fit / "f", c.tmp / name, symlinks=True)
+        data = text_rows(100)
+        write_rows(c.tmp / "rows100.csv", rows(data) if rows else data)
+
+    return setup
+
+
+def _flip_first_label(rows: list[dict]) -> list[dict]:
+    return [{**rows[0], "label": "pos" if rows[0]["label"] == "neg" else "neg"}, *rows[1:]]
+
+
+def checkpoint_of(edit: Callable[[bytes], bytes] | None = None) -> Callable[[Ctx], None]:
+    """tmp/train.csv and tmp/run.checkpoint.pt as the checkpointed run left them (`edit` changes the file's bytes)."""
+
+    def setup(c: Ctx) -> None:
+        shutil.copy(c.checkpoint / "train.csv", c.tmp / "train.csv")
+        data = (c.checkpoint / "run.checkpoint.pt").read_bytes()
+        (c.tmp / "run.checkpoint.pt").write_bytes(edit(data) if edit else data)
+
+    return setup
+
+
+def held_fit(c: Ctx) -> None:
+    """The finished fit, its folder held by another live process (a second fit on it)."""
+    fit_folder()(c)
+    code = ("import fcntl, sys, time; fd = open(sys.argv[1], 'a'); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(600)")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code, str(c.tmp / "f" / "study.lock")], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    _HOLDERS.append(holder)
+    assert holder.stdout.readline().strip() == "held"
+
+
+_HOLDERS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_holders():
+    yield
+    while _HOLDERS:
+        holder = _HOLDERS.pop()
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def parquet(name: str, columns: dict[str, Any], *, dictionary: tuple[str, ...] = ()) -> Callable[[Ctx], None]:
+    """tmp/<name>, a Parquet file of `columns` (pyarrow infers the types; `dictionary` columns dictionary-encoded)."""
+
+    def setup(c: Ctx) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrays = {k: pa.array(v) for k, v in columns.items()}
+        arrays = {k: a.dictionary_encode() if k in dictionary else a for k, a in arrays.items()}
+        pq.write_table(pa.table(arrays), c.tmp / name)
+
+    return setup
+
+
+def truncated_parquet(c: Ctx) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = text_rows(40)
+    pq.write_table(pa.table({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}), c.tmp / "t.pq")
+    data = (c.tmp / "t.pq").read_bytes()
+    (c.tmp / "t.pq").write_bytes(data[: len(data) // 2])  # a copy cut off half-way: no footer
+
+
+def dataset_dict(name: str, splits: dict[str, dict[str, list]]) -> Callable[[Ctx], None]:
+    """tmp/<name>: a DatasetDict saved with `save_to_disk`, each split its own columns."""
+
+    def setup(c: Ctx) -> None:
+        import datasets
+
+        datasets.DatasetDict({s: datasets.Dataset.from_dict(cols) for s, cols in splits.items()}).save_to_disk(
+            c.tmp / name
+        )
+
+    return setup
+
+
+def read_only_tracking(c: Ctx) -> None:
+    c.read_only(lambda ro: None)
+
+
+RESUME = ["train", "--model", "{model}", "--train-file", "train.csv", "--max-steps", "3", "--quiet", "--out", "run",
+          "--checkpoint-every", "1", "--resume", "--lr", "1e-4"]  # fmt: skip
 FIT = ["fit", "--model", "{model}", "--train-file", "{train}", "--out", "{tmp}/f", "--quiet"]
 # fit on 100 rows: 10 test rows, enough for a verdict (40 rows leave 4, which fit refuses before its folder)
 FIT_100 = [*FIT[:4], "{tmp}/rows100.csv", *FIT[5:]]
@@ -699,6 +801,144 @@ CASES = [
     Case("report-no-study", "stores", ["report", "{tmp}/nothing"], "no study in"),
     Case("study-read-only-store", "stores", [*STUDY[:4], "{tmp}/ro/train.csv", STUDY[5], "{tmp}/ro/s", *STUDY[7:]],
          "Read-only file system", read_only_store),
+
+    # ----- issue 30: the surfaces added since the first corpus -----
+    # fit's flags, each refused before its folder exists
+    Case("fit-check-at-above-one", "numbers", [*FIT, "--check-at", "1.5"], "must increase strictly within (0, 1)"),
+    Case("fit-check-at-decreasing", "numbers", [*FIT, "--check-at", "0.5,0.25"], "must increase strictly"),
+    Case("fit-check-at-nan", "numbers", [*FIT, "--check-at", "nan"], "expected finite numbers"),
+    Case("fit-keep-above-candidates", "numbers", [*FIT, "--candidates", "2", "--keep", "3"],
+         "keep must be between 1 and the number of candidates (2), got 3"),
+    Case("fit-keep-zero", "numbers", [*FIT, "--keep", "0"], "keep must be between 1 and the number of candidates"),
+    Case("fit-candidates-1e20", "numbers", [*FIT, "--candidates", BIG], "candidates must be between 1 and 1000"),
+    Case("fit-lrs-zero", "numbers", [*FIT, "--lrs=0"], "learning rates must lie in (0, 1), got 0"),
+    Case("fit-lrs-negative", "numbers", [*FIT, "--lrs=-1e-4"], "learning rates must lie in (0, 1)"),
+    Case("fit-lrs-not-a-number", "numbers", [*FIT, "--lrs", "1e-4,fast"], "expected numbers"),
+    Case("fit-reinit-deeper-than-model", "numbers", [*FIT_100, "--reinit", "5"],
+         "re-initialising 5 blocks (--reinit) needs a deeper model", ROWS_100),
+    Case("fit-out-is-a-file", "output", [*FIT[:6], "{train}", *FIT[7:]], "is a file, not a folder"),
+    Case("fit-out-read-only", "output", [*FIT_100[:6], "{tmp}/ro/f", *FIT_100[7:]], "Read-only file system",
+         both(read_only_out, ROWS_100)),
+    Case("fit-out-stdout", "output", [*FIT[:6], "-", *FIT[7:]], "standard output takes a file, not a folder"),
+    Case("fit-too-few-test-rows", "data shape", FIT, "the test split has 4 rows, too few for a verdict"),
+    # fit folders: a rerun with other data or flags, a second fit at once, damaged stores
+    Case("fit-rerun-changed-data", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2"],
+         "holds a fit with other data for rows100 (the rows differ)", fit_folder(rows=_flip_first_label)),
+    Case("fit-rerun-changed-lrs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2", "--lrs",
+         "3e-4"], "holds a fit with other settings fit.lrs", fit_folder()),
+    Case("fit-rerun-changed-epochs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2", "--epochs",
+         "4"], "now means other settings than its stored trials (epochs 3.0 → 4.0)", fit_folder()),
+    Case("fit-second-at-once", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2"],
+         "in use by another steadytune process", held_fit),
+    Case("fit-out-truncated-store", "stores", [*FIT_100[:6], "{tmp}/s", *FIT_100[7:]],
+         "is not a usable steadytune study store", both(store("truncated"), ROWS_100)),
+    Case("fit-out-random-store", "stores", [*FIT_100[:6], "{tmp}/s", *FIT_100[7:]],
+         "is not a usable steadytune study store", both(store("random"), ROWS_100)),
+    Case("report-fit-folder", "stores", ["report", "{tmp}/f"], "f is a fit folder (steadytune fit), not a study",
+         fit_folder()),
+    Case("report-truncated-store", "stores", ["report", "{tmp}/s"], "is not a usable steadytune study store",
+         store("truncated")),
+    Case("export-truncated-store", "stores", ["export", "{tmp}/s", "--output", "-"],
+         "is not a usable steadytune study store", store("truncated")),
+    Case("report-store-is-a-folder", "stores", ["report", "{tmp}/s"], "study.sqlite", store("directory")),
+    # train --checkpoint-every / --resume (RESUME: the checkpointed run's own command)
+    Case("checkpoint-every-negative", "numbers", train("--out", "{tmp}/run", "--checkpoint-every", "-2"),
+         "checkpoint_every must be at least 1 step, got -2"),
+    Case("checkpoint-without-out", "output", train("--checkpoint-every", "1"), "checkpoints need an output folder"),
+    Case("resume-without-out", "output", train("--resume"), "checkpoints need an output folder"),
+    Case("checkpoint-path-is-a-folder", "output", train("--out", "{tmp}/run", "--checkpoint-every", "1"),
+         "run.checkpoint.pt, where this run keeps its checkpoint, is not a plain file",
+         folder_with("run.checkpoint.pt/x")),
+    Case("checkpoint-path-is-a-link", "output", train("--out", "{tmp}/run", "--checkpoint-every", "1", "--resume"),
+         "is not a plain file", both(folder_with("elsewhere.pt"), symlink("run.checkpoint.pt", "elsewhere.pt"))),
+    Case("checkpoint-exists-without-resume", "output", RESUME[:-3] + RESUME[-2:],
+         "holds the checkpoint of an earlier run; pass --resume", checkpoint_of()),
+    Case("checkpoint-read-only", "output", train("--out", "{tmp}/ro/run", "--checkpoint-every", "1"),
+         "Read-only file system", read_only_out),
+    Case("resume-garbage-checkpoint", "model folder", RESUME, "run.checkpoint.pt: not a readable steadytune "
+         "checkpoint", checkpoint_of(lambda b: random.Random(2).randbytes(len(b)))),
+    Case("resume-truncated-checkpoint", "model folder", RESUME, "not a readable steadytune checkpoint",
+         checkpoint_of(lambda b: b[: len(b) // 2])),
+    Case("resume-empty-checkpoint", "model folder", RESUME, "not a readable steadytune checkpoint",
+         checkpoint_of(lambda b: b"")),
+    Case("resume-changed-lr", "model folder", [*RESUME[:-1], "3e-4"],
+         "was written by another run (it differs in config.lr, config.recipe)", checkpoint_of()),
+    Case("resume-changed-seed", "model folder", [*RESUME, "--seed", "7"],
+         "(it differs in config.seed, settings.init_seed)", checkpoint_of()),
+    Case("resume-changed-data", "model folder", RESUME, "(it differs in data.test, data.train, data.validation)",
+         both(checkpoint_of(), write("train.csv", csv_text(text_rows(41))))),
+    # --dataset: save_to_disk folders missing what the task needs, hub ids that cannot be used
+    Case("dataset-no-label-column", "data shape", train_dataset("{tmp}/ds"), "no column 'label'",
+         saved_dataset("ds", {"text": ["good film", "bad film"] * 10})),
+    Case("dataset-validation-missing-column", "data shape", train_dataset("{tmp}/ds"), "no column 'text'",
+         dataset_dict("ds", {"train": {"text": ["good", "bad"] * 10, "label": [1, 0] * 10},
+                             "validation": {"sentence": ["fine", "awful"] * 5, "label": [1, 0] * 5}})),
+    Case("dataset-only-test-split", "data shape", train_dataset("{tmp}/ds"), "no 'train' split (splits: 'test')",
+         saved_dataset("ds", splits=("test",))),
+    Case("dataset-hub-id-malformed", "data shape", train_dataset("a/b/c"), "dataset"),
+    Case("dataset-hub-id-offline-flag", "data shape", train_dataset("someone/no-such-dataset"),
+         "cannot load dataset 'someone/no-such-dataset'", env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}),
+    Case("fit-dataset-missing", "data shape", [*FIT[:3], "--dataset", "{tmp}/nope", *FIT[5:]],
+         "dataset folder not found"),
+    # Parquet: corrupt, empty, nested, dictionary-encoded
+    Case("parquet-truncated", "data shape", train_on("{tmp}/t.pq"), "t.pq is not a readable Parquet file",
+         truncated_parquet),
+    Case("parquet-empty", "data shape", train_on("{tmp}/e.parquet"), "the train split is empty",
+         parquet("e.parquet", {"text": [], "label": []})),
+    Case("parquet-struct-text", "data shape", train_on("{tmp}/n.parquet"), "column 'text' must hold text, found dict",
+         parquet("n.parquet", {"text": [{"a": "x"}] * 20, "label": [0, 1] * 10})),
+    Case("parquet-list-text", "data shape", train_on("{tmp}/n.parquet"), "column 'text' must hold text, found list",
+         parquet("n.parquet", {"text": [["x", "y"]] * 20, "label": [0, 1] * 10})),
+    Case("parquet-list-label", "labels", train_on("{tmp}/n.parquet"), "label [0] is a list",
+         parquet("n.parquet", {"text": ["good", "bad"] * 10, "label": [[0]] * 20})),
+    Case("parquet-dictionary-null-label", "labels", train_on("{tmp}/d.parquet"), "d.parquet row 19: missing label",
+         parquet("d.parquet", {"text": ["good", "bad"] * 10, "label": ["pos", "neg"] * 9 + ["pos", None]},
+                 dictionary=("text", "label"))),
+    Case("parquet-no-columns-named", "data shape", train_on("{tmp}/n.parquet"), "no column 'label'",
+         parquet("n.parquet", {"sentence": ["good", "bad"] * 10, "y": [0, 1] * 10})),
+    Case("predict-empty-parquet", "data shape", predict(input="{tmp}/e.parquet"), "e.parquet: no rows to predict",
+         parquet("e.parquet", {"text": []})),
+    # tracking: each backend's destination checked before any work
+    Case("tensorboard-dir-read-only", "output", train("--report-to", "tensorboard", "--tracking-dir", "{tmp}/ro/tb"),
+         "Read-only file system", read_only_tracking),
+    Case("mlflow-dir-read-only", "output", train("--report-to", "mlflow", "--tracking-dir", "{tmp}/ro/ml"),
+         "Read-only file system", read_only_tracking),
+    Case("mlflow-uri-unknown-scheme", "output", train("--report-to", "mlflow"), "garbage://nowhere",
+         env={"MLFLOW_TRACKING_URI": "garbage://nowhere"}),
+    Case("fit-mlflow-uri-file-store", "output", [*FIT, "--report-to", "mlflow"], "MLFLOW_TRACKING_URI",
+         env={"MLFLOW_TRACKING_URI": "file:///tmp/nowhere-mlruns"}),
+    Case("study-mlflow-uri-unknown-scheme", "output", study("--report-to", "mlflow"), "garbage://nowhere",
+         env={"MLFLOW_TRACKING_URI": "garbage://nowhere"}),
+    Case("wandb-not-installed", "output", train("--report-to", "wandb"), "needs wandb, which is not installed"),
+    Case("fit-tracking-dir-is-a-file", "output", [*FIT, "--report-to", "tensorboard", "--tracking-dir", "{train}"],
+         "is a file"),
+    # --push-to-hub: offline, malformed ids, checked before training
+    Case("push-offline", "output", train("--out", "{tmp}/run", "--save-model", "--push-to-hub", "me/m"),
+         "offline mode is on (HF_HUB_OFFLINE)", env={"HF_HUB_OFFLINE": "1"}),
+    Case("fit-push-offline", "output", [*FIT, "--push-to-hub", "me/m"], "offline mode is on (HF_HUB_OFFLINE)",
+         env={"HF_HUB_OFFLINE": "1"}),
+    Case("push-repo-id-too-long", "output", train("--out", "{tmp}/run", "--save-model", "--push-to-hub",
+         "me/" + "m" * 200), "is not a hub repository id"),
+    Case("push-repo-id-empty", "output", train("--out", "{tmp}/run", "--save-model", "--push-to-hub", ""),
+         "is not a hub repository id"),
+    Case("fit-hub-private-without-push", "output", [*FIT, "--hub-private"], "--hub-private needs --push-to-hub"),
+    # predict over standard input and output, and model folders that are no fine-tuned model
+    Case("predict-stdin-binary", "encoding", predict(input="-"), "standard input:2: not UTF-8 (byte 0x80",
+         stdin=bytes(range(256))),
+    Case("predict-stdin-empty", "data shape", predict("--input-format", "csv", input="-"), "standard input is empty",
+         stdin=b""),
+    Case("predict-stdin-utf16", "encoding", predict("--input-format", "csv", input="-"), "UTF-16/32",
+         stdin="text\ngood\n".encode("utf-16")),
+    Case("predict-stdin-wrong-format", "data shape", predict(input="-"), "standard input is read as JSONL",
+         stdin=b"text,label\ngood film,pos\n"),
+    Case("predict-stdin-parquet-garbage", "data shape", predict("--input-format", "parquet", input="-"),
+         "not a readable Parquet file", stdin=b"PAR1 nothing of the kind"),
+    Case("predict-base-encoder", "model folder", predict("--text-columns", "text", model="{model}"),
+         "holds no trained classification head (missing classifier.bias, classifier.weight)"),
+    Case("predict-fit-said-no", "model folder", predict(model="{tmp}/f"),
+         "f is a fit folder whose fit delivered no model", fit_folder()),
+    Case("predict-fit-candidates-folder", "model folder", predict(model="{tmp}/f/candidates"),
+         "not a saved model folder", fit_folder()),
 ]
 # fmt: on
 
@@ -728,9 +968,58 @@ def finished_store(tiny_model_dir, tmp_path_factory) -> bytes:
     return (folder / "s" / "study.sqlite").read_bytes()
 
 
+@pytest.fixture(scope="session")
+def finished_fit(tiny_model_dir, tmp_path_factory) -> Path:
+    """A folder holding rows100.csv and f, a fit of 2 candidates on it (tiny random encoder: its verdict is no)."""
+    folder = tmp_path_factory.mktemp("fit")
+    write_rows(folder / "rows100.csv", text_rows(100))
+    here = os.getcwd()
+    os.chdir(folder)  # the fit names its data as the cases do: rows100.csv, relative
+    try:
+        assert main(["fit", "--model", str(tiny_model_dir), "--train-file", "rows100.csv", "--out", "f", "--quiet",
+                     "--candidates", "2"]) == 1  # fmt: skip
+    finally:
+        os.chdir(here)
+    assert (folder / "f" / "fit.json").is_file() and not (folder / "f" / "model").exists()
+    return folder
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def run_checkpoint(tiny_model_dir, tmp_path_factory) -> Path:
+    """A folder holding train.csv and run.checkpoint.pt: `train --out run --checkpoint-every 1 --lr 1e-4` stopped
+    right after its first checkpoint."""
+    import steadytune.trainer as trainer
+
+    folder = tmp_path_factory.mktemp("checkpoint")
+    write_rows(folder / "train.csv", text_rows(40))
+    real = trainer.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        real(*args, **kwargs)
+        raise _Stop
+
+    here = os.getcwd()
+    os.chdir(folder)
+    trainer.save_checkpoint = save_then_stop
+    try:
+        with pytest.raises(_Stop):
+            main(["train", "--model", str(tiny_model_dir), "--train-file", "train.csv", "--max-steps", "3", "--quiet",
+                  "--out", "run", "--checkpoint-every", "1", "--lr", "1e-4"])  # fmt: skip
+    finally:
+        trainer.save_checkpoint = real
+        os.chdir(here)
+    assert (folder / "run.checkpoint.pt").is_file() and not (folder / "run").exists()
+    return folder
+
+
 @pytest.fixture
-def ctx(tmp_path, tiny_model_dir, saved_model, finished_store, monkeypatch) -> Ctx:
-    c = Ctx(tmp=tmp_path / "case", model=tiny_model_dir, saved=saved_model, store=finished_store)
+def ctx(tmp_path, tiny_model_dir, saved_model, finished_store, finished_fit, run_checkpoint, monkeypatch) -> Ctx:
+    c = Ctx(tmp=tmp_path / "case", model=tiny_model_dir, saved=saved_model, store=finished_store, fit=finished_fit,
+            checkpoint=run_checkpoint)  # fmt: skip
     c.tmp.mkdir()
     write_rows(c.train, text_rows(40))
     monkeypatch.chdir(c.tmp)
@@ -738,7 +1027,9 @@ def ctx(tmp_path, tiny_model_dir, saved_model, finished_store, monkeypatch) -> C
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_line_and_nothing_written(case: Case, ctx: Ctx, capsys):
+def test_bad_input_is_one_line_and_nothing_written(case: Case, ctx: Ctx, capsys, monkeypatch):
+    import io
+
     import torch
 
     present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
@@ -746,6 +1037,10 @@ def test_bad_input_is_one_line_and_nothing_written(case: Case, ctx: Ctx, capsys)
         pytest.skip(f"this machine has {case.without}")
     if case.setup is not None:
         case.setup(ctx)
+    for name, value in (case.env or {}).items():
+        monkeypatch.setenv(name, value)
+    if case.stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(case.stdin)))
     subs = _subs(ctx)
     argv = []
     for a in case.argv:
@@ -1096,3 +1391,130 @@ def test_a_full_disk_stops_the_study_cleanly_and_it_resumes_intact(ctx: Ctx, sma
     con = sqlite3.connect(out / "study.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     con.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Standard output closed early: every command that writes there ends as SIGPIPE ends a Unix tool (issue 30)
+
+PIPED = {
+    "recipes": ["recipes"],
+    "recipes-json": ["recipes", "--json", "adam", "bertadam"],
+    "tasks": ["tasks", "--json"],
+    "audit": ["audit", "--recipe", "bertadam", "--json"],
+    "train-json": [*TRAIN, "--json"],
+    "fit-json": [*FIT_100, "--candidates", "1", "--json"],
+    "predict-stdout": [*PREDICT[:5], "--output", "-"],
+    "predict-stdout-parquet": [*PREDICT[:5], "--output", "-", "--output-format", "parquet"],
+    "study": [*STUDY[:6], "{tmp}/s2", *STUDY[7:]],
+    "report": ["report", "{tmp}/s"],
+    "export": ["export", "{tmp}/s", "--output", "-"],
+}
+
+
+@pytest.mark.parametrize("name", PIPED)
+def test_a_reader_that_leaves_first_ends_every_command_quietly(name: str, ctx: Ctx):
+    """`steadytune ... | true`: the reader is gone before the first byte (Python takes a second to start), so the
+    first write meets a closed pipe. The command exits 141 (128 + SIGPIPE), as `yes | true` does, with no traceback
+    and no "Exception ignored" at exit; where it had work to do, that work is done and kept (a study's store)."""
+    import shlex
+
+    ROWS_100(ctx)
+    store("finished")(ctx)
+    argv = [_sub(a, _subs(ctx)) for a in PIPED[name]]
+    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "steadytune", *argv])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    script = f'{command} | true; echo "exit ${{PIPESTATUS[0]}}" >&2'
+    done = subprocess.run(script, shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=ctx.tmp,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.stderr.strip().splitlines()[-1] == "exit 141", done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    if name == "study":
+        from steadytune.study import load_records
+
+        assert len(load_records(ctx.tmp / "s2")) == 1  # the trial ran and was stored before the summary was printed
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A fit interrupted (Ctrl-C) or killed, then the same command: nothing stored is redone, nothing stored twice
+
+
+def _stages(out: Path) -> dict[str, str]:
+    """Stage name → its stored record (JSON text), read as report does."""
+    from steadytune.study.store import _connect_read_only
+
+    con = _connect_read_only(out / "study.sqlite")
+    try:
+        return dict(con.execute("SELECT recipe, record FROM trials WHERE status = 'done'").fetchall())
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_or_killed_fit_resumes_with_the_same_command(how: str, ctx: Ctx, capsys):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGKILL, once the first stages are
+    stored; then the same command. The stages stored before the signal are not run again (their records are the
+    same bytes), each stage is stored once, and the fit ends as one run through would."""
+    ROWS_100(ctx)
+    argv = [_sub(a, _subs(ctx)) for a in [*FIT_100, "--candidates", "4", "--json"]]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "steadytune", *argv], cwd=ctx.tmp, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    out = ctx.tmp / "f"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "study.sqlite").is_file() and len(_stages(out)) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the fit ended before the signal"
+        os.killpg(proc.pid, getattr(signal, how))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if how == "SIGINT":
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert one_line(err) == "steadytune: interrupted"
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    before = _stages(out)
+    assert before and not (out / "fit.json").exists()
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 1 and "Traceback" not in err  # a tiny random encoder learns nothing: the verdict is no
+    after = _stages(out)
+    assert {k: after[k] for k in before} == before  # stored stages untouched: not run again
+    assert json.loads(stdout)["chosen"] and len(after) > len(before)
+    print(f"{how}: {len(before)} stages stored before the signal, {len(after) - len(before)} run by the same command")
+    con = sqlite3.connect(f"file:{out / 'study.sqlite'}?mode=ro", uri=True)
+    keys = con.execute("SELECT task, recipe, seed FROM trials").fetchall()
+    con.close()
+    assert len(keys) == len(set(keys))  # each stage once
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Not bad input: odd but valid input the corpus's neighbours must not refuse
+
+
+def test_dictionary_encoded_parquet_trains(ctx: Ctx, capsys):
+    """Dictionary-encoded columns (what pandas' categoricals and many writers give) read as their values."""
+    rows = text_rows(40)
+    parquet("d.parquet", {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]},
+            dictionary=("text", "label"))(ctx)  # fmt: skip
+    code, out, err = run_main([_sub(a, _subs(ctx)) for a in train_on("{tmp}/d.parquet", "--json")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["config"]["train_file"].endswith("d.parquet")
+
+
+def test_predict_takes_huge_texts_and_control_characters_from_standard_input(ctx: Ctx, capsys, monkeypatch):
+    """A 100,000-character text is truncated to the model's max_length, control characters (bell, escape, form feed,
+    a lone carriage return inside a JSON string) are text like any other: one prediction per row, exit 0."""
+    import io
+
+    texts = ["good " * 20_000, "bad\x07\x1b[31m\x0c film\rreally", "fine"]
+    data = "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = run_main(["predict", "--model", str(ctx.saved), "--input", "-", "--output", "-"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in rows] == texts and all(r["prediction"] in ("neg", "pos") for r in rows)

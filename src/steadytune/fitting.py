@@ -307,6 +307,8 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
     which re-initialises the top `settings.reinit` blocks and the pooler when it re-initialises none itself (the
     20-seed study, docs/results: at 1e-4 re-init cut failed runs from 7/20 to 1/20 on RTE and 14/20 to 10/20 on
     MRPC, and raised CoLA's MCC, with STS-B unchanged)."""
+    from .models import _peek_config, resolve_model
+
     if settings.lrs is None:
         settings = replace(settings, lrs=default_lrs(config.model))
     recipe = config.recipe
@@ -314,6 +316,12 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
         n = settings.reinit
         config = replace(config, recipe=replace(recipe.override(reinit_layers=n, reinit_pooler=True),
                                                 name=f"{recipe.name}+reinit:{n}"))  # fmt: skip
+    # Before any candidate starts: each one would fail on its own (a folder of errored stages) for this reason.
+    found = _peek_config(resolve_model(config.model))
+    depth = getattr(found, "num_hidden_layers", None) if found is not None else None
+    if depth is not None and config.recipe.reinit_layers > depth:
+        raise UserInputError(f"re-initialising {config.recipe.reinit_layers} blocks (--reinit) needs a deeper model: "
+                             f"{config.model} has {depth} Transformer blocks")  # fmt: skip
     return config, settings
 
 

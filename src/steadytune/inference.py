@@ -91,11 +91,23 @@ def _read_meta(model_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def _fit_model(folder: Path) -> Path:
+    """A fit folder (`steadytune fit --out`) stands for the model it delivered, `<folder>/model`; one whose verdict
+    was no delivered none, which is said here rather than as "not a model folder"."""
+    if not (folder / "fit.json").is_file() or (folder / "config.json").is_file():
+        return folder
+    if (folder / "model" / "config.json").is_file():
+        return folder / "model"
+    raise UserInputError(f"{folder} is a fit folder whose fit delivered no model (its verdict was no: see "
+                         f"{folder / 'fit.json'}); to use a candidate anyway, pass its folder, "
+                         f"{folder / 'candidates' / 'NAME' / 'run' / 'model'}")  # fmt: skip
+
+
 def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
-    model_dir = Path(model_dir)
+    model_dir = _fit_model(Path(model_dir))
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
         raise UserInputError(f"not a saved model folder: {model_dir} (expected config.json from --save-model)")
     check_model_folder(model_dir, allow_pickle=allow_pickle)
@@ -106,11 +118,16 @@ def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
     tokenizer = load_tokenizer(str(model_dir))
     try:
         with quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, use_safetensors=None if allow_pickle else True
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, use_safetensors=None if allow_pickle else True, output_loading_info=True
             )
     except (OSError, ValueError, SafetensorError, pickle.UnpicklingError) as e:
         raise UserInputError(f"cannot load the model in {model_dir}: {load_error_line(e)[:300]}") from None
+    if info["missing_keys"]:  # a base encoder: transformers would add a random head and predict coin flips
+        missing = sorted(info["missing_keys"])
+        raise UserInputError(f"{model_dir} holds no trained classification head (missing {', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''}): it is a pre-trained encoder, not a fine-tuned "
+                             "model; fine-tune it first (steadytune fit, or train --save-model)")  # fmt: skip
     check_max_length(str(model_dir), meta.get("max_length", 128), tokenizer)
     return model, tokenizer, meta
 

@@ -290,7 +290,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a checkpoint, or written by something else
+        first = str(e).split(". ")[0].splitlines()[0][:200] if str(e).strip() else ""  # torch's advice is not ours
         raise UserInputError(
-            f"{path}: not a readable steadytune checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else ''}); delete it to start over"
+            f"{path}: not a readable steadytune checkpoint ({type(e).__name__}{': ' + first if first else ''}); "
+            "delete it to start over"
         ) from None

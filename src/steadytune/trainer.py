@@ -212,6 +212,8 @@ def train(
         raise UserInputError("checkpoints need an output folder (--out DIR); they are kept beside it")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise UserInputError(f"checkpoint_every must be at least 1 step, got {checkpoint_every}")
+    if out is not None:
+        _check_checkpoint_path(checkpoint_path(out), writing=checkpoint_every is not None, resume=resume)
     require(config.report_to, config.tracking_dir)  # a tracker that is not installed fails now, not after training
     prep = prepare(config, data)
     run = prep.run
@@ -244,6 +246,17 @@ def checkpoint_path(out: str | Path) -> Path:
     """Where a run writing to `out` keeps its checkpoint: beside the folder, which appears only when complete."""
     out = Path(out)
     return out.parent / f"{out.name}.checkpoint.pt"
+
+
+def _check_checkpoint_path(path: Path, *, writing: bool, resume: bool) -> None:
+    """Before any work: the checkpoint file beside --out can be read or written, and no earlier run's checkpoint
+    is overwritten without --resume (that would throw its steps away)."""
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+        raise UserInputError(f"{path}, where this run keeps its checkpoint, is not a plain file; remove it or choose "
+                             "another --out")  # fmt: skip
+    if writing and not resume and path.is_file():
+        raise UserInputError(f"{path} holds the checkpoint of an earlier run; pass --resume to go on from it, or "
+                             "delete it to start over")  # fmt: skip
 
 
 def _checkpoint_meta(prep: Prepared) -> dict[str, Any]:

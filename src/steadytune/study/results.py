@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sqlite3
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..files import atomic_write_bytes, to_json, write_stdout
 from ..metrics import constant_baseline, failure
 from ..stats import ordered_unique
 from .grid import Trial, config_data
-from .store import load_records
+from .store import _connect_read_only, load_records
 
 __all__ = ["STUDY_DIR", "export_rows", "study_command", "study_notes", "trial_line", "trial_rows",
            "write_study_report"]  # fmt: skip
@@ -133,7 +132,7 @@ def _versions(records: list[dict[str, Any]]) -> str:
 
 def _identity_settings(study_dir: Path) -> dict[str, Any]:
     """The shared settings the study was claimed with (`Store.claim`'s identity), as the user gave them."""
-    con = sqlite3.connect(f"file:{study_dir / 'study.sqlite'}?mode=ro", uri=True)
+    con = _connect_read_only(study_dir / "study.sqlite")  # leaves no -wal/-shm files behind
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
     finally:
@@ -221,6 +220,10 @@ def write_study_report(
 
     study_dir = Path(study_dir)
     records = load_records(study_dir)
+    if any(k.startswith("fit.") for k in _identity_settings(study_dir)):  # candidates with one seed each: no study
+        raise UserInputError(f"{study_dir} is a fit folder (steadytune fit), not a study folder: its results are in "
+                             f"{study_dir / 'fit.json'}, and the same fit command prints its table again; export "
+                             "writes its candidates' records")  # fmt: skip
     rows = trial_rows(records)
     summary = summarize(rows, reference=reference)
     curves = {(r["task"], r["recipe"], r["seed"]): r["curve"] for r in records}

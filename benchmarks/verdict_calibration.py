@@ -20,7 +20,7 @@ interval:
 
 - old: fit ≤ 0.8.1, the chosen candidate's best validation score tested against chance on the validation split
   that chose it (0.8.1's test, replicated here: the winner's curse);
-- new: the verdict fit gives now (`steadytune.fitting.verdict`), re-judged from each folder's stored records.
+- new: the verdict fit gives now (`steadytune.fitting.judge`), re-judged from each folder's stored records.
 
 and the one-sided exact binomial test of the new rule's count against its promise (`binomtest(k, n, 0.05,
 alternative="greater")`): p < 0.05 would mean it says yes significantly more often than 5% of the time.

@@ -110,7 +110,7 @@ def test_a_killed_fit_resumes_without_redoing_stored_stages(tiny_model_dir, toy_
 def test_default_learning_rates_follow_the_encoder_width(tiny_model_dir, tmp_path):
     from transformers import BertConfig
 
-    from steadytune.fitting import _NARROW_LRS, _WIDE_LRS, default_lrs
+    from steadytune.fitting.settings import _NARROW_LRS, _WIDE_LRS, default_lrs
 
     wide = tmp_path / "wide"
     BertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=12).save_pretrained(wide)  # config only
@@ -152,7 +152,8 @@ def test_a_check_drops_flat_loss_and_constant_validation_first_then_ranks_the_re
     from types import SimpleNamespace
 
     from steadytune.config import TrainConfig
-    from steadytune.fitting import Candidate, _judge
+    from steadytune.fitting import Candidate
+    from steadytune.fitting.search import _judge
     from steadytune.metrics import Baseline
 
     def candidate(name, loss, val):

@@ -202,3 +202,27 @@ def test_a_store_from_before_the_speed_settings_is_resumed_and_they_are_part_of_
     assert Study(out, **kw).run(progress=False) == {"total": 1, "skipped": 1, "ran": 0, "errors": 0}
     with pytest.raises(UserInputError, match="other settings fast_path"):
         Study(out, **kw, fast_path=False).run(progress=False)
+
+
+def test_a_state_no_update_moved_is_never_the_best_checkpoint():
+    """Issue 29: the warm-up's first step has lr 0, so the model evaluated after it is the untrained one; on a few
+    validation rows it won, and `train --save-model` wrote the encoder with its random head. A moved state beats it
+    whatever the scores; with nothing moved yet, the unmoved one is all there is."""
+    from types import SimpleNamespace
+
+    from steadytune.loop import LoopState, _validate
+
+    scores = iter([0.9, 0.6, 0.7, 0.65])
+    model = torch.nn.Linear(1, 1)
+    run = SimpleNamespace(evaluate=lambda split: {"accuracy": next(scores)}, validation=None, metric="accuracy",
+                          model=model)  # fmt: skip
+    state = LoopState(order=torch.Generator())
+    state.curve.append({"step": 1, "loss": 0.7, "grad_norm": 1.0, "lr": 0.0})
+    state.step = 1
+    _validate(run, state)  # 0.9, unmoved: kept for now (nothing else)
+    assert state.best == 0
+    for step, lr in ((2, 1e-4), (3, 5e-5), (4, 0.0)):
+        state.curve.append({"step": step, "loss": 0.6, "grad_norm": 1.0, "lr": lr})
+        state.step = step
+        _validate(run, state)
+    assert state.best == 2 and state.best_eval["step"] == 3  # 0.7 moved beats 0.9 unmoved; 0.65 at lr 0 is moved too

@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 # Each public name → the submodule that defines it. A function never shares its name with a submodule it is not
-# defined in (`fit` lives in fitting.py, a `predict` in inference.py); `evaluate` is both, and stays the function.
+# defined in (`fit` lives in fitting/, a `predict` in inference.py); `evaluate` is both, and stays the function.
 __getattr__, __dir__ = lazy_package(
     __name__,
     {

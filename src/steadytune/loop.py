@@ -227,9 +227,20 @@ def _validate(run: Run, state: LoopState, tracker: Tracker | None = None) -> Non
     if tracker is not None:
         tracker.log_eval(state.step, val)
     score = val[run.metric]
-    if math.isfinite(score) and (state.best is None or score > state.evals[state.best]["validation"][run.metric]):
+    # A model no update has moved (every step so far at lr 0: the warm-up's first step) is the starting point, not a
+    # trained model; on a few validation rows it could win, and the "best checkpoint" would be the untrained encoder
+    # with a random head (issue 29). Any moved state beats an unmoved one; an unmoved one is kept only while nothing
+    # has moved (a run whose every step is at lr 0, e.g. one step with warm-up, has nothing else to keep).
+    best = None if state.best is None else state.evals[state.best]
+    rank = (_moved(state, state.step), score)
+    if math.isfinite(score) and (best is None or rank > (_moved(state, best["step"]), best["validation"][run.metric])):
         state.best = len(state.evals) - 1
         state.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+
+
+def _moved(state: LoopState, step: int) -> bool:
+    """Whether any of the first `step` updates had a learning rate above 0 (changed the weights)."""
+    return any(c["lr"] > 0 for c in state.curve[:step])
 
 
 def clip_grad_norm(params: list[Tensor], max_norm: float, *, skip_unit_scale: bool = False) -> Tensor:

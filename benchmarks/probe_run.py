@@ -1,0 +1,58 @@
+"""One linear probe (`steadytune.probe`) on a CSV of `review,sentiment` rows, scored on another: the probe system of
+benchmarks/small_data.py, as one process.
+
+    python benchmarks/probe_run.py rows.csv dev.csv predictions.csv [--model all-MiniLM-L6-v2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _read(path: str) -> tuple[list[str], list[str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+
+
+def main() -> None:
+    from transformers import AutoModel
+
+    from steadytune.data.splits import Split
+    from steadytune.models import load_tokenizer, resolve_model
+    from steadytune.probe import embed, fit_head, pooling_of
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("train")
+    parser.add_argument("dev")
+    parser.add_argument("predictions")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    folder = resolve_model(args.model)
+    encoder, tokenizer = AutoModel.from_pretrained(folder), load_tokenizer(folder)
+    pooling = pooling_of(folder, encoder)
+    names = sorted(set(_read(args.train)[1]))
+    features = {}
+    for part in ("train", "dev"):
+        texts, labels = _read(getattr(args, part))
+        y = np.array([names.index(label) for label in labels])
+        features[part] = (embed(encoder, tokenizer, Split((texts,), y, part), pooling), y)
+    head = fit_head(*features["train"])
+    predicted = head.predict(features["dev"][0])
+    with open(args.predictions, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prediction"])
+        w.writerows([names[i]] for i in predicted)
+    info = {"pooling": pooling.source, "C": float(head.C_[0])}
+    Path(args.predictions).with_name("probe-info.json").write_text(json.dumps(info) + "\n")
+
+
+if __name__ == "__main__":
+    main()

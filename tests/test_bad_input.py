@@ -497,6 +497,9 @@ FIT = ["fit", "--model", "{model}", "--train-file", "{train}", "--out", "{tmp}/f
 # fit on 100 rows: 10 test rows, enough for a verdict (40 rows leave 4, which fit refuses before its folder)
 FIT_100 = [*FIT[:4], "{tmp}/rows100.csv", *FIT[5:]]
 ROWS_100 = write("rows100.csv", csv_text(text_rows(100)))
+# The finished fit folder of the cases below (`finished_fit`): 2 fine-tuning candidates, no probe, so that a tiny
+# random encoder learns nothing and the verdict is no
+FIT_FOLDER = ["--candidates", "2", "--families", "finetune"]
 
 
 # fmt: off
@@ -814,6 +817,9 @@ CASES = [
     Case("fit-lrs-zero", "numbers", [*FIT, "--lrs=0"], "learning rates must lie in (0, 1), got 0"),
     Case("fit-lrs-negative", "numbers", [*FIT, "--lrs=-1e-4"], "learning rates must lie in (0, 1)"),
     Case("fit-lrs-not-a-number", "numbers", [*FIT, "--lrs", "1e-4,fast"], "expected numbers"),
+    Case("fit-families-unknown", "numbers", [*FIT, "--families", "probe,svm"], "unknown family 'svm'"),
+    Case("fit-families-twice", "numbers", [*FIT, "--families", "probe,probe"], "at most once"),
+    Case("fit-families-empty-item", "numbers", [*FIT, "--families", "probe,"], "got an empty item in 'probe,'"),
     Case("fit-reinit-deeper-than-model", "numbers", [*FIT_100, "--reinit", "5"],
          "re-initialising 5 blocks (--reinit) needs a deeper model", ROWS_100),
     Case("fit-out-is-a-file", "output", [*FIT[:6], "{train}", *FIT[7:]], "is a file, not a folder"),
@@ -822,13 +828,13 @@ CASES = [
     Case("fit-out-stdout", "output", [*FIT[:6], "-", *FIT[7:]], "standard output takes a file, not a folder"),
     Case("fit-too-few-test-rows", "data shape", FIT, "the test split has 4 rows, too few for a verdict"),
     # fit folders: a rerun with other data or flags, a second fit at once, damaged stores
-    Case("fit-rerun-changed-data", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2"],
+    Case("fit-rerun-changed-data", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], *FIT_FOLDER],
          "holds a fit with other data for rows100 (the rows differ)", fit_folder(rows=_flip_first_label)),
-    Case("fit-rerun-changed-lrs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2", "--lrs",
-         "3e-4"], "holds a fit with other settings fit.lrs", fit_folder()),
-    Case("fit-rerun-changed-epochs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2", "--epochs",
-         "4"], "now means other settings than its stored trials (epochs 3.0 → 4.0)", fit_folder()),
-    Case("fit-second-at-once", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], "--candidates", "2"],
+    Case("fit-rerun-changed-lrs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], *FIT_FOLDER, "--lrs", "3e-4"],
+         "holds a fit with other settings fit.lrs", fit_folder()),
+    Case("fit-rerun-changed-epochs", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], *FIT_FOLDER, "--epochs", "4"],
+         "now means other settings than its stored trials (epochs 3.0 → 4.0)", fit_folder()),
+    Case("fit-second-at-once", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], *FIT_FOLDER],
          "in use by another steadytune process", held_fit),
     Case("fit-out-truncated-store", "stores", [*FIT_100[:6], "{tmp}/s", *FIT_100[7:]],
          "is not a usable steadytune study store", both(store("truncated"), ROWS_100)),
@@ -977,7 +983,7 @@ def finished_fit(tiny_model_dir, tmp_path_factory) -> Path:
     os.chdir(folder)  # the fit names its data as the cases do: rows100.csv, relative
     try:
         assert main(["fit", "--model", str(tiny_model_dir), "--train-file", "rows100.csv", "--out", "f", "--quiet",
-                     "--candidates", "2"]) == 1  # fmt: skip
+                     *FIT_FOLDER]) == 1  # fmt: skip
     finally:
         os.chdir(here)
     assert (folder / "f" / "fit.json").is_file() and not (folder / "f" / "model").exists()
@@ -1445,6 +1451,8 @@ def _stages(out: Path) -> dict[str, str]:
     con = _connect_read_only(out / "study.sqlite")
     try:
         return dict(con.execute("SELECT recipe, record FROM trials WHERE status = 'done'").fetchall())
+    except sqlite3.OperationalError:  # the store exists, its tables not yet
+        return {}
     finally:
         con.close()
 
@@ -1455,7 +1463,7 @@ def test_an_interrupted_or_killed_fit_resumes_with_the_same_command(how: str, ct
     stored; then the same command. The stages stored before the signal are not run again (their records are the
     same bytes), each stage is stored once, and the fit ends as one run through would."""
     ROWS_100(ctx)
-    argv = [_sub(a, _subs(ctx)) for a in [*FIT_100, "--candidates", "4", "--json"]]
+    argv = [_sub(a, _subs(ctx)) for a in [*FIT_100, "--candidates", "4", "--families", "finetune", "--json"]]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "steadytune", *argv], cwd=ctx.tmp, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip

@@ -9,11 +9,14 @@ import random
 import subprocess
 import sys
 
+import pytest
+
 from steadytune.cli import main
 
-# 64 examples in batches of 8, 8 epochs: 64 steps; checks at steps 16 and 32
+# 64 examples in batches of 8, 8 epochs: 64 steps; checks at steps 16 and 32; the fine-tuning search alone (the
+# probe family has its own test below)
 FLAGS = ["--batch-size", "8", "--epochs", "8", "--lrs", "5e-3,1e-3", "--candidates", "4", "--keep", "1",
-         "--workers", "1", "--quiet"]  # fmt: skip
+         "--workers", "1", "--families", "finetune", "--quiet"]  # fmt: skip
 
 
 def _argv(tiny_model_dir, files, out) -> list[str]:
@@ -273,3 +276,47 @@ def test_keep_checkpoints_keeps_the_dropped_candidates_ones_to_continue_them(tin
     result = json.loads(capsys.readouterr().out)
     kept = {p.parent.name for p in out.glob("candidates/*/run.checkpoint.pt")}
     assert kept == {c["name"] for c in result["candidates"] if c["status"] == "dropped"} and len(kept) == 3
+
+
+def test_the_probe_family_delivers_a_model_that_predict_reads_and_pipeline_refuses(tiny_model_dir, toy_files, tmp_path,
+                                                                                  capsys, monkeypatch):  # fmt: skip
+    """`--families probe`: the frozen encoder's features and a cross-validated head, chosen and judged like any
+    candidate; its folder (encoder/, probe_head.safetensors, steadytune.json) is what `predict` scores the test rows
+    with, to the same accuracy fit.json records; transformers refuses it rather than adding a random head; a rerun
+    reads the stored probe instead of fitting it again."""
+    import csv
+
+    import steadytune.fitting.search as search
+
+    out = tmp_path / "fit"
+    argv = [*_argv(tiny_model_dir, toy_files, out)[: -len(FLAGS)], "--families", "probe", "--json", "--quiet"]
+    code = main(argv)
+    result = json.loads(capsys.readouterr().out)
+    assert result["chosen"] == "probe" and result["steps"] == 0 and code == (0 if result["success"] else 1)
+    probe = result["candidates"][0]
+    assert probe["family"] == "probe" and probe["probe"]["head"] == "LogisticRegressionCV"
+    model = out / "candidates" / "probe" / "run" / "model"
+    assert json.loads((model / "steadytune.json").read_text())["pooling"] == {"mode": "pooler", "normalize": False}
+    assert {p.name for p in model.iterdir()} >= {"encoder", "probe_head.safetensors", "steadytune.json"}
+    assert main(["predict", "--model", str(model), "--input", str(toy_files["test"]), "--output",
+                 str(tmp_path / "p.csv")]) == 0  # fmt: skip
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    accuracy = sum(r["prediction"] == r["label"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(result["test"]["accuracy"], abs=1e-12)
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises((OSError, ValueError)):
+        AutoModelForSequenceClassification.from_pretrained(model)
+    monkeypatch.setattr(search, "run_probe", lambda *a, **k: pytest.fail("the stored probe was fitted again"))
+    assert main(argv) == code
+    assert json.loads(capsys.readouterr().out)["test"] == result["test"]
+
+
+def test_families_are_checked():
+    from steadytune.fitting import FitSettings
+
+    assert FitSettings().families == ("probe", "finetune")
+    for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
+        with pytest.raises(Exception, match=message):
+            FitSettings(families=bad)

@@ -228,7 +228,7 @@ def test_fit_bar_counts_the_planned_stage_steps(recorded, tiny_model_dir, toy_fi
 
     config = TrainConfig(model=str(tiny_model_dir), **_data(toy_files)).with_overrides(lr=1e-3, max_steps=40,
                                                                                        batch_size=8)  # fmt: skip
-    settings = FitSettings(candidates=3, lrs=(1e-3,), keep=1)
+    settings = FitSettings(candidates=3, lrs=(1e-3,), keep=1, families=("finetune",))
     result = fit(config, tmp_path / "fit", settings=settings, progress=True)
     (bar,) = recorded
     # checks at 10 and 20 of 40 steps: 3 candidates to 10, 2 of them to 20, 1 to the end

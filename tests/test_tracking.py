@@ -222,7 +222,7 @@ def test_a_fit_logs_each_candidate_as_one_run_over_its_stages(tiny_model_dir, to
                          train_file=str(toy_files["train"]), validation_file=str(toy_files["validation"]),
                          test_file=str(toy_files["test"]))  # fmt: skip
     config = config.with_overrides(batch_size=8, max_steps=8)
-    settings = FitSettings(candidates=3, lrs=(1e-3,), check_at=(0.5,), keep=1)
+    settings = FitSettings(candidates=3, lrs=(1e-3,), check_at=(0.5,), keep=1, families=("finetune",))
     result = fit(config, tmp_path / "f", settings=settings, data=toy, executor=LocalExecutor(1))
     configs = candidate_configs(config, settings)
     client = _mlflow(tmp_path / "f")

@@ -85,9 +85,10 @@ def dataset_ref(config: dict[str, Any], data: dict[str, Any]) -> DatasetRef:
 
 
 def _card_data(model: str, dataset: DatasetRef, data: dict[str, Any], metric: str, name: str,
-               results: list[tuple[str, dict[str, Any] | None]]) -> Any:  # fmt: skip
+               results: list[tuple[str, dict[str, Any] | None]], *, library: str = "transformers") -> Any:  # fmt: skip
     """`ModelCardData` with a model-index of `results`: (split, metrics) of the saved weights; the loss and
-    non-finite values (None in the record's JSON) are left out."""
+    non-finite values (None in the record's JSON) are left out. `library`: who loads the folder (a probe:
+    steadytune, which then also has no pipeline tag)."""
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset_kwargs = {"dataset_type": dataset.id, "dataset_name": dataset.name, "dataset_config": dataset.config}
@@ -98,7 +99,8 @@ def _card_data(model: str, dataset: DatasetRef, data: dict[str, Any], metric: st
         if k != "loss" and v is not None and math.isfinite(float(v))
     ]  # fmt: skip
     regression = not data.get("label_names")
-    return ModelCardData(base_model=base_model_id(model), library_name="transformers", pipeline_tag=_TASK,
+    return ModelCardData(base_model=base_model_id(model), library_name=library,
+                         pipeline_tag=_TASK if library == "transformers" else None,
                          tags=["steadytune", "regression" if regression else _TASK], datasets=[dataset.id],
                          metrics=[metric], model_name=name, eval_results=evals or None)  # fmt: skip
 
@@ -272,8 +274,10 @@ def fit_card(result: Any) -> str:
     dataset = dataset_ref(config, data)
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
+    probe = chosen.get("family") == "probe"
     card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}",
-                           [("validation", validation), ("test", result.test)])  # fmt: skip
+                           [("validation", validation), ("test", result.test)],
+                           library="steadytune" if probe else "transformers")  # fmt: skip
     rows = ["| candidate | seed | lr | at the checks | outcome | best validation | test (best) |",
             "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
     for c in result.candidates:
@@ -295,12 +299,15 @@ def fit_card(result: Any) -> str:
     judged = result.judgement or {}
     corrected = f" Corrected for: {judged['corrected_for']}." if judged.get("corrected_for") else ""
     lrs, checks_at = ", ".join(f"{x:g}" for x in s["lrs"]), ", ".join(f"{x:g}" for x in s["check_at"])
-    body = f"""# {data["name"]} fine-tuned from {model_label(config["model"])} with steadytune `fit`
+    what = _probe_text(chosen, config) if probe else (
+        f"This model is {_base_link(config['model'])} fine-tuned by `steadytune fit`: the best-validation checkpoint "
+        "of the chosen candidate.")  # fmt: skip
+    how = "probed" if probe else "fine-tuned"
+    body = f"""# {data["name"]} {how} from {model_label(config["model"])} with steadytune `fit`
 
 **{headline}.** {result.verdict}.{corrected}
 
-This model is {_base_link(config["model"])} fine-tuned by `steadytune fit`: the best-validation checkpoint of the
-chosen candidate.
+{what}
 
 {_data_section(config, data, dataset)}
 ## Recipe
@@ -325,5 +332,38 @@ The chosen model's test {metric}: {_number(test.get(metric))}.
 {result.steps} training steps over all candidates ({result.steps / max(1, result.full_steps):.0%} of running every
 candidate to the end). steadytune {result.version}.
 
-{_usage(data, config["max_length"])}"""
+{_probe_usage(data) if probe else _usage(data, config["max_length"])}"""
     return _document(card_data, body)
+
+
+def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
+    """What a probe is, for the card of a fit that chose one."""
+    info = chosen.get("probe") or {}
+    reg = f"C = {info['C']:.3g}" if "C" in info else f"alpha = {info.get('alpha', float('nan')):.3g}"
+    return (
+        f"This model is {_base_link(config['model'])} **frozen** (its weights as published), its sentence "
+        f"features ({info.get('pooling', 'pooled')}) and a linear head (scikit-learn `{info.get('head', '')}`, "
+        f"{reg}, chosen by {info.get('folds', '')}-fold cross-validation on the training rows): `steadytune "
+        "fit`'s probe family. The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers "
+        "has no class for a head over pooled sentence features, so `transformers.pipeline` cannot load this "
+        "folder (it refuses: there is no `config.json` at its top); `steadytune predict` and "
+        "`steadytune.predict` can."
+    )
+
+
+def _probe_usage(data: dict[str, Any]) -> str:
+    return f"""## How to use
+
+`MODEL` is this folder. With steadytune, over a CSV, TSV or JSONL file holding the column(s)
+{", ".join(data["text_columns"])}, or from Python:
+
+```bash
+steadytune predict --model MODEL --input texts.csv --output predictions.csv
+```
+
+```python
+import steadytune
+
+steadytune.predict("MODEL", ["first text", "another text"])
+```
+"""

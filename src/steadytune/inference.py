@@ -96,7 +96,7 @@ def _fit_model(folder: Path) -> Path:
     was no delivered none, which is said here rather than as "not a model folder"."""
     if not (folder / "fit.json").is_file() or (folder / "config.json").is_file():
         return folder
-    if (folder / "model" / "config.json").is_file():
+    if (folder / "model" / "config.json").is_file() or (folder / "model" / "steadytune.json").is_file():
         return folder / "model"
     raise UserInputError(f"{folder} is a fit folder whose fit delivered no model (its verdict was no: see "
                          f"{folder / 'fit.json'}); to use a candidate anyway, pass its folder, "
@@ -108,6 +108,8 @@ def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
     from transformers import AutoModelForSequenceClassification
 
     model_dir = _fit_model(Path(model_dir))
+    if (model_dir / "steadytune.json").is_file() and _read_meta(model_dir).get("family") == "probe":
+        return _load_probe(model_dir, _read_meta(model_dir))  # a frozen encoder and a linear head
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
         raise UserInputError(f"not a saved model folder: {model_dir} (expected config.json from --save-model)")
     check_model_folder(model_dir, allow_pickle=allow_pickle)
@@ -129,6 +131,35 @@ def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
                              f"{', ...' if len(missing) > 3 else ''}): it is a pre-trained encoder, not a fine-tuned "
                              "model; fine-tune it first (steadytune fit, or train --save-model)")  # fmt: skip
     check_max_length(str(model_dir), meta.get("max_length", 128), tokenizer)
+    return model, tokenizer, meta
+
+
+def _load_probe(model_dir: Path, meta: dict[str, Any]):
+    """A probe folder (`steadytune.probe.ProbeModel`): its model, tokenizer and steadytune.json, checked as a saved
+    classifier folder is (safetensors only)."""
+    from safetensors import SafetensorError
+
+    from .probe import ENCODER_DIR, HEAD_FILE, ProbeModel
+
+    encoder = model_dir / ENCODER_DIR
+    if not (encoder / "config.json").is_file():
+        raise UserInputError(f"{model_dir} is a probe without its encoder ({ENCODER_DIR}/config.json); fit it again")
+    check_model_folder(encoder)
+    tokenizer = load_tokenizer(str(encoder))
+
+    pooling = meta.get("pooling")
+    if not isinstance(pooling, dict) or pooling.get("mode") not in ("mean", "cls", "max", "mean_sqrt_len", "pooler"):
+        raise UserInputError(f"{model_dir / 'steadytune.json'}: a probe needs its pooling (mode: mean, cls, max, "
+                             f"mean_sqrt_len or pooler), got {pooling!r}; fit the model again")  # fmt: skip
+    if not (model_dir / HEAD_FILE).is_file():
+        raise UserInputError(f"{model_dir} is a probe without its head ({HEAD_FILE}); fit the model again")
+    names = meta.get("label_names")
+    try:
+        with quiet_transformers():
+            model = ProbeModel.load(model_dir, meta, tuple(names) if isinstance(names, list) else None)
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise UserInputError(f"cannot load the probe in {model_dir}: {load_error_line(e)[:300]}") from None
+    check_max_length(str(encoder), meta.get("max_length", 128), tokenizer)
     return model, tokenizer, meta
 
 

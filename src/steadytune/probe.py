@@ -14,7 +14,9 @@ regularisation is chosen by stratified k-fold cross-validation inside the traini
 
 from __future__ import annotations
 
+import copy
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from .data.encode import encode
 from .data.splits import Split
 from .evaluate import _eval_batches
 
-__all__ = ["Pooling", "embed", "fit_head", "pooling_of"]
+__all__ = ["ENCODER_DIR", "HEAD_FILE", "Pooling", "ProbeModel", "embed", "fit_head", "pool", "pooling_of"]
 
 # The inverse regularisation strengths LogisticRegressionCV tries: 1e-2 .. 1e4, 4 a decade. Measured on SST-2 with
 # all-MiniLM-L6-v2 (3 samples each of 16 and 64 rows, all 872 dev rows): any fixed C from 0.01 to 100 scored
@@ -79,6 +81,22 @@ def pooling_of(model_dir: str | Path, model: Any = None) -> Pooling:
     return Pooling("cls", False, "no sentence-transformers pooling and no pooler: the [CLS] state")
 
 
+def pool(output: Any, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """One vector per example from an encoder's `output` (last hidden states, pooler output) as `pooling` says."""
+    if pooling.mode == "pooler":
+        vectors = output.pooler_output
+    else:
+        states, mask = output.last_hidden_state, attention_mask.unsqueeze(-1).to(output.last_hidden_state.dtype)
+        if pooling.mode == "cls":
+            vectors = states[:, 0]
+        elif pooling.mode == "max":
+            vectors = states.masked_fill(mask == 0, -torch.inf).amax(dim=1)
+        else:  # mean over real tokens; mean_sqrt_len divides the sum by sqrt(length) instead
+            total, length = (states * mask).sum(dim=1), mask.sum(dim=1).clamp(min=1)
+            vectors = total / (length.sqrt() if pooling.mode == "mean_sqrt_len" else length)
+    return torch.nn.functional.normalize(vectors, dim=1) if pooling.normalize else vectors
+
+
 @torch.inference_mode()
 def embed(encoder: Any, tokenizer: Any, split: Split, pooling: Pooling, *, max_length: int = 128,
           batch_size: int = 128, device: torch.device | None = None) -> np.ndarray:  # fmt: skip
@@ -91,19 +109,7 @@ def embed(encoder: Any, tokenizer: Any, split: Split, pooling: Pooling, *, max_l
     out: np.ndarray | None = None
     for idx in _eval_batches(data.lengths, batch_size, batch_size * max_length):
         batch = {k: v.to(device) for k, v in data.batch(idx, tokenizer).items() if k != "labels"}
-        result = base(**batch)
-        states, mask = result.last_hidden_state.double(), batch["attention_mask"].unsqueeze(-1).double()
-        if pooling.mode == "pooler":
-            vectors = result.pooler_output.double()
-        elif pooling.mode == "cls":
-            vectors = states[:, 0]
-        elif pooling.mode == "max":
-            vectors = states.masked_fill(mask == 0, -torch.inf).amax(dim=1)
-        else:  # mean over real tokens; mean_sqrt_len divides the sum by sqrt(length) instead
-            total, length = (states * mask).sum(dim=1), mask.sum(dim=1).clamp(min=1)
-            vectors = total / (length.sqrt() if pooling.mode == "mean_sqrt_len" else length)
-        if pooling.normalize:
-            vectors = torch.nn.functional.normalize(vectors, dim=1)
+        vectors = pool(base(**batch), batch["attention_mask"], pooling).double()
         if out is None:
             out = np.empty((len(data), vectors.shape[1]), dtype=np.float64)
         out[np.asarray(idx)] = vectors.cpu().numpy()
@@ -125,4 +131,88 @@ def fit_head(features: np.ndarray, labels: np.ndarray, *, regression: bool = Fal
     if folds < 2:
         raise ValueError("the probe's head needs two classes of at least 2 training rows each (cross-validation)")
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", max_iter=5000).fit(features, labels)
+    with warnings.catch_warnings():  # scikit-learn 1.9 announces 1.10's defaults; what is fitted here stays the same
+        warnings.simplefilter("ignore", FutureWarning)
+        return LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", max_iter=5000).fit(features, labels)
+
+
+# A probe model folder: the encoder (weights, config, tokenizer) in ENCODER_DIR, the head in HEAD_FILE beside it, and
+# steadytune.json (family, pooling, labels). No config.json at the top, on purpose: transformers would load the
+# encoder from it with a random classification head and predict coin flips; without one it refuses.
+ENCODER_DIR = "encoder"
+HEAD_FILE = "probe_head.safetensors"
+
+
+class ProbeModel(torch.nn.Module):
+    """A frozen encoder, its pooling and a linear head, as one classifier: `logits = pooled · weightᵀ + bias`
+    (regression: one output, the predicted value). Its `forward` takes a tokenizer's batch and returns an object
+    with `.logits`, as a transformers classifier does, so steadytune's prediction code runs it unchanged.
+
+    transformers has no class for a head over mean-pooled states, so `transformers.pipeline` cannot load a probe
+    folder; `steadytune predict` and `steadytune.predict` do (`load`)."""
+
+    def __init__(self, encoder: Any, pooling: Pooling, weight: torch.Tensor, bias: torch.Tensor,
+                 label_names: tuple[str, ...] | None) -> None:  # fmt: skip
+        super().__init__()
+        self.encoder = getattr(encoder, "base_model", encoder)
+        self.pooling = pooling
+        self.register_buffer("weight", weight.float())
+        self.register_buffer("bias", bias.float())
+        self.config = copy.deepcopy(self.encoder.config)
+        self.config.num_labels = weight.shape[0]
+        if label_names is not None:
+            self.config.id2label = dict(enumerate(label_names))
+            self.config.label2id = {n: i for i, n in enumerate(label_names)}
+
+    @classmethod
+    def from_head(cls, encoder: Any, pooling: Pooling, head: Any, *, num_labels: int,
+                  label_names: tuple[str, ...] | None) -> ProbeModel:  # fmt: skip
+        """Wrap a `fit_head` estimator: a binary logistic regression's score z becomes the logits (0, z), whose
+        softmax is its sigmoid; a multinomial one's scores are the logits; a ridge's prediction is the one output."""
+        coef, intercept = np.atleast_2d(head.coef_), np.atleast_1d(head.intercept_)
+        if num_labels == 1:
+            weight, bias = coef, intercept
+        else:
+            weight, bias = np.zeros((num_labels, coef.shape[1])), np.full(num_labels, -1e4)  # absent classes: never
+            rows = np.asarray(head.classes_, dtype=np.int64)
+            if len(rows) == 2 and num_labels == 2 and coef.shape[0] == 1:
+                weight[1], bias[:] = coef[0], (0.0, intercept[0])
+            elif len(rows) == 2:  # two of more classes present: class rows[1] scores z against rows[0]
+                weight[rows[1]], bias[rows[0]], bias[rows[1]] = coef[0], 0.0, intercept[0]
+            else:
+                weight[rows], bias[rows] = coef, intercept
+        return cls(encoder, pooling, torch.from_numpy(weight), torch.from_numpy(bias), label_names)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **batch: Any) -> Any:
+        from types import SimpleNamespace
+
+        batch.pop("labels", None)
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **batch)
+        vectors = pool(output, attention_mask, self.pooling)
+        return SimpleNamespace(logits=vectors.float() @ self.weight.T + self.bias)
+
+    def save(self, folder: str | Path) -> None:
+        """The encoder (`save_pretrained`, safetensors) into `folder/ENCODER_DIR` and the head into
+        `folder/HEAD_FILE`; the pooling goes into the folder's steadytune.json, which the caller writes (`meta`),
+        and the tokenizer into `folder/ENCODER_DIR`."""
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(Path(folder) / ENCODER_DIR, safe_serialization=True)
+        save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(Path(folder) / HEAD_FILE))
+
+    def meta(self) -> dict[str, Any]:
+        """What steadytune.json records of the probe: its family and pooling."""
+        return {"family": "probe", "pooling": {"mode": self.pooling.mode, "normalize": self.pooling.normalize}}
+
+    @classmethod
+    def load(cls, folder: str | Path, meta: dict[str, Any], label_names: tuple[str, ...] | None) -> ProbeModel:
+        """A probe folder written by `save` (safetensors only)."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        folder = Path(folder)
+        pooling = meta.get("pooling") or {}
+        encoder = AutoModel.from_pretrained(folder / ENCODER_DIR, use_safetensors=True)
+        head = load_file(str(folder / HEAD_FILE))
+        found = Pooling(str(pooling.get("mode", "mean")), bool(pooling.get("normalize", False)), "steadytune.json")
+        return cls(encoder, found, head["weight"], head["bias"], label_names).eval()

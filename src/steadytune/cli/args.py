@@ -188,6 +188,15 @@ def floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def names(text: str) -> tuple[str, ...]:
+    """Comma-separated names (`probe,finetune`); an empty item is a typo. Which names are allowed is the reader's
+    check (`FitSettings`), so the message can list them."""
+    items = tuple(x.strip() for x in text.split(","))
+    if any(not x for x in items):
+        raise argparse.ArgumentTypeError(f"expected names like probe,finetune, got an empty item in {text!r}")
+    return items
+
+
 def option(text: str) -> tuple[str, Any]:
     """KEY=VALUE with a Python literal value (`momentum=0.9`, `amsgrad=True`, `betas=(0.9,0.98)`)."""
     import ast

@@ -18,6 +18,7 @@ from .args import (
     device_name,
     floats,
     group,
+    names,
     option,
     pair,
 )
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=None, metavar="N",
                      help="candidates that continue to the end (default 2, or all when fewer)")  # fmt: skip
+    fit.add_argument("--families", type=names, default=("probe", "finetune"), metavar="NAME,...",
+                     help="candidate families to compare: probe (the frozen encoder's features and a "
+                          "cross-validated linear head: seconds), finetune (the --candidates search)")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

@@ -160,7 +160,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     settings = FitSettings(candidates=args.candidates, lrs=args.lrs, reinit=args.reinit, check_at=args.check_at,
-                           keep=args.keep)  # fmt: skip
+                           keep=args.keep, families=args.families)  # fmt: skip
     check_executor_flags(args)
     check_push_flags(args)
     check_before_trials(args.out, device=config.device, model=config.model, max_length=config.max_length,
@@ -211,7 +211,8 @@ def fit_table(result) -> str:
         best = c.get("best") or {}
         outcome, flags = _outcome(c, result.chosen)
         shown.update(flags)
-        rows.append((c["name"], str(c["seed"]), f"{c['lr']:g}", checks or "-", outcome,
+        lr = f"{c['lr']:g}" if c.get("family", "finetune") == "finetune" else "-"
+        rows.append((c["name"], str(c["seed"]), lr, checks or "-", outcome,
                      fmt((best.get("validation") or {}).get(m)), fmt((best.get("test") or {}).get(m))))  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -220,11 +221,15 @@ def fit_table(result) -> str:
         lines.append("; ".join(legend) + "; every check is in fit.json")
     base = result.baselines["test"]
     judged = getattr(result, "judgement", None) or {}
+    compute = (
+        f"compute: {result.steps} training steps ({result.steps / max(1, result.full_steps):.0%} of running "
+        "every candidate to the end)"
+        if result.full_steps
+        else "compute: the probe alone, no training steps"
+    )
     lines += ["", f"verdict: {result.verdict}", *([f"corrected for: {judged['corrected_for']}"] if judged else []),
               f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
-              f"{fmt(base['score'])}, {base['predictor']})",
-              f"compute: {result.steps} training steps ({result.steps / max(1, result.full_steps):.0%} of running "
-              f"every candidate to the end)"]  # fmt: skip
+              f"{fmt(base['score'])}, {base['predictor']})", compute]  # fmt: skip
     return "\n".join(lines)
 
 

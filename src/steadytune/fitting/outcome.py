@@ -89,7 +89,8 @@ class FitResult:
                 f"  verdict={self.verdict!r})")  # fmt: skip
 
 
-def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *, n_candidates: int) -> Verdict:
+def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *, n_candidates: int,
+          kinds: str = "") -> Verdict:  # fmt: skip
     """fit's verdict on the chosen model's best-checkpoint `scores` on the test split (`steadytune.verdict`): those
     rows took part in no choice (candidates, checkpoints and drops read validation scores and training losses
     only), so one test of one model needs no correction for the search."""
@@ -99,8 +100,9 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
     positives = int(counts[1]) if counts is not None and data.num_labels == 2 else None
     return learned(scores or {}, baseline, n=len(data.test), num_labels=data.num_labels, majority_rate=majority,
                    positives=positives,
-                   split="test", corrected_for=f"nothing: the choice among {n_candidates} candidates and their "
-                   "checkpoints read validation scores and training losses, never these rows")  # fmt: skip
+                   split="test", corrected_for=f"nothing: the choice among {n_candidates} "
+                   f"candidate{'s' if n_candidates != 1 else ''}{kinds} and their checkpoints read validation scores "
+                   "and training losses, never these rows")  # fmt: skip
 
 
 def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
@@ -134,7 +136,9 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         success, verdict, test = False, "no candidate finished with a validation score (all diverged or dropped)", None
     else:
         test = chosen.record["best"]["test"]
-        judged = judge(test, test_base, data, n_candidates=len(candidates))
+        probes = sum(c.family == "probe" for c in candidates)
+        kinds = f" (a probe and {len(candidates) - probes} fine-tuning runs)" if probes and len(candidates) > 1 else ""
+        judged = judge(test, test_base, data, n_candidates=len(candidates), kinds=kinds)
         success = judged.yes
         score = (test or {}).get(metric)
         how = (f"test {metric} {'-' if score is None else f'{score:.4f}'} against {test_base.score:.4f} "
@@ -146,7 +150,8 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         config=config.to_dict(), data=data.summary(), metric=metric,
         baselines={"validation": val_base.to_dict(), "test": test_base.to_dict()},
         candidates=[c.to_dict() for c in candidates], chosen=chosen.name if chosen else None, success=success,
-        verdict=verdict, test=test, steps=sum(c.steps for c in candidates), full_steps=total * len(candidates),
+        verdict=verdict, test=test, steps=sum(c.steps for c in candidates),
+        full_steps=total * sum(c.family == "finetune" for c in candidates),
         judgement=judged.to_dict() if judged else None,
     )  # fmt: skip
     _write(out, result, chosen if deliver else None)

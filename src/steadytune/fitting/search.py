@@ -62,6 +62,7 @@ from ..study.grid import Trial, config_data
 from ..study.progress import StepBar, accepts_steps
 from ..study.store import Store
 from ..tracking import require
+from .families import PROBE, run_probe
 from .outcome import FitResult, _check_verdict_possible, conclude
 from .settings import Candidate, FitSettings, _candidates, resolve
 
@@ -114,15 +115,19 @@ def fit(
     candidates = _candidates(config, settings)
     store = Store(out)
     stage_names = [f"@{s}" for s in stops] + ["@end"]
-    store.claim(_identity(config, settings, data), {c.name + st: c.config for c in candidates for st in stage_names},
-                [data.name], new=new)  # fmt: skip
+    recipes = {c.name + st: c.config for c in candidates for st in stage_names}
+    if PROBE in settings.families:
+        recipes[PROBE + "@end"] = config
+    store.claim(_identity(config, settings, data), recipes, [data.name], new=new)
     try:
+        if PROBE in settings.families:  # seconds, so first: a fit that is stopped later keeps it
+            candidates.insert(0, _probe(config, data, metric, test_base, out, store, executor))
         # The bar counts training steps: each stage's share is its alive candidates × the stage's steps, planned
         # with the survivors of each check and re-planned when a check keeps fewer (diverged ones are dropped).
         segments = [b - a for a, b in zip([0, *stops], [*stops, total])]
         planned, runs = _planned(len(candidates), 0, segments, settings)
         bar = StepBar(planned, total_trials=runs, unit="fit stages", enable=progress)
-        for i, stop in enumerate([*stops, None]):
+        for i, stop in enumerate([*stops, None] if any(c.family == "finetune" for c in candidates) else []):
             alive = [c for c in candidates if c.status == "running"]
             steps, runs = _planned(len(alive), i, segments, settings)
             bar.set_total(bar.n + steps, bar.done_trials + runs)
@@ -138,10 +143,27 @@ def fit(
                      deliver=_deliver)  # fmt: skip
 
 
+def _probe(config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path, store: Store,
+           executor: Executor | None) -> Candidate:  # fmt: skip
+    """The probe candidate: its stored record, else run now (`families.run_probe`) and stored."""
+    key = (data.name, PROBE + "@end", config.seed)
+    record = store.records().get(key)
+    if record is None:
+        if not getattr(executor, "trains", True):  # rejudge: nothing may be computed
+            raise UserInputError("the probe of this fit is not stored: rerun the fit command to finish it")
+        record = run_probe(config, data, metric=metric, test_base=test_base, out=out)
+        store.add(key, record)
+    c = Candidate(PROBE, config.seed, 0.0, config, status="finished", record=record, family=PROBE)
+    return c
+
+
 def _identity(config: TrainConfig, settings: FitSettings, data: TaskData) -> dict[str, Any]:
-    """What must match for a fit folder's stored stages to be reused: the settings and the data's rows."""
+    """What must match for a fit folder's stored stages to be reused: the settings and the data's rows (families
+    only when not the fine-tuning alone of the folders written before families existed)."""
     shared = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY | PER_TRIAL | {"lr"}}
     fit_settings = {f"fit.{f.name}": getattr(settings, f.name) for f in fields(settings)}
+    if settings.families == ("finetune",):
+        del fit_settings["fit.families"]
     return json.loads(to_json({"settings": {**shared, **fit_settings, "fit.seed": config.seed},
                                "data": {data.name: data.summary()["fingerprints"]}}))  # fmt: skip
 
@@ -270,6 +292,7 @@ def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True
         raise UserInputError(f"{path} is missing: {out} is not a finished fit folder")
     stored = json.loads(path.read_text(encoding="utf-8"))
     config = TrainConfig.from_dict(stored["config"])
+    stored["settings"].setdefault("families", ["finetune"])  # written before families: fine-tuning alone
     names = {f.name for f in fields(FitSettings)}
     settings = FitSettings(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in stored["settings"].items() if k in names})  # fmt: skip
@@ -278,6 +301,8 @@ def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True
 
 class _NoTraining:
     """An executor for `rejudge`: every stage must already be stored."""
+
+    trains = False
 
     def run(self, trials: list[Trial], done: Any, **_: Any) -> None:
         if trials:

@@ -14,7 +14,10 @@ from ..config import TrainConfig
 from ..errors import UserInputError
 from ..recipes import help_field as _help
 
-__all__ = ["MAX_CANDIDATES", "Candidate", "FitSettings", "candidate_configs", "default_lrs", "resolve"]
+# The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe, `search` the rest).
+FAMILIES = ("probe", "finetune")
+
+__all__ = ["FAMILIES", "MAX_CANDIDATES", "Candidate", "FitSettings", "candidate_configs", "default_lrs", "resolve"]
 
 # A fit's candidates each keep a checkpoint of their whole training state (10-12 bytes a parameter: 240 MB for
 # all-MiniLM-L6-v2) and a stage record per check; a thousand is already more than a disk and a day hold. More is a
@@ -41,6 +44,11 @@ class FitSettings:
         "none (paper §5; 0: keep the pre-trained ones).",
         2,
     )
+    families: tuple[str, ...] = _help(
+        "Candidate families to compare (`steadytune.fitting.families`): probe (the frozen encoder's features and a "
+        "cross-validated linear head), finetune (the successive-halving fine-tuning candidates).",
+        ("probe", "finetune"),
+    )
 
     def __post_init__(self) -> None:
         if self.lrs is not None:
@@ -63,6 +71,12 @@ class FitSettings:
         checks = self.check_at
         if not checks or not all(0 < a < 1 for a in checks) or list(checks) != sorted(set(checks)):
             raise UserInputError(f"check fractions must increase strictly within (0, 1), got {checks}")
+        object.__setattr__(self, "families", tuple(self.families))
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families or len(set(self.families)) < len(self.families):
+            what = f"unknown family {unknown[0]!r}" if unknown else f"got {', '.join(self.families) or 'none'}"
+            raise UserInputError(f"families must name each of {', '.join(FAMILIES)} at most once, and one at least; "
+                                 f"{what}")  # fmt: skip
 
 
 @dataclass
@@ -79,12 +93,15 @@ class Candidate:
     record: dict[str, Any] | None = None
     """The finished run's record."""
     steps: int = 0
+    family: str = "finetune"
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "record")}
         if self.record is not None:
             d["best"], d["last"] = self.record["best"], self.record["last"]
             d["failed"], d["failure"] = self.record["failed"], self.record["failure"]
+            if "probe" in self.record:  # the probe's pooling, head and its chosen regularisation
+                d["probe"] = self.record["probe"]
         return d
 
 
@@ -136,7 +153,10 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
 
 
 def _candidates(config: TrainConfig, settings: FitSettings) -> list[Candidate]:
-    out = []
+    """The fine-tuning candidates (none when `settings.families` leaves finetune out)."""
+    out: list[Candidate] = []
+    if "finetune" not in settings.families:
+        return out
     for i in range(settings.candidates):
         lr = settings.lrs[i % len(settings.lrs)]
         seed = config.seed + i

@@ -826,7 +826,8 @@ CASES = [
     Case("fit-out-read-only", "output", [*FIT_100[:6], "{tmp}/ro/f", *FIT_100[7:]], "Read-only file system",
          both(read_only_out, ROWS_100)),
     Case("fit-out-stdout", "output", [*FIT[:6], "-", *FIT[7:]], "standard output takes a file, not a folder"),
-    Case("fit-too-few-test-rows", "data shape", FIT, "the test split has 4 rows, too few for a verdict"),
+    Case("fit-too-few-test-rows", "data shape", [*FIT, "--families", "finetune"],
+         "the test split has 4 rows, too few for a verdict"),
     # fit folders: a rerun with other data or flags, a second fit at once, damaged stores
     Case("fit-rerun-changed-data", "stores", [*FIT[:4], "rows100.csv", *FIT[5:], *FIT_FOLDER],
          "holds a fit with other data for rows100 (the rows differ)", fit_folder(rows=_flip_first_label)),

@@ -320,3 +320,39 @@ def test_families_are_checked():
     for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
         with pytest.raises(Exception, match=message):
             FitSettings(families=bad)
+
+
+def test_a_small_file_is_judged_by_cross_validation_over_every_row(tiny_model_dir, tmp_path, capsys):
+    """A 40-row file leaves 4 test rows, too few for a held-out verdict: fit runs the probe alone, cross-validates
+    its fixed head over all 40 rows, and tests that score against label shuffles. The score is what scikit-learn's
+    cross_val_predict gives on the same features, folds and head."""
+    import numpy as np
+    from conftest import sentiment_rows, write_rows
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from transformers import AutoModel
+
+    from steadytune.data import load_user_data
+    from steadytune.fitting.families import PERMUTATIONS, SMALL_C
+    from steadytune.models import load_tokenizer
+    from steadytune.probe import embed, pooling_of
+
+    rows = write_rows(tmp_path / "rows.csv", sentiment_rows(40, seed=5))
+    out = tmp_path / "fit"
+    code = main(["fit", "--model", str(tiny_model_dir), "--train-file", str(rows), "--out", str(out), "--quiet",
+                 "--json"])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    judged = result["judgement"]
+    assert result["chosen"] == "probe" and [c["name"] for c in result["candidates"]] == ["probe"]
+    assert judged["split"] == "cross-validated" and judged["n"] == 40 and code == (0 if judged["yes"] else 1)
+    assert round(judged["p"] * (PERMUTATIONS + 1)) == pytest.approx(judged["p"] * (PERMUTATIONS + 1))
+    data = load_user_data(str(rows))
+    encoder, tok = AutoModel.from_pretrained(tiny_model_dir), load_tokenizer(str(tiny_model_dir))
+    pooling = pooling_of(tiny_model_dir, encoder)
+    x = np.concatenate([embed(encoder, tok, s, pooling) for s in (data.train, data.validation, data.test)])
+    y = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=SMALL_C, max_iter=5000))
+    predicted = cross_val_predict(head, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    assert result["test"]["accuracy"] == pytest.approx((predicted == y).mean(), abs=1e-12)

@@ -102,3 +102,24 @@ def test_the_head_is_scikit_learns_cross_validated_choice():
     assert ridge.alpha_ == RidgeCV(alphas=ALPHAS).fit(x, target).alpha_
     with pytest.raises(ValueError, match="two classes of at least 2"):
         fit_head(x[:3], np.array([0, 1, 1]))
+
+
+def test_a_standardised_head_folds_into_one_linear_map():
+    """`probe._linear`: the scaler of a StandardScaler + LogisticRegression pipeline folded into its weights gives
+    the pipeline's own decision function (float64), so the saved probe predicts what was cross-validated."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from steadytune.probe import _linear
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(loc=3.0, scale=[0.1, 2.0, 5.0], size=(40, 3))
+    y = (x[:, 1] > 3).astype(np.int64)
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(x, y)
+    coef, intercept, classes = _linear(head)
+    np.testing.assert_allclose(x @ coef.T + intercept, head.decision_function(x)[:, None], rtol=1e-12, atol=1e-12)
+    assert list(classes) == [0, 1]
+    ridge = make_pipeline(StandardScaler(), Ridge(alpha=100.0)).fit(x, x[:, 2])
+    coef, intercept, _ = _linear(ridge)
+    np.testing.assert_allclose((x @ coef.T + intercept)[:, 0], ridge.predict(x), rtol=1e-12, atol=1e-12)

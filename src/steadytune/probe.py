@@ -136,6 +136,21 @@ def fit_head(features: np.ndarray, labels: np.ndarray, *, regression: bool = Fal
         return LogisticRegressionCV(Cs=CS, cv=cv, scoring="neg_log_loss", max_iter=5000).fit(features, labels)
 
 
+def _linear(head: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(coef, intercept, classes) of a linear estimator, or of a `StandardScaler` + linear pipeline with the scaling
+    folded in: w·((x − μ)/σ) + b = (w/σ)·x + (b − Σ wμ/σ)."""
+    steps = [s for _, s in getattr(head, "steps", [(None, head)])]
+    last = steps[-1]
+    coef, intercept = np.atleast_2d(last.coef_).astype(np.float64), np.atleast_1d(last.intercept_).astype(np.float64)
+    for step in steps[:-1]:
+        mean = getattr(step, "mean_", None)
+        scale = getattr(step, "scale_", None)
+        scale = np.ones(coef.shape[1]) if scale is None else scale
+        mean = np.zeros(coef.shape[1]) if mean is None else mean
+        coef, intercept = coef / scale, intercept - (coef / scale) @ mean
+    return coef, intercept, getattr(last, "classes_", None)
+
+
 # A probe model folder: the encoder (weights, config, tokenizer) in ENCODER_DIR, the head in HEAD_FILE beside it, and
 # steadytune.json (family, pooling, labels). No config.json at the top, on purpose: transformers would load the
 # encoder from it with a random classification head and predict coin flips; without one it refuses.
@@ -169,12 +184,12 @@ class ProbeModel(torch.nn.Module):
                   label_names: tuple[str, ...] | None) -> ProbeModel:  # fmt: skip
         """Wrap a `fit_head` estimator: a binary logistic regression's score z becomes the logits (0, z), whose
         softmax is its sigmoid; a multinomial one's scores are the logits; a ridge's prediction is the one output."""
-        coef, intercept = np.atleast_2d(head.coef_), np.atleast_1d(head.intercept_)
+        coef, intercept, classes = _linear(head)
         if num_labels == 1:
             weight, bias = coef, intercept
         else:
             weight, bias = np.zeros((num_labels, coef.shape[1])), np.full(num_labels, -1e4)  # absent classes: never
-            rows = np.asarray(head.classes_, dtype=np.int64)
+            rows = np.asarray(classes, dtype=np.int64)
             if len(rows) == 2 and num_labels == 2 and coef.shape[0] == 1:
                 weight[1], bias[:] = coef[0], (0.0, intercept[0])
             elif len(rows) == 2:  # two of more classes present: class rows[1] scores z against rows[0]

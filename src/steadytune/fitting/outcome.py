@@ -16,7 +16,7 @@ from ..config import TrainConfig
 from ..data import TaskData
 from ..errors import UserInputError
 from ..files import to_json
-from ..metrics import Baseline
+from ..metrics import Baseline, constant_baseline
 from ..verdict import ALPHA, Verdict, learned
 from .settings import Candidate, FitSettings
 
@@ -61,6 +61,11 @@ class FitResult:
         chosen = next((c for c in self.candidates if c["name"] == self.chosen), None)
         if chosen is None:
             return f"{self.verdict}; try {tries}"
+        if (self.judgement or {}).get("split") == "cross-validated":  # a small file: the probe over every row
+            model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
+            return (f"the probe, cross-validated over every row of this small file, is not shown to beat chance: "
+                    f"{self.verdict}; its model (fitted on all rows) is in {model} if you want it anyway; more "
+                    "labelled rows could show it")  # fmt: skip
         val = (chosen.get("best") or {}).get("validation") or {}
         if val.get(self.metric) is None or val[self.metric] <= self.baselines["validation"]["score"]:
             return f"no candidate beat the best constant predictor on validation: {self.verdict}; try {tries}"
@@ -105,6 +110,20 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
                    "and training losses, never these rows")  # fmt: skip
 
 
+def cross_validated_verdict(cv: dict[str, Any], data: TaskData) -> Verdict:
+    """The small-file verdict: the permutation test of the probe's cross-validated score over every row, which also
+    has to beat the best constant predictor of those rows."""
+    labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
+    base = constant_baseline(labels, num_labels=data.num_labels, metric=cv["metric"])
+    yes = cv["p"] < ALPHA and cv["score"] > base.score
+    return Verdict(yes=bool(yes), p=float(cv["p"]), n=int(cv["rows"]), split="cross-validated",
+                   test=f"permutation test of the {cv['folds']}-fold cross-validated {cv['metric']} "
+                        f"{cv['score']:.4f} against {cv['permutations']} label shuffles (best constant predictor "
+                        f"{base.score:.4f})",
+                   corrected_for="nothing was chosen on these rows: the probe's head is fixed in advance (C = 1) and "
+                                 "every shuffle refits it fold by fold")  # fmt: skip
+
+
 def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
     """Refuse before any training when even a model right on every test row could not be told from chance: the
     verdict could then only be no (4 test rows of two balanced classes: 4 of 4 against 0.5 has p = 0.0625)."""
@@ -138,11 +157,17 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         test = chosen.record["best"]["test"]
         probes = sum(c.family == "probe" for c in candidates)
         kinds = f" (a probe and {len(candidates) - probes} fine-tuning runs)" if probes and len(candidates) > 1 else ""
-        judged = judge(test, test_base, data, n_candidates=len(candidates), kinds=kinds)
+        cv = chosen.record.get("cv")
+        if cv is not None:  # a small file: every row, cross-validated (`families.run_probe`)
+            judged = cross_validated_verdict(cv, data)
+        else:
+            judged = judge(test, test_base, data, n_candidates=len(candidates), kinds=kinds)
         success = judged.yes
         score = (test or {}).get(metric)
         how = (f"test {metric} {'-' if score is None else f'{score:.4f}'} against {test_base.score:.4f} "
                f"({test_base.predictor})")  # fmt: skip
+        if cv is not None:
+            how = f"every row counts on a small file: {cv['rows']} rows, {cv['folds']}-fold cross-validated"
         verdict = (f"{chosen.name}: {how}; {judged.sentence()}"
                    + ("" if success else f", not below {ALPHA}: no better than chance"))  # fmt: skip
     result = FitResult(

@@ -62,7 +62,7 @@ from ..study.grid import Trial, config_data
 from ..study.progress import StepBar, accepts_steps
 from ..study.store import Store
 from ..tracking import require
-from .families import PROBE, run_probe
+from .families import PROBE, run_probe, small_file
 from .outcome import FitResult, _check_verdict_possible, conclude
 from .settings import Candidate, FitSettings, _candidates, resolve
 
@@ -109,10 +109,16 @@ def fit(
     labels = {"num_labels": data.num_labels, "metric": metric, "label_names": data.label_names}
     val_base = constant_baseline(data.validation.labels, train_labels=data.train.labels, **labels)
     test_base = constant_baseline(data.test.labels, train_labels=data.train.labels, **labels)
-    _check_verdict_possible(data, test_base)
+    # A small file: the probe alone, judged by cross-validation over every row (`families.small_file`), unless the
+    # test rows are the user's own (--test-file, a dataset's split), which are then judged as given; else the test
+    # split must be able to show a model right on every row, or the verdict could only be no.
+    own_test = config.test_file is not None or config.dataset is not None
+    small = PROBE in settings.families and small_file(data) and not own_test
+    if not small:
+        _check_verdict_possible(data, test_base)
     total = config.recipe.num_training_steps(len(data.train))
     stops = sorted({max(1, min(total - 1, round(f * total))) for f in settings.check_at} - {0}) if total > 1 else []
-    candidates = _candidates(config, settings)
+    candidates = [] if small else _candidates(config, settings)
     store = Store(out)
     stage_names = [f"@{s}" for s in stops] + ["@end"]
     recipes = {c.name + st: c.config for c in candidates for st in stage_names}
@@ -121,7 +127,7 @@ def fit(
     store.claim(_identity(config, settings, data), recipes, [data.name], new=new)
     try:
         if PROBE in settings.families:  # seconds, so first: a fit that is stopped later keeps it
-            candidates.insert(0, _probe(config, data, metric, test_base, out, store, executor))
+            candidates.insert(0, _probe(config, data, metric, test_base, out, store, executor, small=small))
         # The bar counts training steps: each stage's share is its alive candidates × the stage's steps, planned
         # with the survivors of each check and re-planned when a check keeps fewer (diverged ones are dropped).
         segments = [b - a for a, b in zip([0, *stops], [*stops, total])]
@@ -144,14 +150,14 @@ def fit(
 
 
 def _probe(config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path, store: Store,
-           executor: Executor | None) -> Candidate:  # fmt: skip
+           executor: Executor | None, *, small: bool) -> Candidate:  # fmt: skip
     """The probe candidate: its stored record, else run now (`families.run_probe`) and stored."""
     key = (data.name, PROBE + "@end", config.seed)
     record = store.records().get(key)
     if record is None:
         if not getattr(executor, "trains", True):  # rejudge: nothing may be computed
             raise UserInputError("the probe of this fit is not stored: rerun the fit command to finish it")
-        record = run_probe(config, data, metric=metric, test_base=test_base, out=out)
+        record = run_probe(config, data, metric=metric, test_base=test_base, out=out, small=small)
         store.add(key, record)
     c = Candidate(PROBE, config.seed, 0.0, config, status="finished", record=record, family=PROBE)
     return c

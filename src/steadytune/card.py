@@ -340,10 +340,17 @@ def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
     """What a probe is, for the card of a fit that chose one."""
     info = chosen.get("probe") or {}
     reg = f"C = {info['C']:.3g}" if "C" in info else f"alpha = {info.get('alpha', float('nan')):.3g}"
+    cv = chosen.get("cv")
+    how = (
+        f"fixed in advance and fitted on all {cv['rows']} rows, after {cv['folds']}-fold cross-validation over "
+        "them judged it"
+        if cv
+        else f"chosen by {info.get('folds', '')}-fold cross-validation on the training rows"
+    )
     return (
         f"This model is {_base_link(config['model'])} **frozen** (its weights as published), its sentence "
         f"features ({info.get('pooling', 'pooled')}) and a linear head (scikit-learn `{info.get('head', '')}`, "
-        f"{reg}, chosen by {info.get('folds', '')}-fold cross-validation on the training rows): `steadytune "
+        f"{reg}, {how}): `steadytune "
         "fit`'s probe family. The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers "
         "has no class for a head over pooled sentence features, so `transformers.pipeline` cannot load this "
         "folder (it refuses: there is no `config.json` at its top); `steadytune predict` and "

@@ -78,8 +78,8 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
     if small:
         x, y = np.concatenate(list(features.values())), np.concatenate(list(labels.values()))
         head, cv = _cross_validated(x, y, metric, regression=regression, num_labels=data.num_labels, seed=config.seed)
-        scores = {"validation": cv.pop("scores"), "test": None}
-        scores["test"] = scores["validation"]
+        cross_validated = cv.pop("scores")
+        scores = {"validation": cross_validated, "test": cross_validated}
     else:
         cv = None
         head = fit_head(features["train"], labels["train"], regression=regression, seed=config.seed)

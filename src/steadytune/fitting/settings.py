@@ -100,8 +100,9 @@ class Candidate:
         if self.record is not None:
             d["best"], d["last"] = self.record["best"], self.record["last"]
             d["failed"], d["failure"] = self.record["failed"], self.record["failure"]
-            if "probe" in self.record:  # the probe's pooling, head and its chosen regularisation
-                d["probe"] = self.record["probe"]
+            for key in ("probe", "cv"):  # the probe's pooling, head and regularisation; a small file's test
+                if key in self.record:
+                    d[key] = self.record[key]
         return d
 
 

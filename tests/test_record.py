@@ -41,11 +41,14 @@ def test_written_files_and_folders_get_the_usual_permissions(tmp_path, tiny_mode
         run = tmp_path / "run"
         train(model=str(tiny_model_dir), train_file=str(toy_files["train"]),
               validation_file=str(toy_files["validation"]), test_file=str(toy_files["test"]), max_steps=1,
-              out=run)  # fmt: skip
+              out=run, save_model=True)  # fmt: skip
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE(run.stat().st_mode) == 0o755
+    # every file of the saved model too: transformers writes model.safetensors 0600 (issue 31)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in (run / "model").iterdir() if f.is_file()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes
 
 
 def test_versions_name_the_running_code():

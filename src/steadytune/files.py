@@ -92,7 +92,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 @contextmanager
 def atomic_folder(out: str | Path) -> Iterator[Path]:
     """Yield an empty temporary sibling folder of `out`; on success it replaces `out` (every file flushed to disk
-    first), on an exception it is removed and `out` is left as it was. Nothing else is left behind either way."""
+    first, and given the usual mode, 0644 under the usual umask), on an exception it is removed and `out` is left as
+    it was. Nothing else is left behind either way."""
     out = Path(os.path.abspath(out))  # "." or "runs/" have no usable name; the absolute path always has one
     if out == Path(out.anchor):
         raise UserInputError(f"{out} is a filesystem root; name a folder below it")
@@ -102,7 +103,10 @@ def atomic_folder(out: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         for f in tmp.rglob("*"):
-            if f.is_file():
+            if f.is_file() and not f.is_symlink():
+                # transformers and safetensors write weights 0600 (a private temporary file renamed): the folder's
+                # files get the mode open() would give them, as every other file steadytune writes (issue 31)
+                _usual_mode(f, folder=False)
                 with f.open("rb") as fh:
                     os.fsync(fh.fileno())
         if os.path.lexists(out):

@@ -131,7 +131,7 @@ def fit(
         # The bar counts training steps: each stage's share is its alive candidates × the stage's steps, planned
         # with the survivors of each check and re-planned when a check keeps fewer (diverged ones are dropped).
         segments = [b - a for a, b in zip([0, *stops], [*stops, total])]
-        planned, runs = _planned(len(candidates), 0, segments, settings)
+        planned, runs = _planned(sum(c.family == "finetune" for c in candidates), 0, segments, settings)
         bar = StepBar(planned, total_trials=runs, unit="fit stages", enable=progress)
         for i, stop in enumerate([*stops, None] if any(c.family == "finetune" for c in candidates) else []):
             alive = [c for c in candidates if c.status == "running"]
@@ -159,8 +159,7 @@ def _probe(config: TrainConfig, data: TaskData, metric: str, test_base: Baseline
             raise UserInputError("the probe of this fit is not stored: rerun the fit command to finish it")
         record = run_probe(config, data, metric=metric, test_base=test_base, out=out, small=small)
         store.add(key, record)
-    c = Candidate(PROBE, config.seed, 0.0, config, status="finished", record=record, family=PROBE)
-    return c
+    return Candidate(PROBE, config.seed, 0.0, config, status="finished", record=record, family=PROBE)
 
 
 def _identity(config: TrainConfig, settings: FitSettings, data: TaskData) -> dict[str, Any]:

@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit",
         help="start several candidates, drop the bad ones early, finish the best, and say how it went",
-        description="Start --candidates (seed, learning rate) pairs, judge them at --check-at fractions of the "
-        "budget, continue the best --keep to the end, and save the best validation checkpoint to <out>/model "
-        "with a model card. Exit 0: the chosen model (best on validation) beats every constant predictor on the test "
-        "rows, which took part in no choice, by more than chance; 1: it does not; 2: bad input. Rerunning the same "
+        description="Start --candidates (seed, learning rate) pairs and a probe (the frozen encoder's features "
+        "and a linear head), judge the fine-tuning candidates at --check-at fractions of the budget, continue the "
+        "best --keep to the end, and save the best on validation to <out>/model with a model card. A small file "
+        "(under 30 test rows) gets the probe alone, cross-validated over every row. Exit 0: the chosen model beats "
+        "every constant predictor by more than chance on the test rows, which took part in no choice (a small file: "
+        "in a permutation test of its cross-validated score); 1: it does not; 2: bad input. Rerunning the same "
         "command resumes a killed fit, or re-judges a finished one without training.",
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))

@@ -13,12 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def _read(path: str) -> tuple[list[str], list[str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+from small_data import read_rows  # this folder is on sys.path when run as a script
 
 
 def main() -> None:
@@ -38,10 +33,10 @@ def main() -> None:
     folder = resolve_model(args.model)
     encoder, tokenizer = AutoModel.from_pretrained(folder), load_tokenizer(folder)
     pooling = pooling_of(folder, encoder)
-    names = sorted(set(_read(args.train)[1]))
+    names = sorted(set(read_rows(args.train)[1]))
     features = {}
     for part in ("train", "dev"):
-        texts, labels = _read(getattr(args, part))
+        texts, labels = read_rows(getattr(args, part))
         y = np.array([names.index(label) for label in labels])
         features[part] = (embed(encoder, tokenizer, Split((texts,), y, part), pooling), y)
     head = fit_head(*features["train"])

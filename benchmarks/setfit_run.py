@@ -13,11 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-
-def _read(path: str) -> tuple[list[str], list[str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+from small_data import read_rows  # this folder is on sys.path when run as a script
 
 
 def main() -> None:
@@ -33,7 +29,7 @@ def main() -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--num-iterations", type=int, default=20, help="0: SetFit's default (all pairs, oversampled)")
     args = parser.parse_args()
-    texts, labels = _read(args.train)
+    texts, labels = read_rows(args.train)
     model = SetFitModel.from_pretrained(resolve_model(args.model))
     extra = {"num_iterations": args.num_iterations} if args.num_iterations else {}
     with tempfile.TemporaryDirectory() as scratch:  # SetFit writes checkpoints unless told not to
@@ -42,7 +38,7 @@ def main() -> None:
         rows = Dataset.from_dict({"text": texts, "label": labels})
         trainer = Trainer(model=model, args=training, train_dataset=rows)
         trainer.train()
-    dev_texts, _ = _read(args.dev)
+    dev_texts, _ = read_rows(args.dev)
     predicted = model.predict(dev_texts, batch_size=128, as_numpy=True)
     with open(args.predictions, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)

@@ -53,6 +53,13 @@ def _read_tsv(path: Path) -> list[list[str]]:
         return list(csv.reader(f, delimiter="\t", quotechar=None))[1:]  # GLUE files have no quoting
 
 
+def read_rows(path: str | Path) -> tuple[list[str], list[str]]:
+    """The texts and labels of a `review,sentiment` CSV this script wrote (also read by probe_run and setfit_run)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+
+
 def _write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)

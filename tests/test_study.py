@@ -243,6 +243,14 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p in os.listdir("/proc") if p.isdigit() and (_stat(p) or ["", "0"])[1] == str(pid)}
 
 
+def _cmdline(pid: int) -> str:
+    """/proc/PID/cmdline; empty when the process exited between listing /proc and reading it."""
+    try:
+        return open(f"/proc/{pid}/cmdline").read()
+    except OSError:
+        return ""
+
+
 def _running(pid: int) -> bool:
     stat = _stat(pid)
     return stat is not None and stat[0] not in ("Z", "X")  # an exited child nobody reaped yet is not running
@@ -256,7 +264,7 @@ def test_pool_workers_exit_when_the_driver_is_killed(tiny_model_dir, toy_files, 
                             stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     deadline, workers = time.time() + 120, set()
     while time.time() < deadline and len(workers) < 2:
-        workers = {k for k in _children(proc.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()}
+        workers = {k for k in _children(proc.pid) if "spawn_main" in _cmdline(k)}
         time.sleep(0.1)
     assert len(workers) == 2, "the pool did not start"
     proc.send_signal(signal.SIGKILL)
@@ -384,7 +392,7 @@ def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_mo
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     deadline, workers, stored = time.time() + 120, set(), 0
     while time.time() < deadline and (len(workers) < 2 or (when == "trials stored" and stored < 2)):
-        workers = {k for k in _children(proc.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()}
+        workers = {k for k in _children(proc.pid) if "spawn_main" in _cmdline(k)}
         if when == "trials stored":
             stored = _stored_trials(out, stored)
         time.sleep(0.05)

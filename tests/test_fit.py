@@ -316,16 +316,16 @@ def test_the_probe_family_delivers_a_model_that_predict_reads_and_pipeline_refus
 def test_families_are_checked():
     from steadytune.fitting import FitSettings
 
-    assert FitSettings().families == ("probe", "finetune")
+    assert FitSettings().families == ("probe", "contrastive", "finetune")
     for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
         with pytest.raises(Exception, match=message):
             FitSettings(families=bad)
 
 
 def test_a_small_file_is_judged_by_cross_validation_over_every_row(tiny_model_dir, tmp_path, capsys):
-    """A 40-row file leaves 4 test rows, too few for a held-out verdict: fit runs the probe alone, cross-validates
-    its fixed head over all 40 rows, and tests that score against label shuffles. The score is what scikit-learn's
-    cross_val_predict gives on the same features, folds and head."""
+    """A 40-row file leaves 4 test rows, too few for a held-out verdict: fit (--families probe) runs the probe alone,
+    cross-validates its fixed head over all 40 rows, and tests that score against label shuffles. The score is what
+    scikit-learn's cross_val_predict gives on the same features, folds and head."""
     import numpy as np
     from conftest import sentiment_rows, write_rows
     from sklearn.linear_model import LogisticRegression
@@ -342,10 +342,11 @@ def test_a_small_file_is_judged_by_cross_validation_over_every_row(tiny_model_di
     rows = write_rows(tmp_path / "rows.csv", sentiment_rows(40, seed=5))
     out = tmp_path / "fit"
     code = main(["fit", "--model", str(tiny_model_dir), "--train-file", str(rows), "--out", str(out), "--quiet",
-                 "--json"])  # fmt: skip
+                 "--json", "--families", "probe"])  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     judged = result["judgement"]
     assert result["chosen"] == "probe" and [c["name"] for c in result["candidates"]] == ["probe"]
+    assert judged["alpha"] == 0.05 and "Bonferroni" not in judged["corrected_for"]  # one family: nothing to correct
     assert judged["split"] == "cross-validated" and judged["n"] == 40 and code == (0 if judged["yes"] else 1)
     assert round(judged["p"] * (PERMUTATIONS + 1)) == pytest.approx(judged["p"] * (PERMUTATIONS + 1))
     data = load_user_data(str(rows))

@@ -274,7 +274,7 @@ def fit_card(result: Any) -> str:
     dataset = dataset_ref(config, data)
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
-    probe = chosen.get("family") == "probe"
+    probe = chosen.get("family") in ("probe", "contrastive")  # `steadytune.probe.ProbeModel` folders
     card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}",
                            [("validation", validation), ("test", result.test)],
                            library="steadytune" if probe else "transformers")  # fmt: skip
@@ -291,25 +291,29 @@ def fit_card(result: Any) -> str:
             f"| {name} | {c['seed']} | {c['lr']:g} | {checks or '-'} | {outcome} | {scores[0]} | {scores[1]} |"
         )
     base, s = result.baselines, result.settings
-    headline = (
-        "A model that beats every constant predictor by more than chance on test rows that chose nothing"
-        if result.success
-        else "No model: the chosen candidate does not beat chance on the test rows"
-    )
     judged = result.judgement or {}
+    small = judged.get("split") == "cross-validated"
+    if small:
+        headline = ("A model whose family beats every constant predictor by more than chance, cross-validated over "
+                    "every row of a small file" if result.success else
+                    "No model: the chosen family does not beat chance, cross-validated over every row")  # fmt: skip
+    else:
+        headline = ("A model that beats every constant predictor by more than chance on test rows that chose "
+                    "nothing" if result.success else
+                    "No model: the chosen candidate does not beat chance on the test rows")  # fmt: skip
     corrected = f" Corrected for: {judged['corrected_for']}." if judged.get("corrected_for") else ""
     lrs, checks_at = ", ".join(f"{x:g}" for x in s["lrs"]), ", ".join(f"{x:g}" for x in s["check_at"])
     what = _probe_text(chosen, config) if probe else (
         f"This model is {_base_link(config['model'])} fine-tuned by `steadytune fit`: the best-validation checkpoint "
         "of the chosen candidate.")  # fmt: skip
-    how = "probed" if probe else "fine-tuned"
+    how = {"probe": "probed", "contrastive": "tuned contrastively"}.get(chosen.get("family"), "fine-tuned")
     body = f"""# {data["name"]} {how} from {model_label(config["model"])} with steadytune `fit`
 
 **{headline}.** {result.verdict}.{corrected}
 
 {what}
 
-{_data_section(config, data, dataset)}
+{_data_section(config, data, dataset)}{_SMALL if small else ""}
 ## Recipe
 
 `{config["recipe"]}` with the candidates' learning rates; {config["batch_size"]} examples a batch,
@@ -336,8 +340,14 @@ candidate to the end). steadytune {result.version}.
     return _document(card_data, body)
 
 
+_SMALL = """
+A small file: too few test rows for a held-out verdict, so every row above counted. Each family was
+cross-validated over all of them and the delivered model was fitted on all of them; the splits served nothing.
+"""
+
+
 def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
-    """What a probe is, for the card of a fit that chose one."""
+    """What a probe or a contrastive model is, for the card of a fit that chose one."""
     info = chosen.get("probe") or {}
     reg = f"C = {info['C']:.3g}" if "C" in info else f"alpha = {info.get('alpha', float('nan')):.3g}"
     cv = chosen.get("cv")
@@ -347,11 +357,19 @@ def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
         if cv
         else f"chosen by {info.get('folds', '')}-fold cross-validation on the training rows"
     )
+    if chosen.get("family") == "contrastive":
+        encoder = (f"{_base_link(config['model'])} **tuned contrastively** (SetFit's first stage: "
+                   f"{info.get('pairs', '?')} pairs drawn from the labels, {info.get('iterations', '?')} rounds, "
+                   f"batch {info.get('batch_size', '?')}, learning rate {info.get('lr', float('nan')):g}, cosine "
+                   "similarity loss)")  # fmt: skip
+        family = "contrastive"
+    else:
+        encoder, family = f"{_base_link(config['model'])} **frozen** (its weights as published)", "probe"
     return (
-        f"This model is {_base_link(config['model'])} **frozen** (its weights as published), its sentence "
+        f"This model is {encoder}, its sentence "
         f"features ({info.get('pooling', 'pooled')}) and a linear head (scikit-learn `{info.get('head', '')}`, "
         f"{reg}, {how}): `steadytune "
-        "fit`'s probe family. The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers "
+        f"fit`'s {family} family. The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers "
         "has no class for a head over pooled sentence features, so `transformers.pipeline` cannot load this "
         "folder (it refuses: there is no `config.json` at its top); `steadytune predict` and "
         "`steadytune.predict` can."

@@ -28,7 +28,17 @@ from .data.encode import encode
 from .data.splits import Split
 from .evaluate import _eval_batches
 
-__all__ = ["ENCODER_DIR", "HEAD_FILE", "Pooling", "ProbeModel", "embed", "fit_head", "pool", "pooling_of"]
+__all__ = [
+    "ENCODER_DIR",
+    "HEAD_FILE",
+    "PROBE_FAMILIES",
+    "Pooling",
+    "ProbeModel",
+    "embed",
+    "fit_head",
+    "pool",
+    "pooling_of",
+]
 
 # The inverse regularisation strengths LogisticRegressionCV tries: 1e-2 .. 1e4, 4 a decade. Measured on SST-2 with
 # all-MiniLM-L6-v2 (3 samples each of 16 and 64 rows, all 872 dev rows): any fixed C from 0.01 to 100 scored
@@ -156,6 +166,9 @@ def _linear(head: Any) -> tuple[np.ndarray, np.ndarray, Any]:
 # encoder from it with a random classification head and predict coin flips; without one it refuses.
 ENCODER_DIR = "encoder"
 HEAD_FILE = "probe_head.safetensors"
+# The fit families whose models are such folders (steadytune.json's "family"): the probe's encoder is the pre-trained
+# one, the contrastive family's is tuned (`steadytune.contrastive`).
+PROBE_FAMILIES = ("probe", "contrastive")
 
 
 class ProbeModel(torch.nn.Module):

@@ -37,6 +37,7 @@ def add_push_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, wha
 def build_parser() -> argparse.ArgumentParser:
     """The `steadytune` parser. Without a command, `cli.main` prints its help (and exits 2)."""
     from ..config import DEVICES, STUDY_SKIPS
+    from ..fitting.settings import FAMILIES
 
     parser = Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders. "
                     "`steadytune COMMAND --help` shows a command's options.")  # fmt: skip
@@ -69,13 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit",
         help="start several candidates, drop the bad ones early, finish the best, and say how it went",
-        description="Start --candidates (seed, learning rate) pairs and a probe (the frozen encoder's features "
-        "and a linear head), judge the fine-tuning candidates at --check-at fractions of the budget, continue the "
-        "best --keep to the end, and save the best on validation to <out>/model with a model card. A small file "
-        "(under 30 test rows) gets the probe alone, cross-validated over every row. Exit 0: the chosen model beats "
-        "every constant predictor by more than chance on the test rows, which took part in no choice (a small file: "
-        "in a permutation test of its cross-validated score); 1: it does not; 2: bad input. Rerunning the same "
-        "command resumes a killed fit, or re-judges a finished one without training.",
+        description="Compare candidate families (--families): a probe (the frozen encoder's features and a linear "
+        "head), a contrastive model (SetFit's two stages) and --candidates fine-tuning (seed, learning rate) pairs, "
+        "judged at --check-at fractions of the budget with the best --keep continued to the end; save the best on "
+        "validation to <out>/model with a model card. A small file (under 30 test rows) gets the probe and the "
+        "contrastive family alone, each cross-validated over every row. Exit 0: the chosen model beats every "
+        "constant predictor by more than chance on the test rows, which took part in no choice (a small file: in "
+        "its family's test of its cross-validated score, corrected for the choice among families); 1: it does not; "
+        "2: bad input. Rerunning the same command resumes a killed fit, or re-judges a finished one without "
+        "training.",
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
     fit = group(p, "fit")
@@ -90,9 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=None, metavar="N",
                      help="candidates that continue to the end (default 2, or all when fewer)")  # fmt: skip
-    fit.add_argument("--families", type=names, default=("probe", "finetune"), metavar="NAME,...",
+    fit.add_argument("--families", type=names, default=FAMILIES, metavar="NAME,...",
                      help="candidate families to compare: probe (the frozen encoder's features and a "
-                          "cross-validated linear head: seconds), finetune (the --candidates search)")  # fmt: skip
+                          "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
+                          "tuned on pairs from the labels, then the probe's head; classification only: about a "
+                          "minute at 64 rows on 2 CPU cores), finetune (the --candidates search); default: all "
+                          "three")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

@@ -221,15 +221,22 @@ def fit_table(result) -> str:
         lines.append("; ".join(legend) + "; every check is in fit.json")
     base = result.baselines["test"]
     judged = getattr(result, "judgement", None) or {}
-    compute = (
-        f"compute: {result.steps} training steps ({result.steps / max(1, result.full_steps):.0%} of running "
-        "every candidate to the end)"
-        if result.full_steps
-        else "compute: the probe alone, no training steps"
-    )
+    pair_steps = sum(c.get("steps", 0) for c in result.candidates if c.get("family") == "contrastive")
+    if result.full_steps:
+        steps = result.steps - pair_steps
+        compute = (f"compute: {steps} training steps ({steps / result.full_steps:.0%} of running every fine-tuning "
+                   "candidate to the end)")  # fmt: skip
+    else:
+        compute = "compute: no fine-tuning steps"
+    if pair_steps:
+        compute += f"; {pair_steps} contrastive pair steps"
+    if judged.get("split") == "cross-validated":  # a small file: the scores above are cross-validated over every row
+        choice = f"cross-validated {m} of the choice: {fmt((result.test or {}).get(m))} over {judged['n']} rows"
+    else:
+        choice = (f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
+                  f"{fmt(base['score'])}, {base['predictor']})")  # fmt: skip
     lines += ["", f"verdict: {result.verdict}", *([f"corrected for: {judged['corrected_for']}"] if judged else []),
-              f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
-              f"{fmt(base['score'])}, {base['predictor']})", compute]  # fmt: skip
+              choice, compute]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from ..errors import UserInputError
 from ..files import to_json
 from ..metrics import Baseline, constant_baseline
 from ..verdict import ALPHA, Verdict, learned
+from .families import COMPARE_FOLDS, SMALL_C
 from .settings import Candidate, FitSettings
 
 __all__ = ["FitResult", "conclude", "judge"]
@@ -61,9 +62,10 @@ class FitResult:
         chosen = next((c for c in self.candidates if c["name"] == self.chosen), None)
         if chosen is None:
             return f"{self.verdict}; try {tries}"
-        if (self.judgement or {}).get("split") == "cross-validated":  # a small file: the probe over every row
+        if (self.judgement or {}).get("split") == "cross-validated":  # a small file: every row, cross-validated
             model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
-            return (f"the probe, cross-validated over every row of this small file, is not shown to beat chance: "
+            return (f"the {chosen['name']} model, cross-validated over every row of this small file, is not shown to "
+                    "beat chance: "
                     f"{self.verdict}; its model (fitted on all rows) is in {model} if you want it anyway; more "
                     "labelled rows could show it")  # fmt: skip
         val = (chosen.get("best") or {}).get("validation") or {}
@@ -110,18 +112,23 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
                    "and training losses, never these rows")  # fmt: skip
 
 
-def cross_validated_verdict(cv: dict[str, Any], data: TaskData) -> Verdict:
-    """The small-file verdict: the permutation test of the probe's cross-validated score over every row, which also
-    has to beat the best constant predictor of those rows."""
+def cross_validated_verdict(cv: dict[str, Any], data: TaskData, *, compared: int = 1) -> Verdict:
+    """The small-file verdict: the chosen family's own test of its score cross-validated over every row (the probe:
+    a permutation test; the contrastive family: the exact test of its out-of-fold predictions), at `ALPHA` divided
+    by the `compared` families it was chosen among (Bonferroni: whichever is chosen, the chance that any of them
+    passes by luck is at most `ALPHA`); the score also has to beat the best constant predictor of those rows."""
     labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
     base = constant_baseline(labels, num_labels=data.num_labels, metric=cv["metric"])
-    yes = cv["p"] < ALPHA and cv["score"] > base.score
-    return Verdict(yes=bool(yes), p=float(cv["p"]), n=int(cv["rows"]), split="cross-validated",
-                   test=f"permutation test of the {cv['folds']}-fold cross-validated {cv['metric']} "
-                        f"{cv['score']:.4f} against {cv['permutations']} label shuffles (best constant predictor "
-                        f"{base.score:.4f})",
-                   corrected_for="nothing was chosen on these rows: the probe's head is fixed in advance (C = 1) and "
-                                 "every shuffle refits it fold by fold")  # fmt: skip
+    alpha = ALPHA / compared
+    yes = cv["p"] < alpha and cv["score"] > base.score
+    test = cv.get("test") or (f"permutation test of the {cv['folds']}-fold cross-validated {cv['metric']} "
+                              f"{cv['score']:.4f} against {cv['permutations']} label shuffles")  # fmt: skip
+    among = (f"the choice among {compared} families, by their scores on the same {COMPARE_FOLDS} folds: Bonferroni, "
+             f"p must be below {ALPHA}/{compared}; ") if compared > 1 else ""  # fmt: skip
+    return Verdict(yes=bool(yes), p=float(cv["p"]), n=int(cv["rows"]), split="cross-validated", alpha=alpha,
+                   test=f"{test} (best constant predictor {base.score:.4f})",
+                   corrected_for=f"{among}nothing else was chosen on these rows: each family's head is fixed in "
+                                 f"advance (C = {SMALL_C}) and its test refits it fold by fold")  # fmt: skip
 
 
 def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
@@ -149,17 +156,22 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         if c.status != "dropped" or not keep_checkpoints:
             (out / "candidates" / c.name / "run.checkpoint.pt").unlink(missing_ok=True)
     finished = [c for c in candidates if c.status == "finished" and c.record["best"]["validation"] is not None]
-    chosen = max(finished, key=lambda c: c.record["best"]["validation"][metric], default=None)
+    cross = [c for c in finished if "cv" in c.record]  # a small file: the families cross-validated over every row
+    if cross:  # compared on the same folds (`families.COMPARE_FOLDS`); a tie goes to the stronger evidence
+        chosen = max(
+            cross, key=lambda c: (c.record["cv"].get("compare", c.record["cv"]["score"]), -c.record["cv"]["p"])
+        )
+    else:
+        chosen = max(finished, key=lambda c: c.record["best"]["validation"][metric], default=None)
     if chosen is None:
         judged = None
         success, verdict, test = False, "no candidate finished with a validation score (all diverged or dropped)", None
     else:
         test = chosen.record["best"]["test"]
-        probes = sum(c.family == "probe" for c in candidates)
-        kinds = f" (a probe and {len(candidates) - probes} fine-tuning runs)" if probes and len(candidates) > 1 else ""
+        kinds = _kinds(candidates)
         cv = chosen.record.get("cv")
-        if cv is not None:  # a small file: every row, cross-validated (`families.run_probe`)
-            judged = cross_validated_verdict(cv, data)
+        if cv is not None:  # a small file: every row, cross-validated (`families.run_probe`, `run_contrastive`)
+            judged = cross_validated_verdict(cv, data, compared=len(cross))
         else:
             judged = judge(test, test_base, data, n_candidates=len(candidates), kinds=kinds)
         success = judged.yes
@@ -169,7 +181,7 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         if cv is not None:
             how = f"every row counts on a small file: {cv['rows']} rows, {cv['folds']}-fold cross-validated"
         verdict = (f"{chosen.name}: {how}; {judged.sentence()}"
-                   + ("" if success else f", not below {ALPHA}: no better than chance"))  # fmt: skip
+                   + ("" if success else f", not below {judged.alpha:.3g}: no better than chance"))  # fmt: skip
     result = FitResult(
         settings={f.name: getattr(settings, f.name) for f in fields(settings)},
         config=config.to_dict(), data=data.summary(), metric=metric,
@@ -181,6 +193,17 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
     )  # fmt: skip
     _write(out, result, chosen if deliver else None)
     return result
+
+
+def _kinds(candidates: list[Candidate]) -> str:
+    """The candidates by family in words, " (a probe, a contrastive model and 9 fine-tuning runs)", when there are
+    several families; empty otherwise."""
+    counts = {f: sum(c.family == f for c in candidates) for f in ("probe", "contrastive", "finetune")}
+    if sum(bool(n) for n in counts.values()) < 2:
+        return ""
+    words = [w for w in ("a probe" if counts["probe"] else "", "a contrastive model" if counts["contrastive"] else "",
+                         f"{counts['finetune']} fine-tuning runs" if counts["finetune"] else "") if w]  # fmt: skip
+    return f" ({', '.join(words[:-1])} and {words[-1]})"
 
 
 def _write(out: Path, result: FitResult, chosen: Candidate | None) -> None:

@@ -47,6 +47,7 @@ import json
 import math
 from dataclasses import fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ from ..study.grid import Trial, config_data
 from ..study.progress import StepBar, accepts_steps
 from ..study.store import Store
 from ..tracking import require
-from .families import PROBE, run_probe, small_file
+from .families import CONTRASTIVE, PROBE, contrastive_steps, run_contrastive, run_probe, small_file
 from .outcome import FitResult, _check_verdict_possible, conclude
 from .settings import Candidate, FitSettings, _candidates, resolve
 
@@ -113,7 +114,12 @@ def fit(
     # test rows are the user's own (--test-file, a dataset's split), which are then judged as given; else the test
     # split must be able to show a model right on every row, or the verdict could only be no.
     own_test = config.test_file is not None or config.dataset is not None
-    small = PROBE in settings.families and small_file(data) and not own_test
+    # The families that run besides fine-tuning: the contrastive one needs classes (SetFit has no regression form).
+    extra = [f for f in (PROBE, CONTRASTIVE) if f in settings.families and (f != CONTRASTIVE or data.num_labels > 1)]
+    if settings.families == (CONTRASTIVE,) and not extra:
+        raise UserInputError("the contrastive family needs a classification task (SetFit's pairs have no regression "
+                             "form); for this regression task use --families probe,finetune")  # fmt: skip
+    small = bool(extra) and small_file(data) and not own_test
     if not small:
         _check_verdict_possible(data, test_base)
     total = config.recipe.num_training_steps(len(data.train))
@@ -122,17 +128,20 @@ def fit(
     store = Store(out)
     stage_names = [f"@{s}" for s in stops] + ["@end"]
     recipes = {c.name + st: c.config for c in candidates for st in stage_names}
-    if PROBE in settings.families:
-        recipes[PROBE + "@end"] = config
+    recipes |= {name + "@end": config for name in extra}
     store.claim(_identity(config, settings, data), recipes, [data.name], new=new)
     try:
-        if PROBE in settings.families:  # seconds, so first: a fit that is stopped later keeps it
-            candidates.insert(0, _probe(config, data, metric, test_base, out, store, executor, small=small))
+        # Before fine-tuning: the probe takes seconds and the contrastive family minutes at most, and a fit that is
+        # stopped later keeps them.
+        for i, name in enumerate(extra):
+            family = _family(name, config, data, metric, test_base, out, store, executor, small=small,
+                             progress=progress)  # fmt: skip
+            candidates.insert(i, family)
         # The bar counts training steps: each stage's share is its alive candidates × the stage's steps, planned
         # with the survivors of each check and re-planned when a check keeps fewer (diverged ones are dropped).
         segments = [b - a for a, b in zip([0, *stops], [*stops, total])]
         planned, runs = _planned(sum(c.family == "finetune" for c in candidates), 0, segments, settings)
-        bar = StepBar(planned, total_trials=runs, unit="fit stages", enable=progress)
+        bar = StepBar(planned, total_trials=runs, unit="fit stages", enable=progress and not small)
         for i, stop in enumerate([*stops, None] if any(c.family == "finetune" for c in candidates) else []):
             alive = [c for c in candidates if c.status == "running"]
             steps, runs = _planned(len(alive), i, segments, settings)
@@ -149,17 +158,39 @@ def fit(
                      deliver=_deliver)  # fmt: skip
 
 
-def _probe(config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path, store: Store,
-           executor: Executor | None, *, small: bool) -> Candidate:  # fmt: skip
-    """The probe candidate: its stored record, else run now (`families.run_probe`) and stored."""
-    key = (data.name, PROBE + "@end", config.seed)
+def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path,
+            store: Store, executor: Executor | None, *, small: bool, progress: bool) -> Candidate:  # fmt: skip
+    """The probe or contrastive candidate: its stored record, else run now (`families.run_probe`,
+    `families.run_contrastive`) and stored."""
+    key = (data.name, name + "@end", config.seed)
     record = store.records().get(key)
     if record is None:
         if not getattr(executor, "trains", True):  # rejudge: nothing may be computed
-            raise UserInputError("the probe of this fit is not stored: rerun the fit command to finish it")
-        record = run_probe(config, data, metric=metric, test_base=test_base, out=out, small=small)
+            raise UserInputError(f"the {name} candidate of this fit is not stored: rerun the fit command to finish it")
+        if name == PROBE:
+            record = run_probe(config, data, metric=metric, test_base=test_base, out=out, small=small)
+        else:
+            total = contrastive_steps(data, small=small, seed=config.seed)
+            bar, trial, done = (
+                StepBar(total, total_trials=1, unit=name, enable=progress),
+                SimpleNamespace(key=name),
+                [0],
+            )
+            bar.add(name, 0, total)
+
+            def step_done(steps: int) -> None:
+                done[0] += steps
+                bar.steps(trial, done[0])
+
+            try:
+                record = run_contrastive(config, data, metric=metric, test_base=test_base, out=out, small=small,
+                                         step_done=step_done)  # fmt: skip
+                bar.finished(trial)
+            finally:
+                bar.close()
         store.add(key, record)
-    return Candidate(PROBE, config.seed, 0.0, config, status="finished", record=record, family=PROBE)
+    return Candidate(name, config.seed, 0.0, config, status="finished", record=record, family=name,
+                     steps=record.get("steps", 0))  # fmt: skip
 
 
 def _identity(config: TrainConfig, settings: FitSettings, data: TaskData) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from ..config import TrainConfig
 from ..errors import UserInputError
 from ..recipes import help_field as _help
 
-# The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe, `search` the rest).
-FAMILIES = ("probe", "finetune")
+# The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe and the contrastive
+# family, `search` the fine-tuning candidates). All three by default: docs/results/small-data.
+FAMILIES = ("probe", "contrastive", "finetune")
 
 __all__ = ["FAMILIES", "MAX_CANDIDATES", "Candidate", "FitSettings", "candidate_configs", "default_lrs", "resolve"]
 
@@ -46,8 +47,10 @@ class FitSettings:
     )
     families: tuple[str, ...] = _help(
         "Candidate families to compare (`steadytune.fitting.families`): probe (the frozen encoder's features and a "
-        "cross-validated linear head), finetune (the successive-halving fine-tuning candidates).",
-        ("probe", "finetune"),
+        "cross-validated linear head), contrastive (SetFit's two stages: the encoder tuned on pairs drawn from the "
+        "labels, then the probe's head; classification only), finetune (the successive-halving fine-tuning "
+        "candidates).",
+        FAMILIES,
     )
 
     def __post_init__(self) -> None:

@@ -1,0 +1,163 @@
+"""The contrastive family: SetFit's pairs and loss (`steadytune.contrastive`), and fit's use of it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import sentiment_rows, write_rows
+
+from steadytune.cli import main
+from steadytune.contrastive import ContrastiveSettings, pairs, train_contrastive
+
+
+def test_pairs_give_every_row_one_partner_of_its_class_and_one_of_another_per_round():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 1])
+    triples = pairs(labels, iterations=7, rng=np.random.default_rng(3))
+    assert triples.shape == (2 * 7 * len(labels), 3)
+    first, second, target = triples[:, 0].astype(int), triples[:, 1].astype(int), triples[:, 2]
+    for i in range(len(labels)):
+        mine = first == i
+        assert (target[mine] == 1).sum() == 7 and (target[mine] == 0).sum() == 7
+    positive, negative = target == 1, target == 0
+    assert (labels[first[positive]] == labels[second[positive]]).all() and (first[positive] != second[positive]).all()
+    assert (labels[first[negative]] != labels[second[negative]]).all()
+    again = pairs(labels, iterations=7, rng=np.random.default_rng(3))
+    assert (again == triples).all()  # the seed decides the pairs
+    with pytest.raises(ValueError, match="two classes"):
+        pairs(np.zeros(5, dtype=int), iterations=1, rng=np.random.default_rng(0))
+
+
+def test_a_class_of_one_row_pairs_it_with_itself():
+    triples = pairs(np.array([0, 1, 1]), iterations=2, rng=np.random.default_rng(0))
+    row0 = triples[(triples[:, 0] == 0) & (triples[:, 2] == 1)]
+    assert (row0[:, 1] == 0).all()
+
+
+@pytest.fixture
+def still_encoder(tmp_path):
+    """The tiny BERT without dropout, so that a training forward pass equals an evaluation one."""
+    from conftest import _vocab
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    (tmp_path / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
+    tok = BertTokenizerFast.from_pretrained(tmp_path, do_lower_case=True)
+    config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)  # fmt: skip
+    torch.manual_seed(0)
+    return BertModel(config), tok
+
+
+def _split(n: int, seed: int = 0):
+    from steadytune.data.splits import Split
+
+    rows = sentiment_rows(n, seed=seed)
+    return Split(([r["text"] for r in rows],), np.array([int(r["label"] == "pos") for r in rows]))
+
+
+def test_the_loss_is_the_squared_error_of_the_pairs_cosine_similarity_in_float64(still_encoder):
+    """The first step's loss against the same pairs scored in float64 from the untouched encoder's pooled vectors
+    (mean pooling, what a sentence-transformers folder asks for): mean of (cos(u, v) − target)²."""
+    from steadytune.probe import Pooling, embed
+
+    encoder, tok = still_encoder
+    split, pooling = _split(24), Pooling("mean", True, "test")
+    vectors = embed(encoder, tok, split, pooling)  # float64
+    settings = ContrastiveSettings(iterations=2, batch_size=8)
+    first = pairs(split.labels, iterations=2, rng=np.random.default_rng(11))[:8]
+    u, v = vectors[first[:, 0].astype(int)], vectors[first[:, 1].astype(int)]
+    cos = (u * v).sum(1) / np.linalg.norm(u, axis=1) / np.linalg.norm(v, axis=1)
+    expected = float(np.mean((cos - first[:, 2]) ** 2))
+    seen: list[tuple[int, int, float]] = []
+    losses = train_contrastive(encoder, tok, split, pooling, seed=11, settings=settings, fast_path=False,
+                               step_done=lambda *a: seen.append(a))  # fmt: skip
+    assert losses[0] == pytest.approx(expected, abs=1e-6)
+    steps = math.ceil(2 * 2 * 24 / 8)
+    assert len(losses) == steps and [s for s, _, _ in seen] == list(range(1, steps + 1))
+    assert all(total == steps for _, total, _ in seen) and not encoder.training
+
+
+def test_training_is_reproducible_from_its_seed_and_moves_the_encoder(tiny_model_dir):
+    from transformers import AutoModel
+
+    from steadytune.models import load_tokenizer
+    from steadytune.probe import pooling_of
+
+    tok, split = load_tokenizer(str(tiny_model_dir)), _split(20)
+    before = AutoModel.from_pretrained(tiny_model_dir).state_dict()
+    runs = []
+    for _ in range(2):
+        encoder = AutoModel.from_pretrained(tiny_model_dir)
+        losses = train_contrastive(encoder, tok, split, pooling_of(tiny_model_dir, encoder), seed=4,
+                                   settings=ContrastiveSettings(iterations=3), precision="bf16")  # fmt: skip
+        runs.append((losses, encoder.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in before)
+    assert not torch.equal(runs[0][1]["encoder.layer.0.attention.self.query.weight"],
+                           before["encoder.layer.0.attention.self.query.weight"])  # fmt: skip
+
+
+def _fit(tiny_model_dir, rows, out, *extra):
+    return ["fit", "--model", str(tiny_model_dir), "--train-file", str(rows), "--out", str(out), "--quiet", "--json",
+            *extra]  # fmt: skip
+
+
+def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_folds(tiny_model_dir, tmp_path,
+                                                                                     capsys, monkeypatch):  # fmt: skip
+    """40 rows leave 4 test rows: both families are cross-validated over every row; the choice between them is
+    made on the same 2 folds and the verdict is corrected for it (0.05 / 2). The contrastive model's p is the exact
+    binomial test of its out-of-fold predictions; its delivered model predicts through `steadytune predict`, and a
+    rerun judges the stored records again without training."""
+    from scipy.stats import binomtest
+
+    from steadytune.fitting import search
+
+    rows = write_rows(tmp_path / "rows.csv", sentiment_rows(40, seed=5))
+    out = tmp_path / "fit"
+    code = main(_fit(tiny_model_dir, rows, out))
+    result = json.loads(capsys.readouterr().out)
+    by_name = {c["name"]: c for c in result["candidates"]}
+    assert list(by_name) == ["probe", "contrastive"]
+    judged, cv = result["judgement"], by_name["contrastive"]["cv"]
+    assert judged["split"] == "cross-validated" and judged["alpha"] == pytest.approx(0.025)
+    assert "Bonferroni" in judged["corrected_for"] and code == (0 if judged["yes"] else 1)
+    assert cv["folds"] == 2 and cv["rows"] == 40 and cv["compare"] == cv["score"]
+    correct = round(cv["score"] * 40)
+    assert cv["p"] == pytest.approx(binomtest(correct, 40, 0.5, alternative="greater").pvalue, rel=1e-12)
+    compare = {name: c["cv"]["compare"] for name, c in by_name.items()}
+    assert result["chosen"] == max(compare, key=lambda k: (compare[k], -by_name[k]["cv"]["p"]))
+    assert by_name["contrastive"]["steps"] == 2 * math.ceil(2 * 20 * 20 / 16) + math.ceil(2 * 20 * 40 / 16)
+    model = out / "candidates" / "contrastive" / "run" / "model"
+    assert json.loads((model / "steadytune.json").read_text())["family"] == "contrastive"
+    assert main(["predict", "--model", str(model), "--input", str(rows), "--output", str(tmp_path / "p.csv")]) == 0
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert {r["prediction"] for r in csv.DictReader(f)} <= {"neg", "pos"}
+    monkeypatch.setattr(search, "run_contrastive", lambda *a, **k: pytest.fail("the stored model was trained again"))
+    assert main(_fit(tiny_model_dir, rows, out)) == code
+    assert json.loads(capsys.readouterr().out)["judgement"] == judged
+
+
+def test_on_a_larger_file_the_contrastive_model_is_a_held_out_candidate(tiny_model_dir, tmp_path, capsys):
+    """300 rows: the contrastive model trains on the training split, is scored on validation and test like every
+    candidate, and the verdict reads the test split; its head is the probe's cross-validated one."""
+    rows = write_rows(tmp_path / "rows.csv", sentiment_rows(300, seed=2))
+    main(_fit(tiny_model_dir, rows, tmp_path / "fit", "--families", "probe,contrastive"))
+    result = json.loads(capsys.readouterr().out)
+    contrastive = next(c for c in result["candidates"] if c["name"] == "contrastive")
+    assert "cv" not in contrastive and contrastive["best"]["test"]["accuracy"] is not None
+    assert contrastive["probe"]["head"] == "LogisticRegressionCV" and contrastive["probe"]["pairs"] == 2 * 20 * 240
+    assert result["judgement"]["split"] == "test"
+    chosen = max(result["candidates"], key=lambda c: c["best"]["validation"]["accuracy"])
+    assert result["chosen"] == chosen["name"]
+
+
+def test_a_regression_fit_leaves_the_contrastive_family_out(tiny_model_dir, tmp_path, capsys):
+    rows = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(40))]
+    path = write_rows(tmp_path / "rows.csv", rows)
+    main(_fit(tiny_model_dir, path, tmp_path / "fit", "--task-type", "regression"))
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)["candidates"]] == ["probe"]

@@ -189,9 +189,24 @@ def main() -> None:
     print_table(args.out, ns, systems)
 
 
+def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
+    """P(the exact one-sided binomial test of n trials against 0.5 rejects at `alpha`) when each is right at `rate`."""
+    from scipy.stats import binom
+
+    k = next(k for k in range(n + 2) if k > n or binom.sf(k - 1, n, 0.5) < alpha)  # the fewest correct that pass
+    return float(binom.sf(k - 1, n, rate)) if k <= n else 0.0
+
+
+def _family(chosen: str | None) -> str:
+    """The family of fit's chosen candidate: its name for the probe and the contrastive model, else fine-tuning."""
+    return "none" if not chosen else chosen if chosen in ("probe", "contrastive") else "finetune"
+
+
 def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
+    """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
+    families it picked, and the wall time (mean and range)."""
     print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
-          f"{'wall s (mean)':>13}")  # fmt: skip
+          f"{'picked':<24} {'wall s: mean (range)':>20}")  # fmt: skip
     for n in ns:
         for system in systems:
             recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"sst2-n{n}/s*/{system}.json"))]
@@ -201,9 +216,38 @@ def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
             acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
                    if accs else "-")  # fmt: skip
             above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
-            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if system.startswith("fit") else "-"
-            wall = statistics.mean(r["wall_s"] for r in recs)
-            print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  {wall:>13.0f}")
+            fit = system.startswith("fit")
+            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if fit else "-"
+            picked = [_family(r.get("chosen")) for r in recs if "yes" in r]
+            picked_text = ", ".join(f"{f} {picked.count(f)}" for f in sorted(set(picked))) if fit else "-"
+            walls = [r["wall_s"] for r in recs]
+            wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
+            print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
+                  f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
+    print(
+        "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models scored "
+        "on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on n/2 rows)"
+    )
+    for n in ns:
+        accs = [json.loads(p.read_text()).get("accuracy") for p in out.glob(f"sst2-n{n}/s*/fit.json")]
+        accs = [a for a in accs if a is not None]
+        if accs:
+            print(f"{n:>5}  dev accuracy {statistics.mean(accs):.3f}: power {_power(n, statistics.mean(accs)):.2f}")
+    print("\nfit's verdicts, sample by sample (its fit.json): the pick, the score the verdict read, p and alpha")
+    for n in ns:
+        for system in [s for s in systems if s.startswith("fit")]:
+            for path in sorted(out.glob(f"sst2-n{n}/s*/{system}.json")):
+                rec, stored = json.loads(path.read_text()), path.parent / system / "fit.json"
+                if not stored.is_file():
+                    print(f"{n:>5}  {system:<12} {path.parent.name}: exit {rec['exit']}, no fit.json")
+                    continue
+                result = json.loads(stored.read_text())
+                judged, score = result.get("judgement") or {}, (result.get("test") or {}).get(result["metric"])
+                print(f"{n:>5}  {system:<12} {path.parent.name}: {result['chosen']}, {judged.get('split', '-')} "
+                      f"{result['metric']} {'-' if score is None else f'{score:.4f}'} over {judged.get('n', '-')} "
+                      f"rows, p = {judged.get('p', float('nan')):.2g} (alpha {judged.get('alpha', 0.05):.3g}): "
+                      f"{'yes' if result['success'] else 'no'}; dev {rec.get('accuracy', float('nan')):.3f}, "
+                      f"{rec['wall_s']:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def _rows(name: str, rep: int, glue: Path) -> tuple[list[str], list[tuple]]:
     return header, [(*r[:-1], y) for r, y in zip(picked, labels)]
 
 
-def _fit_folder(out: Path, name: str, rep: int, glue: Path) -> Path:
+def _fit_folder(out: Path, name: str, rep: int, glue: Path, model: str | None = None) -> Path:
     """Write the shuffled CSV (once) and run `steadytune fit` on it (resumes a killed fit; a finished one is only
     re-judged)."""
     folder = out / name / f"rep{rep}"
@@ -93,7 +93,8 @@ def _fit_folder(out: Path, name: str, rep: int, glue: Path) -> Path:
         tmp.replace(data)
     if not (folder / "fit" / "fit.json").is_file():
         cmd = ["steadytune", "fit", "--train-file", str(data), "--text-columns", ",".join(header[:-1]),
-               "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet", "--workers", "1"]  # fmt: skip
+               "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet", "--workers", "1",
+               *(["--model", model] if model else [])]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode not in (0, 1):
             raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
@@ -154,6 +155,8 @@ def table(out: Path) -> str:
     totals, old_yeses = [0, 0, 0], []
     for name in DATASETS:
         olds, news = [], []
+        if not (out / name).is_dir():
+            continue
         for fit_json in sorted((out / name).glob("rep*/fit/fit.json")):
             result = json.loads(fit_json.read_text())
             olds.append(_old_rule(result))
@@ -216,6 +219,8 @@ def main() -> None:
     parser.add_argument("--glue-dir", type=Path, default=Path("../shared/data/glue"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/verdict-calibration"))
     parser.add_argument("--reps", type=int, default=25, help="fits per data set (25 × 4 data sets = 100 fits)")
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="which data sets to fit (comma-separated)")
+    parser.add_argument("--model", default=None, help="the encoder (default: fit's own default, all-MiniLM-L6-v2)")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument(
         "--power",
@@ -230,8 +235,8 @@ def main() -> None:
         return
     if not args.table_only:
         for rep in range(args.reps):
-            for name in DATASETS:
-                _fit_folder(args.out, name, rep, args.glue_dir)
+            for name in args.datasets.split(","):
+                _fit_folder(args.out, name, rep, args.glue_dir, args.model)
     print(table(args.out))
 
 

@@ -6,7 +6,8 @@ Pairs are drawn from the labels as SetFit draws them with `num_iterations`: in e
 row gets one partner of its own class (target similarity 1) and one of another class (target 0), so a file of n rows
 gives 2·iterations·n pairs, growing with n rather than n². Each pair's two texts are encoded and pooled as the
 encoder pools (`steadytune.probe.pool`), and the loss is the squared difference between their cosine similarity and
-the target (sentence-transformers' `CosineSimilarityLoss`, SetFit's default), trained one pass with AdamW:
+the target (sentence-transformers' `CosineSimilarityLoss`, SetFit's default), trained one pass with AdamW (a row
+that occurs twice in a batch is encoded once, so its two occurrences share a dropout mask):
 
     loss = mean over the batch of (cos(u, v) − target)²
 
@@ -103,11 +104,12 @@ def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooli
     try:
         for step in range(steps):
             batch = triples[step * settings.batch_size : (step + 1) * settings.batch_size]
-            first, second = batch[:, 0].astype(np.int64), batch[:, 1].astype(np.int64)
-            inputs = {k: v.to(device) for k, v in data.batch(np.concatenate([first, second]), tokenizer).items()
-                      if k != "labels"}  # fmt: skip
+            # Each distinct row of the batch is encoded once (a small file repeats rows within a batch: 16 pairs of
+            # a 16-row file hold at most 16 distinct texts, not 32); u and v are gathered from those vectors.
+            rows, where = np.unique(batch[:, :2].astype(np.int64).T.ravel(), return_inverse=True)
+            inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
             with autocast(precision, device), cpu_fastpath(fast, projections=projections):
-                vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()
+                vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()[torch.as_tensor(where)]
                 u, v = vectors[: len(batch)], vectors[len(batch) :]
                 target = torch.as_tensor(batch[:, 2], dtype=vectors.dtype, device=device)
                 loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)

@@ -314,9 +314,12 @@ def test_the_probe_family_delivers_a_model_that_predict_reads_and_pipeline_refus
 
 
 def test_families_are_checked():
+    from steadytune.cli.parser import build_parser
     from steadytune.fitting import FitSettings
 
     assert FitSettings().families == ("probe", "contrastive", "finetune")
+    args = build_parser().parse_args(["fit", "--task", "rte", "--out", "x"])
+    assert args.families == FitSettings().families  # the CLI's default is the library's
     for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
         with pytest.raises(Exception, match=message):
             FitSettings(families=bad)

@@ -37,7 +37,6 @@ def add_push_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, wha
 def build_parser() -> argparse.ArgumentParser:
     """The `steadytune` parser. Without a command, `cli.main` prints its help (and exits 2)."""
     from ..config import DEVICES, STUDY_SKIPS
-    from ..fitting.settings import FAMILIES
 
     parser = Parser(prog="steadytune", description="Stable few-sample fine-tuning of BERT-style encoders. "
                     "`steadytune COMMAND --help` shows a command's options.")  # fmt: skip
@@ -93,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=None, metavar="N",
                      help="candidates that continue to the end (default 2, or all when fewer)")  # fmt: skip
-    fit.add_argument("--families", type=names, default=FAMILIES, metavar="NAME,...",
+    # FitSettings.families' default, written out: importing steadytune.fitting would load torch (tests/test_fit.py
+    # checks that the two agree)
+    fit.add_argument("--families", type=names, default=("probe", "contrastive", "finetune"), metavar="NAME,...",
                      help="candidate families to compare: probe (the frozen encoder's features and a "
                           "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
                           "tuned on pairs from the labels, then the probe's head; classification only: about a "

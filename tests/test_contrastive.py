@@ -161,3 +161,20 @@ def test_a_regression_fit_leaves_the_contrastive_family_out(tiny_model_dir, tmp_
     path = write_rows(tmp_path / "rows.csv", rows)
     main(_fit(tiny_model_dir, path, tmp_path / "fit", "--task-type", "regression"))
     assert [c["name"] for c in json.loads(capsys.readouterr().out)["candidates"]] == ["probe"]
+
+
+def test_the_small_file_verdict_is_corrected_for_the_families_compared():
+    """p = 0.03 passes alone and fails once chosen among two families (Bonferroni: 0.05 / 2)."""
+    from steadytune.data.load import TaskData
+    from steadytune.data.splits import Split
+    from steadytune.fitting.outcome import cross_validated_verdict
+
+    labels = np.array([0, 1] * 10)
+    split = Split((["x"] * 20,), labels)
+    data = TaskData(name="t", train=split, validation=split.select([0, 1]), test=split.select([2, 3]),
+                    label_names=("a", "b"), metric="accuracy", text_columns=("text",))  # fmt: skip
+    cv = {"metric": "accuracy", "score": 0.7, "p": 0.03, "folds": 2, "rows": 24, "test": "a test"}
+    alone, among_two = cross_validated_verdict(cv, data), cross_validated_verdict(cv, data, compared=2)
+    assert alone.yes and alone.alpha == 0.05 and "Bonferroni" not in alone.corrected_for
+    assert not among_two.yes and among_two.alpha == 0.025 and "Bonferroni" in among_two.corrected_for
+    assert not cross_validated_verdict({**cv, "score": 0.5, "p": 0.001}, data).yes  # at the constant predictor's

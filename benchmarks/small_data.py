@@ -224,6 +224,21 @@ def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
             wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
             print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
+    print("\nfit − SetFit on dev, paired over the samples both finished (two-sided paired t test)")
+    for n in ns:
+        pairs = []
+        for cell in sorted(out.glob(f"sst2-n{n}/s*")):
+            recs = [cell / f"{name}.json" for name in ("fit", "setfit")]
+            if all(r.is_file() for r in recs):
+                accs = [json.loads(r.read_text()).get("accuracy") for r in recs]
+                if None not in accs:
+                    pairs.append(accs[0] - accs[1])
+        if len(pairs) > 1:
+            from scipy.stats import ttest_1samp
+
+            p = ttest_1samp(pairs, 0.0).pvalue
+            print(f"{n:>5}  {len(pairs)} samples: {statistics.mean(pairs):+.3f} ± {statistics.stdev(pairs):.3f}, "
+                  f"p = {p:.2g}; per sample {' '.join(f'{d:+.3f}' for d in pairs)}")  # fmt: skip
     print(
         "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models scored "
         "on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on n/2 rows)"

@@ -97,9 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--families", type=names, default=("probe", "contrastive", "finetune"), metavar="NAME,...",
                      help="candidate families to compare: probe (the frozen encoder's features and a "
                           "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
-                          "tuned on pairs from the labels, then the probe's head; classification only: about a "
-                          "minute at 64 rows on 2 CPU cores), finetune (the --candidates search); default: all "
-                          "three")  # fmt: skip
+                          "tuned on pairs from the labels, then the probe's head; classification only: minutes), "
+                          "finetune (the --candidates search); default: all three")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

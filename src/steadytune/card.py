@@ -9,6 +9,12 @@ the seeds, the constant baselines and the failed flag, the compute used, steadyt
 `run_card` describes one `train --save-model` run (`<out>/model/README.md`, written inside the run folder's atomic
 write: a model folder never exists without its card); `fit_card` the model `steadytune fit` chose.
 
+The model-index's `split` says which rows of the data set a score is on, in the data set's own split names
+(`split_names`): steadytune's validation and test are often not the data set's splits of those names (for a GLUE
+preset, halves of GLUE's validation split, or rows held out of its train split), and a machine reader takes a
+`split: test` of `nyu-mll/glue` for GLUE's test split, whose labels are hidden. `metric_name` keeps the role
+("test accuracy"): what the score was used for.
+
 A card names no path of the machine it was written on (it is what `--push-to-hub` uploads): the base model is its
 hub id, or only its folder's name for a local folder, and user data files are named without their folders. Like
 transformers' Trainer, the metadata names a `base_model` only when it is a hub id; the hub rejects cards whose
@@ -24,7 +30,7 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["DatasetRef", "base_model_id", "dataset_ref", "fit_card", "model_label", "run_card"]
+__all__ = ["DatasetRef", "base_model_id", "dataset_ref", "fit_card", "model_label", "run_card", "split_names"]
 
 _TASK = "text-classification"  # the hub's pipeline tag for sequence classification, regression heads included
 
@@ -84,18 +90,57 @@ def dataset_ref(config: dict[str, Any], data: dict[str, Any]) -> DatasetRef:
     return DatasetRef(name or str(data["name"]), str(data["name"]))
 
 
+# The rows behind steadytune's validation and test splits, by the protocol `steadytune.data` recorded (every
+# `info["protocol"]` it writes is a key; tests/test_card.py checks that none is missing). `{dev}`: the data set's
+# split the halves come from (GLUE's is `validation`, MNLI's `validation_matched`; a user's validation file or a
+# dataset's split as it names it), `{test}` a given test split's name. "Stratified half" because the halves are
+# drawn at random by class (`steadytune.data.splits.split_in_two`), not the split's first and last rows.
+_SPLIT_ROWS = {
+    "balanced train subset; validation from unused train rows; test = dev": ("train (held-out rows)", "{dev}"),
+    "balanced train subset; dev split into stratified validation/test halves":
+        ("{dev} (stratified half 1)", "{dev} (stratified half 2)"),
+    "full train; dev split into stratified validation/test halves":
+        ("{dev} (stratified half 1)", "{dev} (stratified half 2)"),
+    "validation file split into stratified validation/test halves":
+        ("{dev} (stratified half 1)", "{dev} (stratified half 2)"),
+    "stratified 20% of train held out, split into validation/test halves":
+        ("{train} (held-out 20%, half 1)", "{train} (held-out 20%, half 2)"),
+    "validation = stratified 10% of train": ("{train} (held-out 10%)", "{test}"),
+    "train, validation and test files as given": ("{dev}", "{test}"),
+}  # fmt: skip
+
+
+def split_names(config: dict[str, Any], data: dict[str, Any]) -> dict[str, str]:
+    """What the rows of steadytune's `validation` and `test` splits are, in the data set's own split names: the
+    model-index's `split`. A protocol this version does not know keeps the role's name."""
+    from .data import GLUE_TASKS
+
+    spec = GLUE_TASKS.get(str(config.get("task") or "").lower())
+    own = data.get("splits") or {}  # a DatasetDict's split behind each role, as it names them
+    if spec is not None:
+        dev = "validation_matched" if spec.name == "mnli" else "validation"  # the hub's name of GLUE's dev split
+    else:
+        dev = own.get("validation", "validation")
+    names = {"dev": dev, "train": own.get("train", "train"), "test": own.get("test", "test")}
+    rows = _SPLIT_ROWS.get(str(data.get("protocol")), ("validation", "test"))
+    return {"validation": rows[0].format(**names), "test": rows[1].format(**names)}
+
+
+Scores = dict[str, Any] | None
+
+
 def _card_data(model: str, dataset: DatasetRef, data: dict[str, Any], metric: str, name: str,
-               results: list[tuple[str, dict[str, Any] | None]], *, library: str = "transformers") -> Any:  # fmt: skip
-    """`ModelCardData` with a model-index of `results`: (split, metrics) of the saved weights; the loss and
-    non-finite values (None in the record's JSON) are left out. `library`: who loads the folder (a probe:
-    steadytune, which then also has no pipeline tag)."""
+               results: list[tuple[str, str, Scores]], *, library: str = "transformers") -> Any:  # fmt: skip
+    """`ModelCardData` with a model-index of `results`: (role, the rows' split name, metrics) of the saved weights;
+    the loss and non-finite values (None in the record's JSON) are left out. `library`: who loads the folder (a
+    probe: steadytune, which then also has no pipeline tag)."""
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset_kwargs = {"dataset_type": dataset.id, "dataset_name": dataset.name, "dataset_config": dataset.config}
     evals = [
         EvalResult(task_type=_TASK, task_name="Text Classification", dataset_split=split, metric_type=k,
-                   metric_value=float(v), metric_name=f"{split} {k}", **dataset_kwargs)
-        for split, scores in results for k, v in (scores or {}).items()
+                   metric_value=float(v), metric_name=f"{role} {k}", **dataset_kwargs)
+        for role, split, scores in results for k, v in (scores or {}).items()
         if k != "loss" and v is not None and math.isfinite(float(v))
     ]  # fmt: skip
     regression = not data.get("label_names")
@@ -120,7 +165,7 @@ def _base_link(model: str) -> str:
     return f"[{hub_id}](https://huggingface.co/{hub_id})" if hub_id else f"the local folder `{model_label(model)}`"
 
 
-def _data_section(config: dict[str, Any], data: dict[str, Any], dataset: DatasetRef) -> str:
+def _data_section(config: dict[str, Any], data: dict[str, Any], dataset: DatasetRef, *, small: bool = False) -> str:
     sizes = data["sizes"]
     if dataset.on_hub:
         where = f"the hub's `{dataset.id}`" + (f" (config `{dataset.config}`)" if dataset.config else "")
@@ -136,8 +181,16 @@ def _data_section(config: dict[str, Any], data: dict[str, Any], dataset: Dataset
 {data["name"]}: {sizes["train"]} training, {sizes["validation"]} validation and {sizes["test"]} test examples from
 {where}. Protocol: {data.get("protocol", "-")}; train_size {data.get("train_size") or "all rows"}, data_seed
 {data.get("data_seed")}, split_seed {data.get("split_seed")}. Text columns: {", ".join(data["text_columns"])};
-labels: {labels}. Row fingerprints: {prints}.
+labels: {labels}. Row fingerprints: {prints}.{"" if small else _rows_sentence(config, data, dataset)}
 """
+
+
+def _rows_sentence(config: dict[str, Any], data: dict[str, Any], dataset: DatasetRef) -> str:
+    """Which rows steadytune's validation and test splits are (`split_names`), as the model-index names them."""
+    names = split_names(config, data)
+    of = f" of `{dataset.id}`" if dataset.on_hub else ""
+    return (f"\nIn the model-index, validation (the rows the choices read) is {names['validation']}{of} and test "
+            f"(rows no choice read) {names['test']}{of}.")  # fmt: skip
 
 
 def _usage(data: dict[str, Any], max_length: int) -> str:
@@ -197,8 +250,9 @@ def run_card(result: Any) -> str:
     dataset = dataset_ref(config, data)
     name = f"{data['name']}-{config['recipe']}-seed{config['seed']}"
     best, last = result.best, result.last
+    rows = split_names(config, data)
     card_data = _card_data(config["model"], dataset, data, m, name,
-                           [("validation", best.get("validation")), ("test", best.get("test"))])  # fmt: skip
+                           [(role, rows[role], best.get(role)) for role in ("validation", "test")])  # fmt: skip
     keys = [k for k in dict.fromkeys([*(best.get("test") or {}), *(last.get("test") or {})]) if k != "loss"]
     rows = [f"| checkpoint | step | split | {' | '.join(keys)} |", "|---|---:|---|" + "---:|" * len(keys)]
     for label, point in (("best validation (these weights)", best), ("last", last)):
@@ -275,8 +329,16 @@ def fit_card(result: Any) -> str:
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
     probe = chosen.get("family") in ("probe", "contrastive")  # `steadytune.probe.ProbeModel` folders
-    card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}",
-                           [("validation", validation), ("test", result.test)],
+    judged = result.judgement or {}
+    small = judged.get("split") == "cross-validated"
+    cv = chosen.get("cv") or {}
+    if small:  # one score, cross-validated over every row (the record's validation and test hold the same one)
+        results = [("cross-validated", f"all {cv.get('rows', '')} rows ({cv.get('folds', 'k')}-fold cross-validated)",
+                    result.test)]  # fmt: skip
+    else:
+        rows = split_names(config, data)
+        results = [("validation", rows["validation"], validation), ("test", rows["test"], result.test)]
+    card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}", results,
                            library="steadytune" if probe else "transformers")  # fmt: skip
     rows = ["| candidate | seed | lr | at the checks | outcome | best validation | test (best) |",
             "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
@@ -291,8 +353,6 @@ def fit_card(result: Any) -> str:
             f"| {name} | {c['seed']} | {c['lr']:g} | {checks or '-'} | {outcome} | {scores[0]} | {scores[1]} |"
         )
     base, s = result.baselines, result.settings
-    judged = result.judgement or {}
-    small = judged.get("split") == "cross-validated"
     if small:
         headline = ("A model whose family beats every constant predictor by more than chance, cross-validated over "
                     "every row of a small file" if result.success else
@@ -313,7 +373,7 @@ def fit_card(result: Any) -> str:
 
 {what}
 
-{_data_section(config, data, dataset)}{_SMALL if small else ""}
+{_data_section(config, data, dataset, small=small)}{_SMALL if small else ""}
 ## Recipe
 
 `{config["recipe"]}` with the candidates' learning rates; {config["batch_size"]} examples a batch,

@@ -72,7 +72,8 @@ def _outcome(out: Path) -> tuple:
 
 def test_killed_runs_resume_to_the_uninterrupted_trajectory(float64_model, toy_files, tmp_path):
     reference = tmp_path / "reference"
-    assert _train(float64_model, toy_files, reference) == 0
+    code = _train(float64_model, toy_files, reference)
+    assert code in (0, 1)  # 1: the tiny run failed (no better than a constant), a recorded outcome
     ref = _outcome(reference)
     assert next(iter(ref[4].values())).dtype == torch.float64
     assert len(ref[3].splitlines()) == 16  # 64 examples, batches of 8, 2 epochs
@@ -85,7 +86,7 @@ def test_killed_runs_resume_to_the_uninterrupted_trajectory(float64_model, toy_f
     assert torch.load(saved, weights_only=True)["loop"]["step"] == 3
     assert _train(float64_model, toy_files, out, "--checkpoint-every", "3", "--resume", kill_after=2) == 9
     assert torch.load(saved, weights_only=True)["loop"]["step"] == 9
-    assert _train(float64_model, toy_files, out, "--checkpoint-every", "3", "--resume") == 0
+    assert _train(float64_model, toy_files, out, "--checkpoint-every", "3", "--resume") == code
     assert not saved.exists()  # removed once the run is complete
     got = _outcome(out)
     assert got[:4] == ref[:4]  # every step's loss and gradient norm, every evaluation, best and last: equal

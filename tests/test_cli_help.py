@@ -287,7 +287,8 @@ def test_defaults_are_shown_once_and_never_as_none_or_false():
     assert "Truncate inputs to this many tokens (paper §3: 128). (default: 128)" in train
     assert "(default: all-MiniLM-L6-v2)" in train  # a hyphenated default is never split across lines
     assert "No effect on CUDA. (default: on)" in train  # --fast-path is on unless --no-fast-path
-    assert "(recipe default: 2e-05)" in train and "(recipe default: 2e-05) (default:" not in train
+    assert "(recipe default: 32)" in train and "(recipe default: 32) (default:" not in train
+    assert "(recipe default: None)" not in train
     fit = " ".join(subparsers(parser)["fit"].format_help().split())
     assert "candidates to start (1 to 1000) (default: 9)" in fit
     assert "5e-5,1e-4,2e-4 for an encoder narrower than 768" in fit

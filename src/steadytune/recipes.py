@@ -26,12 +26,16 @@ if TYPE_CHECKING:  # torch loads when a recipe is applied, so `steadytune --help
 
 __all__ = [
     "INT64_MAX",
+    "NARROW_LR",
     "OPTIMIZERS",
     "OPTIMIZER_NAMES",
+    "PAPER_LR",
     "PRESETS",
     "Preset",
     "Recipe",
+    "WIDE_ENCODER",
     "create_optimizer_and_scheduler",
+    "default_lr",
     "prepare_model",
 ]
 
@@ -68,6 +72,22 @@ def _integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -INT64_MAX - 1 <= value <= INT64_MAX
 
 
+# The learning rate of a recipe that names none, by the encoder's width (hidden size). From BERT-base's 768 up: the
+# paper's 2e-5 (§3; Devlin et al. 2019, A.3, fine-tune base and large at 2e-5 to 5e-5). Narrower (all-MiniLM-L6-v2 is
+# 384 wide): 1e-4, since 2e-5 barely moves such a model in a few hundred steps (docs/results/fit.md: `train` at 2e-5
+# failed 17 of 20 runs on RTE, MRPC, CoLA and STS-B at 1000 rows, `adam+reinit:2+lr=1e-4` 3 of 20). Turc et al.
+# 2019 fine-tune their compact BERTs at up to 1e-4 too.
+WIDE_ENCODER = 768
+PAPER_LR = 2e-5
+NARROW_LR = 1e-4
+
+
+def default_lr(width: int | None) -> float:
+    """The learning rate of a recipe that names none, for an encoder `width` wide (its hidden size): `NARROW_LR`
+    below `WIDE_ENCODER`, else the paper's `PAPER_LR` (also when the width is unknown: None)."""
+    return NARROW_LR if width is not None and width < WIDE_ENCODER else PAPER_LR
+
+
 def help_field(text: str, default: Any = None, *, choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field with help text (shown by `steadytune train --help` and `steadytune recipes`) and, for a
     setting with a fixed set of values, its `choices` (the CLI's flag accepts only those)."""
@@ -83,7 +103,9 @@ class Recipe:
     optimizer: str = help_field("adamw (bias-corrected Adam, decoupled weight decay) or bertadam (no bias "
                                 "correction: BERT's original optimizer).", "adamw",
                                 choices=OPTIMIZER_NAMES)  # fmt: skip
-    lr: float = help_field("Peak learning rate (paper §3: 2e-5).", 2e-5)
+    lr: float | None = help_field("Peak learning rate. Unset: by the encoder's width (`default_lr`: 1e-4 "
+                                  "below 768 wide, the paper's 2e-5 from BERT-base up); preset paper: "
+                                  "2e-5.")  # fmt: skip
     betas: tuple[float, float] = help_field("Adam betas (BERT's 0.9, 0.999).", (0.9, 0.999))
     eps: float = help_field("Adam epsilon (BERT's 1e-6).", 1e-6)
     weight_decay: float = help_field("Decoupled weight decay; never on biases or LayerNorm weights (paper §3: 0).",
@@ -128,7 +150,7 @@ class Recipe:
         if bad:  # the ranges below cannot compare these
             raise UserInputError(f"recipe {self.name!r}: " + "; ".join(problems + bad))
         checks = [
-            ("lr", self.lr > 0, "positive"),
+            ("lr", self.lr is None or self.lr > 0, "positive"),
             ("eps", self.eps >= 0, "≥ 0"),
             ("betas", len(self.betas) == 2 and all(_real(b) and 0 <= b < 1 for b in self.betas),
              "two numbers in [0, 1)"),
@@ -203,7 +225,15 @@ class Recipe:
     def optimizer_class(self) -> type[AdamW]:
         return _optimizer_classes()[self.optimizer]
 
+    def resolved(self, width: int | None) -> Recipe:
+        """This recipe with its learning rate set: `default_lr(width)` when it names none (the name stays: the
+        record's `lr` says what ran)."""
+        return self if self.lr is not None else replace(self, lr=default_lr(width))
+
     def optimizer_kwargs(self) -> dict[str, Any]:
+        if self.lr is None:
+            raise ValueError(f"recipe {self.name!r} has no learning rate yet: resolve it for the model first "
+                             "(`Recipe.resolved(hidden_size)`)")  # fmt: skip
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
                 "prior_weight_decay": self.prior_wd}  # fmt: skip
 
@@ -261,6 +291,9 @@ PRESETS: dict[str, Preset] = {
                        "paper §4; run_glue.py --use_bertadam", {"optimizer": "bertadam"}),
     "adam": Preset("bias-corrected Adam (the paper's 'Standard'); the default optimizer",
                    "paper §4; every sample command's --use_torch_adamw", {"optimizer": "adamw"}),
+    "paper": Preset("the paper's §3 set-up exactly: lr 2e-5 whatever the encoder (with adam: its 'Standard'; with "
+                    "bertadam: its baseline)", "paper §3; every sample command's --learning_rate 2e-5",
+                    {"lr": PAPER_LR}),
     "reinit": Preset("re-initialise the pooler and the top L Transformer blocks",
                      "paper §5; sample_commands/reinit.sh: --reinit_pooler --reinit_layers 5",
                      {"reinit_pooler": True}, "reinit_layers", 5, "L"),
@@ -365,7 +398,8 @@ def create_optimizer_and_scheduler(
     from .optim import param_groups
     from .optim.llrd import llrd_param_groups
 
-    recipe = Recipe.parse(recipe)
+    # A recipe that names no learning rate runs at the one for this encoder's width (`default_lr`).
+    recipe = Recipe.parse(recipe).resolved(getattr(getattr(model, "config", None), "hidden_size", None))
     if recipe.llrd is not None:
         groups = llrd_param_groups(model, recipe.lr, recipe.llrd, weight_decay=recipe.weight_decay)
     else:

@@ -1,8 +1,10 @@
 """One fine-tuning run, in three steps: `prepare` → the loop (`steadytune.loop`) → `finish`; `train` does all three.
 
-`config.recipe` says how to train (see `steadytune.recipes`); its defaults are the paper's set-up (Zhang et al.
-2021, §3): bias-corrected Adam, batch 32, lr 2e-5, 3 epochs, linear warm-up over the first 10% of steps then linear
-decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says. Validation
+`config.recipe` says how to train (see `steadytune.recipes`); the default (`config.DEFAULT_RECIPE`) is the paper's
+set-up (Zhang et al. 2021, §3: bias-corrected Adam, batch 32, 3 epochs, linear warm-up over the first 10% of steps
+then linear decay to 0, gradient clipping at global norm 1.0, no weight decay, dropout as the model config says) with
+its Re-init of the top 2 blocks (§5) and the learning rate by the encoder's width (2e-5 from BERT-base up, 1e-4
+narrower: `recipes.default_lr`); the `paper` recipe is §3 exactly. Validation
 runs `num_evals` times, evenly spread, the last at the final step; the best-validation weights are kept, and both
 the best and the last model are scored on the test split.
 
@@ -89,6 +91,9 @@ def prepare(config: TrainConfig, data: TaskData | None = None) -> Prepared:
     init_gen = torch.Generator().manual_seed(init_seed)
     model, new_params = load_model(config.model, label_names=data.label_names, generator=init_gen,
                                    trust_remote_code=config.trust_remote_code)  # fmt: skip
+    # A recipe without a learning rate runs at this encoder's (`recipes.default_lr`); the record says which.
+    config = config.resolved(getattr(model.config, "hidden_size", None))
+    recipe = config.recipe
     undo: list[Callable[[], None]] = []
     surgery = prepare_model(model, recipe, generator=init_gen)
     if surgery["mixout"]:

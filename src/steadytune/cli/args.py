@@ -43,11 +43,11 @@ __all__ = [
 
 
 EXIT_CODES = (
-    "exit status: 0 done; 1 a study or fit with errored trials or no good candidate, or (audit) bias correction "
-    "omitted; 2 bad input (a file, column, label, flag, path, model folder or store: one line on stderr naming "
-    "it, nothing written); 3 the environment failed (disk full, out of memory: one line; what was committed "
-    "before is intact, so free the resource and run the same command again); 130 interrupted. --debug shows the "
-    "traceback of any error."
+    "exit status: 0 done; 1 a run that failed (no better than a constant predictor on test) or diverged, a study "
+    "or fit with errored trials or no good candidate, or (audit) bias correction omitted; 2 bad input (a file, "
+    "column, label, flag, path, model folder or store: one line on stderr naming it, nothing written); 3 the "
+    "environment failed (disk full, out of memory: one line; what was committed before is intact, so free the "
+    "resource and run the same command again); 130 interrupted. --debug shows the traceback of any error."
 )
 
 
@@ -215,7 +215,7 @@ def add_config_arguments(
 ) -> None:
     """One flag per `TrainConfig` field (but `skip`) in its help section (`CONFIG_GROUPS`), then one per `Recipe`
     field (those override the --recipe). A field's `choices` metadata makes its flag take only those values."""
-    from ..config import DATA_FIELDS, DEVICES, TrainConfig
+    from ..config import DATA_FIELDS, DEFAULT_RECIPE, DEVICES, TrainConfig
     from ..recipes import Recipe
 
     hints = get_type_hints(TrainConfig)
@@ -226,7 +226,7 @@ def add_config_arguments(
         help_text = f.metadata.get("help", "")
         tp = scalar_type(hints[f.name])
         if f.name == "recipe":
-            section.add_argument("--recipe", default="adam", help=help_text)
+            section.add_argument("--recipe", default=DEFAULT_RECIPE, help=help_text)
         elif tp is bool and f.default:  # on by default: --no-NAME turns it off
             section.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=True, help=help_text)
         elif tp is bool:
@@ -249,7 +249,8 @@ def add_config_arguments(
     for f in dataclasses.fields(Recipe):
         if f.name == "name":
             continue
-        help_text = f"{f.metadata.get('help', '')} (recipe default: {_shown_default(f.default)})"
+        shown = _shown_default(f.default)  # None: the help says what an unset field means (lr: by the encoder)
+        help_text = f.metadata.get("help", "") + ("" if shown is None else f" (recipe default: {shown})")
         tp = scalar_type(hints[f.name])
         if tp is bool:
             section.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)

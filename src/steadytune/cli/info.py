@@ -37,7 +37,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             raise UserInputError("give an optimizer with its options, or --recipe (whose settings are its own)")
         from ..recipes import Recipe
 
-        recipe = Recipe.parse(args.recipe)
+        recipe = Recipe.parse(args.recipe).resolved(None)  # no model here: an unset lr audits at the paper's 2e-5
         factory, hyperparameters = recipe.optimizer_class, recipe.optimizer_kwargs()
     elif args.optimizer is None:
         raise UserInputError("name an optimizer (e.g. torch.optim.AdamW) or give --recipe")
@@ -67,7 +67,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
             for f in dataclasses.fields(r):
                 if f.name != "name":
                     mark = "*" if f.name in r.changes() else " "
-                    print(f"  {mark} {f.name:<20} {getattr(r, f.name)!r}")
+                    value = getattr(r, f.name)
+                    unset = f.name == "lr" and value is None
+                    shown = "None (by the encoder: 1e-4 below 768 wide, else 2e-5)" if unset else repr(value)
+                    print(f"  {mark} {f.name:<20} {shown}")
         return 0
     rows = []
     for name, preset in PRESETS.items():
@@ -85,6 +88,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     print(
         "\nJoin presets with '+', give a preset's value after ':', set any field with field=value, e.g.\n"
         "  adam+reinit:2   bertadam+lr=5e-5+batch_size=16   adam+llrd:0.9+longer:800\n"
-        "`steadytune recipes RECIPE` shows every field of a recipe (* marks a change from the defaults)."
+        "`steadytune recipes RECIPE` shows every field of a recipe (* marks a change from the defaults).\n"
+        "train's default recipe is adam+reinit:2 at the encoder's learning rate; the paper's §3 set-up is paper."
     )
     return 0

@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="learning rates the candidates spread over (default: 5e-5,1e-4,2e-4 for an encoder "
                           "narrower than 768, else 2e-5,3e-5,5e-5)")  # fmt: skip
     fit.add_argument("--reinit", type=int, default=2, metavar="N",
-                     help="re-initialise the top N blocks and the pooler of every candidate when --recipe "
-                          "re-initialises none (0: keep them)")  # fmt: skip
+                     help="re-initialise the top N blocks and the pooler of every candidate when --recipe is "
+                          "train's default or re-initialises none (0: keep them)")  # fmt: skip
     fit.add_argument("--check-at", type=floats, default=(0.25, 0.5), metavar="F,...",
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=None, metavar="N",
@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--keep-checkpoints", action="store_true",
                      help="keep the dropped candidates' checkpoints (about 10-12 bytes a parameter each) to continue "
                      "them later; by default they are removed when the fit is done")  # fmt: skip
+    out.add_argument("--keep-candidates", action="store_true",
+                     help="keep every finished candidate's model in <out>/candidates/NAME/run/model (each as "
+                     "large as the model); by default only <out>/model is kept, or on a no the chosen "
+                     "candidate's")  # fmt: skip
     out.add_argument("--json", action="store_true", help="print the whole record as JSON instead of a table")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     add_push_arguments(out, "<out>/model when the fit succeeds")

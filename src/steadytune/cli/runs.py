@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..recipes import NARROW_LR
 from .args import check_before_trials, check_executor_flags, config_from_args, fmt, study_executor
 
 __all__ = [
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 1
         push_model(args, args.out / "model", "steadytune train")
-    return 0
+    return 1 if result.failed or result.diverged else 0  # no better than a constant: not a model to use
 
 
 def check_push_flags(args: argparse.Namespace) -> None:
@@ -114,8 +115,9 @@ STALLED_SHARE = 0.95
 
 def run_warning(result) -> str | None:
     """One line when a run failed or its training loss barely moved; None otherwise."""
-    advice = ("try `steadytune fit` (several seeds and learning rates, the bad ones dropped early) or a higher "
-              "learning rate (--lr 1e-4)")  # fmt: skip
+    advice = "try `steadytune fit` (several seeds and learning rates, the bad ones dropped early)"
+    if result.config.get("lr", NARROW_LR) < NARROW_LR:
+        advice += f" or a higher learning rate (--lr {NARROW_LR:g})"
     if result.failed:
         why = {"diverged": "the run diverged", "collapsed": "the run collapsed to predicting the mean"}.get(
             result.failure or "",
@@ -170,7 +172,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         executor.connect()
     training_process()
     result = fit(config, args.out, settings=settings, executor=executor, new=args.new, progress=not args.quiet,
-                 keep_checkpoints=args.keep_checkpoints)  # fmt: skip
+                 keep_checkpoints=args.keep_checkpoints, keep_candidates=args.keep_candidates)  # fmt: skip
     if args.json:
         from ..files import to_json
 

@@ -10,8 +10,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import DEFAULT_RECIPE, TrainConfig
 from ..errors import UserInputError
+from ..recipes import WIDE_ENCODER, Recipe
 from ..recipes import help_field as _help
 
 # The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe and the contrastive
@@ -109,9 +110,9 @@ class Candidate:
         return d
 
 
-# The encoder width from which the base/large grid applies: BERT-base's 768 (all-MiniLM-L6-v2 is 384 wide, BERT-small
-# 512, DistilBERT and BERT-base 768, BERT-large 1024).
-_WIDE = 768
+# The encoder width from which the base/large grid applies (`recipes.WIDE_ENCODER`): BERT-base's 768 (all-MiniLM-L6-v2
+# is 384 wide, BERT-small 512, DistilBERT and BERT-base 768, BERT-large 1024).
+_WIDE = WIDE_ENCODER
 # Devlin et al. 2019, appendix A.3: fine-tune BERT-base and -large at 5e-5, 3e-5 or 2e-5 (2e-5 is what Zhang et al.
 # and Mosbach et al. use for BERT-large on small data).
 _WIDE_LRS = (2e-5, 3e-5, 5e-5)
@@ -143,6 +144,9 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
     if settings.lrs is None:
         settings = replace(settings, lrs=default_lrs(config.model))
     recipe = config.recipe
+    if recipe.name == DEFAULT_RECIPE:  # train's default re-initialises 2 blocks: here --reinit says how many
+        recipe = Recipe.parse("adam")
+        config = replace(config, recipe=recipe)
     if settings.reinit and not recipe.reinit_layers:
         n = settings.reinit
         config = replace(config, recipe=replace(recipe.override(reinit_layers=n, reinit_pooler=True),

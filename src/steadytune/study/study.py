@@ -73,8 +73,9 @@ class Study:
         self.data: dict[str | None, TaskData] = {t: config_data(replace(self.shared, task=t)) for t in self.tasks}
 
     def config(self, task: str | None, recipe: str, seed: int) -> TrainConfig:
-        """One trial's configuration."""
-        return replace(self.shared, task=task, recipe=Recipe.parse(recipe), seed=seed)
+        """One trial's configuration; a recipe without a learning rate gets the encoder's (`TrainConfig.resolved`),
+        so the store compares what its trials ran with."""
+        return replace(self.shared, task=task, recipe=Recipe.parse(recipe), seed=seed).resolved()
 
     def identity(self) -> dict[str, Any]:
         """What must match for trials to belong to the same study: model, run settings, and the data's rows."""

@@ -105,6 +105,28 @@ def test_a_recipe_whose_meaning_changed_is_refused(tiny_model_dir, toy_files, tm
     assert legacy_study.run(workers=1, progress=False)["ran"] == 1
 
 
+def test_a_recipe_without_lr_runs_at_the_encoders_and_an_older_default_is_refused(tiny_model_dir, toy_files,
+                                                                                tmp_path, monkeypatch):  # fmt: skip
+    """A recipe without lr runs at `default_lr` of the model's width (the tiny model is 32 wide: 1e-4), and its
+    trials say so; trials stored when that default was another rate are not pooled with new ones."""
+    import steadytune.recipes
+
+    monkeypatch.setattr(steadytune.recipes, "NARROW_LR", 2e-5)  # as if stored before 0.11 (the paper's 2e-5)
+    _study(tmp_path / "s", tiny_model_dir, toy_files, recipes="adam+max_steps=1", seeds=1).run(
+        workers=1, progress=False
+    )
+    monkeypatch.undo()
+    with pytest.raises(
+        UserInputError, match=r"recipe 'adam\+max_steps=1' now means other settings .*lr 2e-05 → 0.0001"
+    ):
+        _study(tmp_path / "s", tiny_model_dir, toy_files, recipes="adam+max_steps=1", seeds=2).run(
+            workers=1, progress=False
+        )
+    fresh = _study(tmp_path / "t", tiny_model_dir, toy_files, recipes="adam+max_steps=1", seeds=1)
+    fresh.run(workers=1, progress=False)
+    assert [r["config"]["lr"] for r in fresh.records()] == [1e-4]
+
+
 def test_tasks_may_be_added_or_left_out(tiny_model_dir, tmp_path):
     from conftest import require_glue
 

@@ -18,6 +18,7 @@ from steadytune.report import (
     Document,
     Figure,
     Heading,
+    Mono,
     Notes,
     Paragraph,
     Table,
@@ -311,7 +312,17 @@ def html_blocks(page: str) -> list[tuple[str, str]]:
 
 
 def unescape_markdown(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text.replace("**", ""))  # user text has every "*" escaped: no "**" of its own
+    """Text as a reader sees it: code spans as their content (verbatim, less one space of padding on each side
+    where both have one), elsewhere backslash escapes undone and bold markers dropped (user text has every "*"
+    escaped: no "**" of its own)."""
+    parts = re.split(r"(?<!`)(`+)(?!`)(.*?)(?<!`)\1(?!`)", text)
+    out = []
+    for i in range(0, len(parts), 3):
+        out.append(re.sub(r"\\(.)", r"\1", parts[i].replace("**", "")))
+        if i + 2 < len(parts):
+            code = parts[i + 2]
+            out.append(code[1:-1] if len(code) > 2 and code[0] == code[-1] == " " else code)
+    return "".join(out)
 
 
 def simple_markdown_blocks(text: str) -> list[tuple[str, str]]:
@@ -462,6 +473,31 @@ def test_code_blocks_are_verbatim_and_cannot_break_out(read_markdown: Callable[[
     assert "<script" not in render_html(doc, {})
 
 
+@pytest.mark.parametrize("read_markdown", [simple_markdown_blocks, commonmark_blocks])
+def test_inline_code_is_code_in_both(read_markdown: Callable[[str], list]) -> None:
+    """A command in running text is a code span in markdown and escaped <code> in HTML: never literal backticks in
+    the HTML, never markup from its text in either."""
+    texts = ["steadytune report --reference RECIPE", "a `b` c", "`x", "<script>x</script> *y* \\n"]
+    doc = Document("t", tuple(Paragraph(("run ", Mono(text), " now")) for text in texts))
+    page = render_html(doc, {})
+    assert read_markdown(render_markdown(doc)) == html_blocks(page) == [
+        ("h1", "t"), *(("p", f"run {text} now") for text in texts)
+    ]  # fmt: skip
+    assert "<p>run <code>steadytune report --reference RECIPE</code> now</p>" in page
+    assert "<script" not in page and page.count("`") == 3  # only those of the texts themselves
+
+
+def test_the_report_has_no_markdown_or_tex_left_in_its_html(report: dict) -> None:
+    """report.html shows the --reference command as code, not between backticks, and the expected-maximum caption
+    as readable text, not TeX (F_{g−1}^k); report.md says the same in markdown."""
+    page = report["html"].read_text(encoding="utf-8")
+    text = "".join(text for kind, text in html_blocks(page) if kind != "code")  # the command block may hold any
+    assert "`" not in text and "<code>steadytune report --reference RECIPE</code>" in page
+    assert not re.search(r"[_^]\{|\b[A-Za-z]_[A-Za-z{]", text), "TeX or subscript markup in the HTML's text"
+    assert "with probability F(g)ᵏ − F(g−1)ᵏ" in text
+    assert "`steadytune report --reference RECIPE`" in report["md"].read_text(encoding="utf-8")
+
+
 # --- figures -----------------------------------------------------------------------------------------------------
 
 LONG_RECIPES = [
@@ -557,7 +593,7 @@ def test_tables_say_why_a_cell_is_blank_and_list_every_run(document: Document, r
     summary = {(s["task"], s["recipe"]): s for s in report["summary"]}
     assert rte["bertadam"]["Welch Holm"] == f"{summary['rte', 'bertadam']['welch_holm']:.3f}"
     reference = [b for b in document.blocks if isinstance(b, Paragraph) and "Reference recipe" in str(b.text)]
-    assert len(reference) == 1 and "adam (by default" in reference[0].text
+    assert len(reference) == 1 and "adam (by default" in reference[0].text[0]
     # What the split resolves: RTE's 139 test examples against 0.52.
     res = summary["rte", "adam"]["resolution"]
     line = "0.520 (always 'entailment')"

@@ -67,6 +67,25 @@ def test_notes_say_what_ran_and_how_failures_were_judged() -> None:
     assert notes[3].startswith("3 trials stored of the 1 × 1 × 3 = 3")
     assert "2 of 3 records re-scored under the current rule" in notes[4]
     assert "1 kept the verdict they were stored with" in notes[4] and "(1 now failed, 0 no longer failed)" in notes[4]
+    assert "3 of them stored by another steadytune version than" in notes[4]
+
+
+def test_a_new_studys_notes_say_nothing_about_re_scoring() -> None:
+    """Every record written by this version and re-scored to its stored verdict: no line saying "3 of 3 records
+    re-scored, 0 verdicts differ". Records of another version re-scored to the same verdicts: said plainly."""
+    from steadytune import __version__
+
+    records = [record("rte", "adam", s) for s in range(3)]
+    for r in records:
+        r["versions"]["steadytune"] = __version__
+    rows = [{"rule": "current", "failed": s == 1, "stored_failed": s == 1} for s in range(3)]
+    notes = study_notes(records, rows)
+    assert len(notes) == 4 and not any("re-scored" in note or "verdict" in note for note in notes)
+    records[0]["versions"] = {**records[0]["versions"], "steadytune": "0.7.0"}
+    (older,) = study_notes(records, rows)[4:]
+    assert older == ("Failure verdicts: 3 of 3 records re-scored under the current rule (steadytune.metrics.failure, "
+                     f"from each record's baseline or its data), 1 of them stored by another steadytune version than "
+                     f"{__version__}; no verdict differs from the stored one")  # fmt: skip
 
 
 # --- the shipped study -------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from .document import (
     Document,
     Figure,
     Heading,
+    Mono,
     Notes,
     Paragraph,
     Table,
@@ -52,8 +53,8 @@ from .document import (
 )
 
 __all__ = [
-    "Block", "Bold", "Code", "ColumnGroup", "Document", "Figure", "Heading", "Notes", "Paragraph", "Table", "Text",
-    "render_html", "render_markdown", "report_document", "slugify", "write_report",
+    "Block", "Bold", "Code", "ColumnGroup", "Document", "Figure", "Heading", "Mono", "Notes", "Paragraph", "Table",
+    "Text", "render_html", "render_markdown", "report_document", "slugify", "write_report",
 ]  # fmt: skip
 
 

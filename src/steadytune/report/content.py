@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .document import Block, Code, Document, Figure, Heading, Notes, Paragraph, slugify
+from .document import Block, Code, Document, Figure, Heading, Mono, Notes, Paragraph, slugify
 from .figures import box_figure, expected_figure, loss_figure, recipe_colours
 from .tables import StudySummary, failure_line, number, resolution_table, results_table, runs_table, tests_table
 
@@ -64,9 +64,12 @@ def _results_section(study: StudySummary) -> list[Block]:
         Heading(2, "Results"),
         results_table(study),
         Paragraph(
-            f"Reference recipe of the variance (Levene) and failure-rate (Fisher) tests: {reference} (by default "
-            "the study's first bias-corrected recipe, optimizer adamw; `steadytune report --reference RECIPE` names "
-            "another)."
+            (
+                f"Reference recipe of the variance (Levene) and failure-rate (Fisher) tests: {reference} (by default "
+                "the study's first bias-corrected recipe, optimizer adamw; ",
+                Mono("steadytune report --reference RECIPE"),
+                " names another).",
+            )
         ),
         tests_table(study),
         Heading(2, "What the test split resolves"),
@@ -109,10 +112,11 @@ def _figure_caption(kind: str, task: str, entry: dict[str, Any]) -> str:
     return (
         f"{task}: expected test {entry['metric']} (best checkpoint) of the run with the best validation score "
         "among k runs drawn with replacement from a recipe's n runs (Dodge et al. 2019), in closed form: with the "
-        "runs grouped by distinct validation score v₁ < … < v_G and F_g the share with validation ≤ v_g, "
-        "E_k = Σ_g (F_g^k − F_{g−1}^k) · (mean test score of group g), so runs tied in validation count at their "
-        "mean, and k = 1 is the results table's best mean. Band: ± one standard deviation of that group mean over "
-        "the draws (the picked run's score where validation scores are distinct). A run without a validation "
+        "runs grouped by distinct validation score v(1) < … < v(G) and F(g) the share with validation ≤ v(g), the "
+        "best of k runs falls in group g with probability F(g)ᵏ − F(g−1)ᵏ, and the expected score is the sum over "
+        "the groups of that probability times the group's mean test score, so runs tied in validation count at "
+        "their mean, and k = 1 is the results table's best mean. Band: ± one standard deviation of that group mean "
+        "over the draws (the picked run's score where validation scores are distinct). A run without a validation "
         "score is picked only when every draw is one. Lines as in the box plots."
     )
 

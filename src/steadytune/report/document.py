@@ -2,11 +2,13 @@
 
 A :class:`Document` is a sequence of blocks (:class:`Heading`, :class:`Paragraph`, :class:`Notes`, :class:`Code`,
 :class:`Table` with :class:`ColumnGroup` headers, :class:`Figure`) whose text is plain strings with :class:`Bold`
-spans. Only the renderers escape: the document holds user strings as written. Every piece of text (title, notes,
-task, recipe and metric names, as well as the fixed wording) is put on one line and escaped for HTML, or
-backslash-escaped for markdown, so a name such as ``<script>`` or ``a|b`` is shown as written and cannot break the
-page or a table. A :class:`Code` block (a command to copy) keeps its text verbatim: in markdown inside a fence
-longer than any run of backticks in it, in HTML escaped inside ``<pre><code>``.
+and :class:`Mono` (inline code) spans. Only the renderers escape: the document holds user strings as written.
+Every piece of text (title, notes, task, recipe and metric names, as well as the fixed wording) is put on one line
+and escaped for HTML, or backslash-escaped for markdown, so a name such as ``<script>`` or ``a|b`` is shown as
+written and cannot break the page or a table. A :class:`Code` block (a command to copy) keeps its text verbatim: in
+markdown inside a fence longer than any run of backticks in it, in HTML escaped inside ``<pre><code>``; a
+:class:`Mono` span likewise, in a code span or an escaped ``<code>`` (never as backticks in HTML, where they would
+show as written).
 
 The HTML is one self-contained page: figures are embedded as ``data:`` URIs, and a Content-Security-Policy
 forbids loading anything else or running anything.
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = [
-    "Block", "Bold", "Code", "ColumnGroup", "Document", "Figure", "Heading", "Notes", "Paragraph", "Table", "Text",
-    "render_html", "render_markdown", "slugify",
+    "Block", "Bold", "Code", "ColumnGroup", "Document", "Figure", "Heading", "Mono", "Notes", "Paragraph", "Table",
+    "Text", "render_html", "render_markdown", "slugify",
 ]  # fmt: skip
 
 Escape = Callable[[str], str]
@@ -93,8 +95,15 @@ class Bold:
     text: str
 
 
-# Text as written (never escaped): a plain string, a bold span, or a sequence of them.
-Text = str | Bold | tuple[str | Bold, ...]
+@dataclass(frozen=True)
+class Mono:
+    """Inline code, such as a command to type: a code span in markdown, ``<code>`` in HTML."""
+
+    text: str
+
+
+# Text as written (never escaped): a plain string, a bold or code span, or a sequence of them.
+Text = str | Bold | Mono | tuple[str | Bold | Mono, ...]
 
 
 @dataclass(frozen=True)
@@ -162,21 +171,32 @@ class Document:
     blocks: tuple[Block, ...]
 
 
-def _inline(text: Text, escape: Escape, strong: Escape) -> str:
-    """``text`` on one line (runs of whitespace as one space), each piece escaped, the bold ones in ``strong``."""
+def _inline(text: Text, escape: Escape, strong: Escape, code: Escape) -> str:
+    """``text`` on one line (runs of whitespace as one space), each piece escaped, the bold ones in ``strong``; a
+    code span's text goes to ``code`` as it is (on one line), which escapes it its own way."""
     pieces = text if isinstance(text, tuple) else (text,)
     rendered = "".join(
-        strong(escape(_one_line(piece.text).strip())) if isinstance(piece, Bold) else escape(_one_line(piece))
+        strong(escape(_one_line(piece.text).strip())) if isinstance(piece, Bold)
+        else code(_one_line(piece.text).strip()) if isinstance(piece, Mono)
+        else escape(_one_line(piece))
         for piece in pieces
-    )
+    )  # fmt: skip
     return rendered.strip()
 
 
 # --- markdown ----------------------------------------------------------------------------------------------------
 
 
+def _md_code_span(text: str) -> str:
+    """A CommonMark code span: delimited by more backticks than any run in it (backslashes mean nothing there), with
+    a space inside each delimiter where the text starts or ends with a backtick."""
+    ticks = "`" * (1 + max((len(run) for run in _BACKTICKS.findall(text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 def _md_text(text: Text) -> str:
-    return _inline(text, _md, lambda inner: f"**{inner}**")
+    return _inline(text, _md, lambda inner: f"**{inner}**", _md_code_span)
 
 
 def _md_paragraph(text: Text) -> str:
@@ -227,7 +247,11 @@ def render_markdown(document: Document) -> str:
 
 
 def _html_text(text: Text) -> str:
-    return _inline(text, _html, lambda inner: f"<strong>{inner}</strong>")
+    return _inline(text, _html, lambda inner: f"<strong>{inner}</strong>", _html_code)
+
+
+def _html_code(text: str) -> str:
+    return f"<code>{_html(text)}</code>"
 
 
 def _html_table(table: Table) -> list[str]:

@@ -189,10 +189,7 @@ def study_notes(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
     missing = {"cpu": "not recorded"}  # recorded since 0.8.0
     versions = {lib: _counts([r.get("versions", {}).get(lib, missing.get(lib, "?")) for r in records])
                 for lib in ("torch", "transformers", "python", "cpu")}  # fmt: skip
-    rescored = [row for row in rows if row["rule"] == "current"]
-    changed = [row for row in rescored if row["failed"] != row["stored_failed"]]
-    newly = sum(row["failed"] for row in changed)
-    return [
+    notes = [
         f"model {config['model']}; {data}; train size {config.get('train_size') or 'full'} (data_seed "
         f"{config.get('data_seed')}, split_seed {config.get('split_seed')}); max_length {config.get('max_length')}; "
         f"{config.get('num_evals')} validation evaluations per run",
@@ -203,11 +200,34 @@ def study_notes(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> li
         f"steadytune {_versions(records)}; " + "; ".join(f"{lib} {v}" for lib, v in versions.items()),
         f"{len(records)} trials stored of the {grid[0]} × {grid[1]} × {grid[2]} = {math.prod(grid)} of the grid "
         "(tasks × recipes × seeds)",
-        f"Failure verdicts: {len(rescored)} of {len(rows)} records re-scored under the current rule "
-        f"(steadytune.metrics.failure, from each record's baseline or its data); {len(rows) - len(rescored)} kept "
-        f"the verdict they were stored with (data not found); {len(changed)} verdicts differ from the stored ones "
-        f"({newly} now failed, {len(changed) - newly} no longer failed)",
     ]
+    verdicts = _verdicts_note(records, rows)
+    return notes + ([verdicts] if verdicts else [])
+
+
+def _verdicts_note(records: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str | None:
+    """What re-scoring the failure verdicts under the current rule (`trial_rows`) did, where it could matter: some
+    records were stored by another steadytune version (an older rule), kept their stored verdict (data not found),
+    or changed verdict. None for a study whose every record this version wrote and re-scored to the same verdict:
+    a line saying that "6 of 6 records were re-scored, 0 differ" tells its reader nothing."""
+    from .._version import __version__
+
+    kept = sum(row["rule"] == "stored" for row in rows)
+    changed = [row for row in rows if row["rule"] == "current" and row["failed"] != row["stored_failed"]]
+    older = sum(r.get("versions", {}).get("steadytune") != __version__ for r in records)
+    if not (kept or changed or older):
+        return None
+    newly = sum(row["failed"] for row in changed)
+    parts = [f"{len(rows) - kept} of {len(rows)} records re-scored under the current rule "
+             "(steadytune.metrics.failure, from each record's baseline or its data)"]  # fmt: skip
+    if older:
+        parts[0] += f", {older} of them stored by another steadytune version than {__version__}"
+    if kept:
+        parts.append(f"{kept} kept the verdict they were stored with (data not found)")
+    differ = (f"{len(changed)} verdicts differ from the stored ones ({newly} now failed, {len(changed) - newly} no "
+              "longer failed)")  # fmt: skip
+    parts.append(differ if changed else "no verdict differs from the stored one")
+    return "Failure verdicts: " + "; ".join(parts)
 
 
 def write_study_report(

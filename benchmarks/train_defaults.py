@@ -32,7 +32,7 @@ CANDIDATES = 9  # the fit benchmark's seed pools: repetition r starts at seed 9Â
 def _run(config: TrainConfig, data) -> dict:
     r = steadytune.train(config, data=data)
     return {"test": r.test_last, "failed": r.failed, "steps": r.steps, "recipe": r.config["recipe"],
-            "lr": r.config["lr"], "version": r.config["versions"]["steadytune"]}  # fmt: skip
+            "lr": r.config["lr"], "version": steadytune.__version__}  # fmt: skip
 
 
 def main() -> int:

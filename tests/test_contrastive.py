@@ -119,7 +119,7 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
 
     rows = write_rows(tmp_path / "rows.csv", sentiment_rows(40, seed=5))
     out = tmp_path / "fit"
-    code = main(_fit(tiny_model_dir, rows, out))
+    code = main(_fit(tiny_model_dir, rows, out, "--keep-candidates"))  # the contrastive model, chosen or not
     result = json.loads(capsys.readouterr().out)
     by_name = {c["name"]: c for c in result["candidates"]}
     assert list(by_name) == ["probe", "contrastive"]

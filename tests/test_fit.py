@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,14 +62,56 @@ def test_fit_on_random_labels_is_an_honest_no(tiny_model_dir, toy_files, tmp_pat
         rows = [line.rsplit(",", 1)[0] + "," + rng.choice(["pos", "neg"]) for line in lines[1:]]
         toy_files[split].write_text("\n".join([lines[0], *rows]) + "\n")
     out = tmp_path / "fit"
-    assert main(_argv(tiny_model_dir, toy_files, out)) == 1
+    assert main([*_argv(tiny_model_dir, toy_files, out), "--keep", "2"]) == 1  # two finish: one model is kept
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert len(lines) == 1 and "--lrs" in lines[0]
     assert lines[0].startswith(tuple(f"steadytune fit: {how}" for how in (
         "no candidate beat", "the candidate best on validation", "the chosen candidate")))  # fmt: skip
     assert "verdict:" in captured.out and not (out / "model").exists()
-    assert json.loads((out / "fit.json").read_text())["success"] is False
+    result = json.loads((out / "fit.json").read_text())
+    assert result["success"] is False
+    # nothing delivered: the pick's model stays (the line may point at it), the other finished one is removed
+    assert [p.parent.parent.name for p in out.glob("candidates/*/run/model")] == [result["chosen"]]
+    named = lines[0].split("its model is in ")[1].split(" if you want")[0] if "its model is in" in lines[0] else None
+    assert named is None or (Path(named) / "model.safetensors").is_file()
+
+
+def _weights(out) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*.safetensors"))
+
+
+def test_fit_keeps_only_the_chosen_model_unless_asked_and_a_rerun_needs_none(tiny_model_dir, toy_files, tmp_path,
+                                                                             capsys, monkeypatch):  # fmt: skip
+    """Two candidates finish; by default the fit folder keeps one model (<out>/model on a yes, the pick's own on a
+    no), and rerunning the command re-judges it from the stored records, training nothing, to the same end;
+    --keep-candidates keeps every finished candidate's model."""
+    import steadytune.study.grid as grid
+
+    out = tmp_path / "fit"
+    argv = [*_argv(tiny_model_dir, toy_files, out), "--keep", "2", "--json"]
+    code = main(argv)
+    first = json.loads(capsys.readouterr().out)
+    finished = [c["name"] for c in first["candidates"] if c["status"] == "finished"]
+    assert len(finished) == 2 and code == (0 if first["success"] else 1)
+    pick = f"candidates/{first['chosen']}/run/model/model.safetensors"
+    kept = ["model/model.safetensors" if first["success"] else pick]
+    assert _weights(out) == kept
+    assert all((out / "candidates" / name / "run" / "metrics.json").is_file() for name in finished)  # records stay
+
+    monkeypatch.setattr(grid, "train_stage", lambda *a, **k: pytest.fail("a rerun trained a stage again"))
+    assert main(argv) == code
+    again = json.loads(capsys.readouterr().out)
+    for key in ("chosen", "success", "test", "steps", "verdict", "judgement", "candidates"):
+        assert again[key] == first[key], key
+    assert _weights(out) == kept
+    monkeypatch.undo()
+
+    every = tmp_path / "every"
+    assert main([*_argv(tiny_model_dir, toy_files, every), "--keep", "2", "--keep-candidates"]) == code
+    capsys.readouterr()
+    assert _weights(every) == sorted([*(f"candidates/{name}/run/model/model.safetensors" for name in finished),
+                                      *(["model/model.safetensors"] if first["success"] else [])])  # fmt: skip
 
 
 _KILL_AFTER = """
@@ -200,11 +243,14 @@ def test_rerunning_a_finished_fit_after_its_candidate_folders_were_cleaned_up(ti
     assert not (out / "model").exists()
 
 
-def test_the_no_line_says_how_the_fit_fell_short():
+def test_the_no_line_says_how_the_fit_fell_short(tmp_path, monkeypatch):
     """exit 1's line on hand-made results: nothing finished; the pick at the constant predictor on validation; at it
-    on the test rows; above it on test but within chance (then it points at that candidate's model and at more test
-    data, with the flags only where the data came from files)."""
+    on the test rows; above it on test but within chance (then it points at that candidate's model, where it is
+    there, and at more test data, with the flags only where the data came from files)."""
     from steadytune.fitting import FitResult
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fits" / "x" / "candidates" / "c01" / "run" / "model").mkdir(parents=True)
 
     def result(val, test=0.5, *, train_file=None, chosen="c01"):
         best = {"validation": {"accuracy": val}, "test": {"accuracy": test}}
@@ -229,6 +275,7 @@ def test_the_no_line_says_how_the_fit_fell_short():
                              "more than chance: VERDICT; ")  # fmt: skip
     assert "its model is in fits/x/candidates/c01/run/model" in within and "--test-file" not in within
     assert "more test examples (a larger file, or --test-file)" in result(0.58, 0.6, train_file="t.csv").why_no("x")
+    assert "its model" not in result(0.58, 0.6).why_no("x")  # x/candidates/c01/run/model is not there: not named
     assert all("\n" not in line and "--lrs" in line for line in (nothing, at, at_test, within))
 
 
@@ -295,7 +342,7 @@ def test_the_probe_family_delivers_a_model_that_predict_reads_and_pipeline_refus
     assert result["chosen"] == "probe" and result["steps"] == 0 and code == (0 if result["success"] else 1)
     probe = result["candidates"][0]
     assert probe["family"] == "probe" and probe["probe"]["head"] == "LogisticRegressionCV"
-    model = out / "candidates" / "probe" / "run" / "model"
+    model = out / "model" if result["success"] else out / "candidates" / "probe" / "run" / "model"
     assert json.loads((model / "steadytune.json").read_text())["pooling"] == {"mode": "pooler", "normalize": False}
     assert {p.name for p in model.iterdir()} >= {"encoder", "probe_head.safetensors", "steadytune.json"}
     assert main(["predict", "--model", str(model), "--input", str(toy_files["test"]), "--output",

@@ -12,9 +12,10 @@
 
 The probe and the contrastive model are one candidate each (`probe`, `contrastive`), stored in the fit's store like
 a finished stage (`probe@end`), so a rerun or `rejudge` reads them instead of computing them again; their models go
-where a candidate's model goes (`<out>/candidates/<name>/run/model`, a `steadytune.probe.ProbeModel` folder). Each
-is picked, like any candidate, by its validation score, and judged by the same verdict on the test split: the family
-is one more choice the test rows took no part in.
+where a candidate's model goes (`<out>/candidates/<name>/run/model`, a `steadytune.probe.ProbeModel` folder, removed
+with the others' when the fit is done: `steadytune.fitting.outcome`). Each is picked, like any candidate, by its
+validation score, and judged by the same verdict on the test split: the family is one more choice the test rows
+took no part in.
 
 On a small file (`small_file`) there is no held-out split worth the name, and every row counts instead: each family
 is scored by cross-validation over all rows with its head fixed in advance (`SMALL_C`), the families are compared on

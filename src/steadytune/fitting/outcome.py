@@ -1,5 +1,11 @@
 """How a fit ends: the pick (the best validation checkpoint among the finished candidates), the verdict on the test
 split (`steadytune.verdict`), and what is written: `<out>/fit.json` and, on a yes, `<out>/model` with its card.
+
+Then the finished candidates' models (`<out>/candidates/<name>/run/model`, each as large as the model: 88 MB for
+all-MiniLM-L6-v2, two fine-tuned ones, the probe's and the contrastive one by default) are removed, unless
+`keep_candidates`: on a yes `<out>/model` holds the one that counts; on a no the pick's own stays, as the no line
+points at it (`FitResult.why_no`). Their records stay in the store and `candidates/<name>/run`, so a rerun of the
+same command re-judges the fit without training, and a yes is delivered again from `<out>/model`.
 """
 
 from __future__ import annotations
@@ -56,18 +62,20 @@ class FitResult:
     def why_no(self, out: str | Path) -> str:
         """The one line for a fit that found no model (`success` false): how it fell short (nothing finished; the
         pick no better than the best constant predictor on validation, or on the test rows; above it on test but
-        not by more than chance), where the pick's model is in that last case, and what to try next."""
+        not by more than chance), where the pick's model is in those last cases (when it is still there), and what
+        to try next."""
         tries = ("more candidates (--candidates), other learning rates (--lrs), re-initialising more or fewer top "
                  "layers (--reinit) or longer training (--epochs)")  # fmt: skip
         chosen = next((c for c in self.candidates if c["name"] == self.chosen), None)
         if chosen is None:
             return f"{self.verdict}; try {tries}"
+        model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
+        # where the pick's model is, when it is there (a no keeps it; a folder that lost it is not pointed at)
+        where = f"; its model is in {model} if you want it anyway" if model.is_dir() else ""
         if (self.judgement or {}).get("split") == "cross-validated":  # a small file: every row, cross-validated
-            model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
+            where = where.replace("its model", "its model (fitted on all rows)")
             return (f"the {chosen['name']} model, cross-validated over every row of this small file, is not shown to "
-                    "beat chance: "
-                    f"{self.verdict}; its model (fitted on all rows) is in {model} if you want it anyway; more "
-                    "labelled rows could show it")  # fmt: skip
+                    f"beat chance: {self.verdict}{where}; more labelled rows could show it")  # fmt: skip
         val = (chosen.get("best") or {}).get("validation") or {}
         if val.get(self.metric) is None or val[self.metric] <= self.baselines["validation"]["score"]:
             return f"no candidate beat the best constant predictor on validation: {self.verdict}; try {tries}"
@@ -76,11 +84,10 @@ class FitResult:
             return (f"the candidate best on validation is no better than the best constant predictor on the test "
                     f"rows: {self.verdict}; try {tries}")  # fmt: skip
         # above the constant predictor on test, but by no more than the test rows can attribute to chance
-        model = Path(out) / "candidates" / chosen["name"] / "run" / "model"
         more = " (a larger file, or --test-file)" if self.config.get("train_file") else ""
         return (f"the chosen candidate beat the best constant predictor on the test rows, but not by more than "
-                f"chance: {self.verdict}; its model is in {model} if you want it anyway; more test examples{more} "
-                f"could tell it from chance, or try {tries}")  # fmt: skip
+                f"chance: {self.verdict}{where}; more test examples{more} could tell it from chance, or try "
+                f"{tries}")  # fmt: skip
 
     def __repr__(self) -> str:
         """A few lines: the task, the choice and its test score against the baseline, the outcomes, the verdict."""
@@ -151,7 +158,8 @@ def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
 
 def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric: str, val_base: Baseline,
               test_base: Baseline, candidates: list[Candidate], total: int, out: Path,
-              keep_checkpoints: bool = False, *, deliver: bool = True) -> FitResult:  # fmt: skip
+              keep_checkpoints: bool = False, *, deliver: bool = True,
+              keep_candidates: bool = False) -> FitResult:  # fmt: skip
     for c in candidates:  # every stage is stored: the checkpoints have done their work, unless asked to stay
         if c.status != "dropped" or not keep_checkpoints:
             (out / "candidates" / c.name / "run.checkpoint.pt").unlink(missing_ok=True)
@@ -192,7 +200,16 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         judgement=judged.to_dict() if judged else None,
     )  # fmt: skip
     _write(out, result, chosen if deliver else None)
+    if not keep_candidates:  # after fit.json and model/ are written: a fit killed before this lost nothing
+        _remove_candidate_models(out, keep=None if result.success and deliver else result.chosen)
     return result
+
+
+def _remove_candidate_models(out: Path, *, keep: str | None) -> None:
+    """Remove every candidate's model folder but `keep`'s (the module docstring says why); their records stay."""
+    for model in (out / "candidates").glob("*/run/model"):
+        if model.parent.parent.name != keep:
+            shutil.rmtree(model)
 
 
 def _kinds(candidates: list[Candidate]) -> str:
@@ -208,14 +225,15 @@ def _kinds(candidates: list[Candidate]) -> str:
 
 def _write(out: Path, result: FitResult, chosen: Candidate | None) -> None:
     """`<out>/fit.json`, and on success `<out>/model` with the chosen model and its card, each replaced whole or not
-    at all (every candidate's finished model stays in `<out>/candidates/<name>/run/model`)."""
+    at all: copied from `<out>/candidates/<name>/run/model`, or, on a rerun once that is removed, from `<out>/model`
+    itself (its card rewritten)."""
     from ..card import fit_card
     from ..files import atomic_folder, atomic_write_text
 
     if chosen is not None and result.success:  # a model that failed is no answer: its record and folder stay
         source = out / "candidates" / chosen.name / "run" / "model"
-        if not source.is_dir() and (out / "model" / "model.safetensors").is_file():
-            source = out / "model"  # a rerun of a finished fit whose candidate folders were cleaned up: keep it
+        if not source.is_dir() and (out / "model").is_dir():  # written whole or not at all (`atomic_folder`)
+            source = out / "model"  # a rerun of a finished fit whose candidate models were removed: keep it
         elif not source.is_dir():
             raise UserInputError(f"{source} and {out / 'model'} are gone: the stored records chose this candidate, "
                                  "but its model is not there to copy; fit again with a new --out")  # fmt: skip

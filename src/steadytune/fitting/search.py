@@ -91,6 +91,7 @@ def fit(
     new: bool = False,
     progress: bool = False,
     keep_checkpoints: bool = False,
+    keep_candidates: bool = False,
     _deliver: bool = True,
 ) -> FitResult:
     """Search as the module docstring says; write `<out>/model` (the chosen model and its model card) and
@@ -99,7 +100,10 @@ def fit(
 
     Each candidate's whole training state (weights and Adam's two moments, about 10-12 bytes a parameter: 240 MB for
     all-MiniLM-L6-v2, about 4 GB for BERT-large) is checkpointed between stages and removed once the fit is done;
-    `keep_checkpoints` keeps the dropped candidates' ones, to continue them later (`candidate_configs`)."""
+    `keep_checkpoints` keeps the dropped candidates' ones, to continue them later (`candidate_configs`).
+
+    Each finished candidate's model is removed too once the fit is done, but the pick's on a no (`outcome`'s
+    docstring); `keep_candidates` keeps them all."""
     config, settings = resolve(config, settings or FitSettings())
     out = Path(out)
     require(config.report_to, config.tracking_dir)  # a tracker that is not installed fails before anything runs
@@ -155,7 +159,7 @@ def fit(
     finally:
         store.close()
     return conclude(config, settings, data, metric, val_base, test_base, candidates, total, out, keep_checkpoints,
-                     deliver=_deliver)  # fmt: skip
+                    deliver=_deliver, keep_candidates=keep_candidates)  # fmt: skip
 
 
 def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path,
@@ -321,7 +325,8 @@ def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True
     rerunning the same `fit` command does): its `fit.json` gives the configuration and settings; the data is
     reloaded from where the fit read it (and must still be what the folder's store was claimed with) unless given.
     Rewrites `fit.json` and, on a yes, `model/` (its card); `model=False` leaves `model/` alone, for folders whose
-    weights were not kept (the benchmarks' records)."""
+    weights were not kept (the benchmarks' records). It removes nothing: the candidates' models that are there stay
+    (a folder fitted with `keep_candidates` keeps them)."""
     out = Path(out)
     path = out / "fit.json"
     if not path.is_file():
@@ -332,7 +337,7 @@ def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True
     names = {f.name for f in fields(FitSettings)}
     settings = FitSettings(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in stored["settings"].items() if k in names})  # fmt: skip
-    return fit(config, out, settings=settings, data=data, executor=_NoTraining(), _deliver=model)
+    return fit(config, out, settings=settings, data=data, executor=_NoTraining(), keep_candidates=True, _deliver=model)
 
 
 class _NoTraining:

@@ -75,6 +75,13 @@ def test_fit_on_random_labels_is_an_honest_no(tiny_model_dir, toy_files, tmp_pat
     assert [p.parent.parent.name for p in out.glob("candidates/*/run/model")] == [result["chosen"]]
     named = lines[0].split("its model is in ")[1].split(" if you want")[0] if "its model is in" in lines[0] else None
     assert named is None or (Path(named) / "model.safetensors").is_file()
+    # predict on the fit folder: no model delivered, and where the pick's is
+    assert main(["predict", "--model", str(out), "--input", str(toy_files["test"]), "--output",
+                 str(tmp_path / "p.csv")]) == 2  # fmt: skip
+    pick = out / "candidates" / result["chosen"] / "run" / "model"
+    assert f"delivered no model (its verdict was no: see {out / 'fit.json'}); to use its pick anyway, pass {pick}" in (
+        capsys.readouterr().err
+    )
 
 
 def _weights(out) -> list[str]:

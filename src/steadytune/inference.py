@@ -99,9 +99,14 @@ def _fit_model(folder: Path) -> Path:
         return folder
     if (folder / "model" / "config.json").is_file() or (folder / "model" / "steadytune.json").is_file():
         return folder / "model"
+    try:  # a fit that said no keeps its pick's model (`steadytune.fitting.outcome`): named where it is there
+        chosen = json.loads((folder / "fit.json").read_text(encoding="utf-8")).get("chosen")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    pick = folder / "candidates" / str(chosen) / "run" / "model"
+    anyway = f"; to use its pick anyway, pass {pick}" if chosen and pick.is_dir() else ""
     raise UserInputError(f"{folder} is a fit folder whose fit delivered no model (its verdict was no: see "
-                         f"{folder / 'fit.json'}); to use a candidate anyway, pass its folder, "
-                         f"{folder / 'candidates' / 'NAME' / 'run' / 'model'}")  # fmt: skip
+                         f"{folder / 'fit.json'}){anyway}")  # fmt: skip
 
 
 def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):

@@ -134,6 +134,16 @@ def default_lrs(model: str) -> tuple[float, ...]:
     return _NARROW_LRS if width is not None and width < _WIDE else _WIDE_LRS
 
 
+def _without_default_reinit(recipe: Recipe) -> Recipe:
+    """`recipe` without the re-init of train's default (`adam+reinit:2`, with any settings on top, e.g.
+    `adam+reinit:2+batch_size=8` from --batch-size), so that fit's --reinit decides it; any other recipe as it is."""
+    head, tokens = DEFAULT_RECIPE.split("+"), recipe.name.split("+")
+    rest = tokens[len(head) :]
+    if tokens[: len(head)] != head or any(t.split(":")[0].split("=")[0].startswith("reinit") for t in rest):
+        return recipe
+    return replace(recipe, name="+".join([head[0], *rest]), reinit_layers=0, reinit_pooler=False)
+
+
 def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, FitSettings]:
     """What the candidates start from: the learning-rate grid (`default_lrs` when none is given) and the recipe,
     which re-initialises the top `settings.reinit` blocks and the pooler when it re-initialises none itself (the
@@ -144,9 +154,8 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
     if settings.lrs is None:
         settings = replace(settings, lrs=default_lrs(config.model))
     recipe = config.recipe
-    if recipe.name == DEFAULT_RECIPE:  # train's default re-initialises 2 blocks: here --reinit says how many
-        recipe = Recipe.parse("adam")
-        config = replace(config, recipe=recipe)
+    recipe = _without_default_reinit(recipe)  # train's default re-initialises 2 blocks: here --reinit says how many
+    config = replace(config, recipe=recipe)
     if settings.reinit and not recipe.reinit_layers:
         n = settings.reinit
         config = replace(config, recipe=replace(recipe.override(reinit_layers=n, reinit_pooler=True),

@@ -51,7 +51,7 @@ def test_a_run_result_prints_as_a_few_lines(tiny_model_dir, toy_files):
     text = repr(result)
     m = result.metric
     assert text.startswith("RunResult(") and len(text.splitlines()) <= 4 and len(text) < 700, text
-    for fact in (f"task={result.data['name']!r}", "recipe='adam+max_steps=3'", "seed=0", f"metric={m!r}",
+    for fact in (f"task={result.data['name']!r}", "recipe='adam+reinit:2+max_steps=3'", "seed=0", f"metric={m!r}",
                  f"best (step {result.best['step']}): validation {result.best['validation'][m]:.4f}, test "
                  f"{result.test_best:.4f}", f"last (step 3): validation {result.last['validation'][m]:.4f}",
                  f"failed={result.failed}", "diverged=False", "steps=3/3"):  # fmt: skip

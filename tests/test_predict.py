@@ -26,9 +26,11 @@ TEXTS = ["good movie", "the plot was awful", "a very fine film", "not good", "th
 
 def _save(tmp: Path, model: Path, rows: list[dict], name: str, *extra: str) -> Path:
     data = write_rows(tmp / f"{name}.jsonl", rows)
-    # lr 1e-2 for 6 steps moves the random head away from uniform scores, so a wrong class order would show
-    assert main(["train", "--model", str(model), "--train-file", str(data), "--max-steps", "6", "--lr", "1e-2",
-                 "--batch-size", "8", "--quiet", "--out", str(tmp / name), "--save-model", *extra]) == 0  # fmt: skip
+    # lr 1e-2 for 6 steps moves the random head away from uniform scores, so a wrong class order would show; the
+    # run may fail (exit 1: no better than a constant on the tiny test split), its model is saved either way
+    code = main(["train", "--model", str(model), "--train-file", str(data), "--max-steps", "6", "--lr", "1e-2",
+                 "--batch-size", "8", "--quiet", "--out", str(tmp / name), "--save-model", *extra])  # fmt: skip
+    assert code in (0, 1)
     return tmp / name / "model"
 
 

@@ -241,6 +241,32 @@ def test_a_fit_logs_each_candidate_as_one_run_over_its_stages(tiny_model_dir, to
             assert steps == tb == list(range(1, 5)) and runs[name].info.status == "KILLED"
 
 
+def test_a_fits_probe_and_contrastive_candidates_are_tracked_too(tiny_model_dir, toy, toy_files, tmp_path):
+    """Each family candidate is one tracker run `<data>/<family>` beside the fine-tuning ones: the contrastive
+    candidate's pair-step losses and, for both, the final metrics of its record."""
+    config = TrainConfig(model=str(tiny_model_dir), report_to="tensorboard,mlflow", num_evals=2,
+                         train_file=str(toy_files["train"]), validation_file=str(toy_files["validation"]),
+                         test_file=str(toy_files["test"]))  # fmt: skip
+    settings = FitSettings(candidates=1, keep=1, families=("probe", "contrastive"))
+    result = fit(config, tmp_path / "f", settings=settings, data=toy, executor=LocalExecutor(1))
+    records = {c["name"]: c for c in result.candidates}
+    client = _mlflow(tmp_path / "f")
+    runs = _mlflow_runs(client)
+    assert {f"{toy.name}/probe", f"{toy.name}/contrastive"} <= set(runs)
+    curve = json.loads((tmp_path / "f" / "fit.json").read_text())  # the contrastive record's losses, as stored
+    losses = _history(client, runs[f"{toy.name}/contrastive"].info.run_id, "train/loss")
+    assert len(losses) == records["contrastive"]["best"]["step"] > 0
+    for family in ("probe", "contrastive"):
+        run = runs[f"{toy.name}/{family}"]
+        assert run.info.status == "FINISHED" and run.data.params["family"] == family
+        test = records[family]["best"]["test"]["accuracy"]
+        assert run.data.metrics["best/test/accuracy"] == pytest.approx(test)
+        tb = _series(_events(tmp_path / "f" / "tensorboard" / run_folder_name(f"{toy.name}/{family}")),
+                     "best/test/accuracy")  # fmt: skip
+        assert tb and tb[-1][1] == pytest.approx(_f32(test))
+    assert curve["chosen"] in records
+
+
 def _wandb_records(path: str) -> list:
     """The records of a W&B run file (`run-<id>.wandb`): LevelDB-log framing (32 KiB blocks of checksum, length,
     kind) of `wandb_internal_pb2.Record` protobufs, after a 7-byte header."""

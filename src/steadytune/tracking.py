@@ -165,6 +165,10 @@ def final_metrics(result: Any) -> dict[str, float]:
     return out
 
 
+# A curve row's scalars and their names in the trackers (a contrastive candidate's curve has the loss alone).
+_CURVE = {"loss": "train/loss", "grad_norm": "train/grad_norm", "lr": "train/learning_rate"}
+
+
 class Tracker:
     """One run's tracking, forwarded to each backend `report_to` named; with none, every call does nothing."""
 
@@ -183,8 +187,8 @@ class Tracker:
     def log_steps(self, rows: list[dict[str, float]]) -> None:
         """Curve rows ({"step", "loss", "grad_norm", "lr"}), as read back by the loop."""
         if self._backends and rows:
-            self._log([(int(r["step"]), {"train/loss": r["loss"], "train/grad_norm": r["grad_norm"],
-                                         "train/learning_rate": r["lr"]}) for r in rows])  # fmt: skip
+            self._log([(int(r["step"]), {name: r[key] for key, name in _CURVE.items() if r.get(key) is not None})
+                       for r in rows])  # fmt: skip
 
     def log_eval(self, step: int, scores: dict[str, float]) -> None:
         """One validation evaluation."""

@@ -162,6 +162,21 @@ def fit(
                     deliver=_deliver, keep_candidates=keep_candidates)  # fmt: skip
 
 
+def _track(name: str, config: TrainConfig, data: TaskData, metric: str, record: dict[str, Any]) -> None:
+    """A probe or contrastive candidate as one tracker run (`config.report_to`, in the fit's folder), as each
+    fine-tuning candidate is one: its pair-step losses (contrastive) and its final metrics, named `<data>/<family>`."""
+    if config.report_to == "none":
+        return
+    from ..tracking import open_tracker
+
+    with open_tracker(config.report_to, folder=config.tracking_dir or ".", name=f"{data.name}/{name}",
+                      config={**record["config"], "family": name}, metric=metric) as tracker:  # fmt: skip
+        tracker.log_steps(record["curve"])
+        final = {k: record[k] for k in ("best", "last", "failed", "diverged", "baseline", "majority_baseline")}
+        # at step 1 at least: the trackers log from a run's first step on (a probe takes none)
+        tracker.log_result(SimpleNamespace(**final, steps=max(1, record["steps"])))
+
+
 def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path,
             store: Store, executor: Executor | None, *, small: bool, progress: bool) -> Candidate:  # fmt: skip
     """The probe or contrastive candidate: its stored record, else run now (`families.run_probe`,
@@ -192,6 +207,7 @@ def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_ba
                 bar.finished(trial)
             finally:
                 bar.close()
+        _track(name, config, data, metric, record)
         store.add(key, record)
     return Candidate(name, config.seed, 0.0, config, status="finished", record=record, family=name,
                      steps=record.get("steps", 0))  # fmt: skip

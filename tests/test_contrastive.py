@@ -102,6 +102,33 @@ def test_training_is_reproducible_from_its_seed_and_moves_the_encoder(tiny_model
                            before["encoder.layer.0.attention.self.query.weight"])  # fmt: skip
 
 
+def test_training_only_the_reachable_embedding_rows_is_the_dense_run(still_encoder):
+    """`compact_embedding` (the default) against the dense embedding, from the same weights, in float32: the same
+    losses and weights to rounding; the rows the split never reaches moved by the weight decay alone, as in the dense
+    run, and the encoder holds its full vocabulary again."""
+    import copy
+
+    from steadytune.probe import Pooling
+
+    encoder, tok = still_encoder
+    encoder.embeddings.word_embeddings.weight.data.add_(1.0)  # rows far from 0, so that their decay shows
+    split, pooling = _split(24), Pooling("mean", True, "test")
+    settings = ContrastiveSettings(iterations=2, batch_size=8, lr=1e-2, weight_decay=0.5)  # a decay one can see
+    dense, compact = copy.deepcopy(encoder), copy.deepcopy(encoder)
+    before = encoder.embeddings.word_embeddings.weight.detach().clone()
+    kw = {"seed": 3, "settings": settings, "fast_path": False}
+    dense_losses = train_contrastive(dense, tok, split, pooling, compact_embedding=False, **kw)
+    compact_losses = train_contrastive(compact, tok, split, pooling, **kw)
+    assert compact_losses == pytest.approx(dense_losses, abs=1e-6)
+    assert type(compact.embeddings.word_embeddings) is torch.nn.Embedding
+    for (name, a), (_, b) in zip(dense.named_parameters(), compact.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    reached = set(np.concatenate([tok(t)["input_ids"] for t in split.texts[0]]).tolist())
+    untouched = [i for i in range(len(before)) if i not in reached and i != tok.pad_token_id]
+    shrink = compact.embeddings.word_embeddings.weight[untouched] / before[untouched]
+    assert untouched and torch.allclose(shrink, shrink[0, 0].expand_as(shrink)) and 0.9 < float(shrink[0, 0]) < 1
+
+
 def _fit(tiny_model_dir, rows, out, *extra):
     return ["fit", "--model", str(tiny_model_dir), "--train-file", str(rows), "--out", str(out), "--quiet", "--json",
             *extra]  # fmt: skip

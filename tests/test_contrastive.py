@@ -164,6 +164,17 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
     assert main(["predict", "--model", str(model), "--input", str(rows), "--output", str(tmp_path / "p.csv")]) == 0
     with open(tmp_path / "p.csv", newline="") as f:
         assert {r["prediction"] for r in csv.DictReader(f)} <= {"neg", "pos"}
+    # The card of a small file's pick (written when the fit says yes; built here either way) describes families,
+    # not a fine-tuning search: no recipe, learning rates or held-out baselines, each family's cross-validated scores.
+    from types import SimpleNamespace
+
+    from steadytune.card import fit_card
+
+    card = fit_card(SimpleNamespace(**json.loads((out / "fit.json").read_text())))
+    assert "## Families" in card and "## Recipe" not in card and "learning rates" not in card
+    assert "| family | outcome | cross-validated accuracy | on the shared folds | its test |" in card
+    assert "(2-fold)" in card and "(5-fold)" in card and "% of running" not in card
+    assert "on validation" not in card.split("## Baselines")[1].split("##")[0]
     monkeypatch.setattr(search, "run_contrastive", lambda *a, **k: pytest.fail("the stored model was trained again"))
     assert main(_fit(tiny_model_dir, rows, out)) == code
     assert json.loads(capsys.readouterr().out)["judgement"] == judged

@@ -324,7 +324,6 @@ recipe: {changed}. Wall time {t.get("wall_s", 0):.1f} s (training {t.get("train_
 def fit_card(result: Any) -> str:
     """The model card of `steadytune fit`'s chosen model (`result` a `steadytune.fitting.FitResult`)."""
     config, data, metric = result.config, result.data, result.metric
-    test = result.test or {}
     dataset = dataset_ref(config, data)
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
@@ -340,19 +339,8 @@ def fit_card(result: Any) -> str:
         results = [("validation", rows["validation"], validation), ("test", rows["test"], result.test)]
     card_data = _card_data(config["model"], dataset, data, metric, f"{data['name']}-{result.chosen}", results,
                            library="steadytune" if probe else "transformers")  # fmt: skip
-    rows = ["| candidate | seed | lr | at the checks | outcome | best validation | test (best) |",
-            "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
-    for c in result.candidates:
-        checks = "; ".join(f"step {k['step']}: val {_number(k.get('validation'))}, loss {_number(k.get('loss'))}"
-                           for k in c["checks"] if "loss" in k)  # fmt: skip
-        best = c.get("best") or {}
-        outcome = c["status"] + (f" ({c['reason']})" if c["reason"] else "")
-        name = c["name"] + (" **(chosen)**" if c["name"] == result.chosen else "")
-        scores = [_number((best.get(split) or {}).get(metric)) for split in ("validation", "test")]
-        rows.append(
-            f"| {name} | {c['seed']} | {c['lr']:g} | {checks or '-'} | {outcome} | {scores[0]} | {scores[1]} |"
-        )
-    base, s = result.baselines, result.settings
+    rows = _small_rows(result, metric) if small else _candidate_rows(result, metric)
+    s = result.settings
     if small:
         headline = ("A model whose family beats every constant predictor by more than chance, cross-validated over "
                     "every row of a small file" if result.success else
@@ -374,30 +362,98 @@ def fit_card(result: Any) -> str:
 {what}
 
 {_data_section(config, data, dataset, small=small)}{_SMALL if small else ""}
-## Recipe
+{_small_sections(result, metric) if small else _search_sections(result, metric, lrs, checks_at)}
+## Candidates
+
+{chr(10).join(rows)}
+
+{_small_compute(result) if small else _compute(result)}
+
+{_probe_usage(data) if probe else _usage(data, config["max_length"])}"""
+    return _document(card_data, body)
+
+
+def _candidate_rows(result: Any, metric: str) -> list[str]:
+    """The candidates table of a held-out fit: each candidate's checks, outcome and best-checkpoint scores."""
+    rows = ["| candidate | seed | lr | at the checks | outcome | best validation | test (best) |",
+            "|---|---:|---:|---|---|---:|---:|"]  # fmt: skip
+    for c in result.candidates:
+        checks = "; ".join(f"step {k['step']}: val {_number(k.get('validation'))}, loss {_number(k.get('loss'))}"
+                           for k in c["checks"] if "loss" in k)  # fmt: skip
+        best = c.get("best") or {}
+        outcome = c["status"] + (f" ({c['reason']})" if c["reason"] else "")
+        name = c["name"] + (" **(chosen)**" if c["name"] == result.chosen else "")
+        scores = [_number((best.get(split) or {}).get(metric)) for split in ("validation", "test")]
+        lr = f"{c['lr']:g}" if c.get("family", "finetune") == "finetune" else "-"  # a family has no learning rate
+        rows.append(f"| {name} | {c['seed']} | {lr} | {checks or '-'} | {outcome} | {scores[0]} | {scores[1]} |")
+    return rows
+
+
+def _small_rows(result: Any, metric: str) -> list[str]:
+    """The candidates table of a small file: each family's cross-validated score (its own folds, and the folds the
+    families were compared on) and its test."""
+    rows = [
+        f"| family | outcome | cross-validated {metric} | on the shared folds | its test |",
+        "|---|---|---:|---:|---|",
+    ]
+    for c in result.candidates:
+        cv = c.get("cv") or {}
+        name = c["name"] + (" **(chosen)**" if c["name"] == result.chosen else "")
+        outcome = c["status"] + (f" ({c['reason']})" if c["reason"] else "")
+        folds = f" ({cv['folds']}-fold)" if "folds" in cv else ""
+        p = "" if cv.get("p") is None else f", p = {cv['p']:.2g}"
+        rows.append(f"| {name} | {outcome} | {_number(cv.get('score'))}{folds} | {_number(cv.get('compare'))} | "
+                    f"{cv.get('test', '-')}{p} |")  # fmt: skip
+    return rows
+
+
+def _search_sections(result: Any, metric: str, lrs: str, checks_at: str) -> str:
+    """The Recipe and Baselines sections of a held-out fit."""
+    config, s, base, test = result.config, result.settings, result.baselines, result.test or {}
+    return f"""## Recipe
 
 `{config["recipe"]}` with the candidates' learning rates; {config["batch_size"]} examples a batch,
 {result.full_steps // max(1, len(result.candidates))} steps a candidate, precision {config["precision"]},
 max length {config["max_length"]}. Search: {s["candidates"]} candidates over learning rates {lrs}, judged at
 {checks_at} of the budget, {s["keep"]} kept to the end.
 
-## Candidates
-
-{chr(10).join(rows)}
-
 ## Baselines
 
 The best constant predictor scores {metric} {_number(base["validation"]["score"])} on validation
 ({base["validation"]["predictor"]}) and {_number(base["test"]["score"])} on test ({base["test"]["predictor"]}).
 The chosen model's test {metric}: {_number(test.get(metric))}.
+"""
 
-## Compute
+
+def _small_sections(result: Any, metric: str) -> str:
+    """What a small file's fit tried instead of a recipe search, and its one baseline: the verdict's."""
+    families = ", ".join(c["name"] for c in result.candidates)
+    judged = result.judgement or {}
+    return f"""## Families
+
+On a small file `fit` tries its feature families alone ({families}), each with its head fixed in advance, and no
+fine-tuning candidates: a held-out split of these rows could not judge them.
+
+## Baselines
+
+The verdict's test compares the chosen family's out-of-fold predictions with the best constant predictor over the
+same {judged.get("n", "")} rows: {judged.get("test", "-")}. The chosen model's cross-validated {metric}:
+{_number((result.test or {}).get(metric))}.
+"""
+
+
+def _compute(result: Any) -> str:
+    return f"""## Compute
 
 {result.steps} training steps over all candidates ({result.steps / max(1, result.full_steps):.0%} of running every
-candidate to the end). steadytune {result.version}.
+candidate to the end). steadytune {result.version}."""
 
-{_probe_usage(data) if probe else _usage(data, config["max_length"])}"""
-    return _document(card_data, body)
+
+def _small_compute(result: Any) -> str:
+    return f"""## Compute
+
+{result.steps} contrastive pair steps (cross-validation folds and the delivered model) and no fine-tuning steps.
+steadytune {result.version}."""
 
 
 _SMALL = """

@@ -1,4 +1,5 @@
-"""One linear probe (`steadytune.probe`) on a CSV of `review,sentiment` rows, scored on another: the probe system of
+"""One linear probe (`steadytune.probe`) on a CSV of `review,sentiment` rows (or `text_a,text_b,label` pairs, encoded
+as pairs), scored on another: the probe system of
 benchmarks/small_data.py, as one process.
 
     python benchmarks/probe_run.py rows.csv dev.csv predictions.csv [--model all-MiniLM-L6-v2]
@@ -38,7 +39,8 @@ def main() -> None:
     for part in ("train", "dev"):
         texts, labels = read_rows(getattr(args, part))
         y = np.array([names.index(label) for label in labels])
-        features[part] = (embed(encoder, tokenizer, Split((texts,), y, part), pooling), y)
+        columns = tuple(map(list, zip(*texts))) if texts and isinstance(texts[0], tuple) else (texts,)  # pairs: 2
+        features[part] = (embed(encoder, tokenizer, Split(columns, y, part), pooling), y)
     head = fit_head(*features["train"])
     predicted = head.predict(features["dev"][0])
     with open(args.predictions, "w", encoding="utf-8", newline="") as f:

@@ -24,6 +24,11 @@ Wall time is the whole of each system's processes, start-up and scoring the 872 
 training process alone). Each record says whether the dev score is above the majority rate by more than chance
 (one-sided exact binomial test, alpha 0.05): the target is that fit says yes wherever SetFit's model is above chance.
 Weights are deleted once scored; the records (`*.json`, fit's fit.json) stay under --out.
+
+`--task mrpc` or `rte`: the same systems on a sentence-pair task (cells `TASK-nN`, rows `text_a,text_b,label`
+drawn class-balanced from GLUE's train file), scored on the paper's test half of its dev file (what `steadytune
+train --task` reports as test); SetFit gets each pair's two texts joined by a space, the probe encodes them as a
+pair; "above chance" is then against the test half's majority rate. STS-B (regression: no SetFit) is not here yet.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit")
@@ -56,17 +62,21 @@ def _read_tsv(path: Path) -> list[list[str]]:
         return list(csv.reader(f, delimiter="\t", quotechar=None))[1:]  # GLUE files have no quoting
 
 
-def read_rows(path: str | Path) -> tuple[list[str], list[str]]:
-    """The texts and labels of a `review,sentiment` CSV this script wrote (also read by probe_run and setfit_run)."""
+def read_rows(path: str | Path) -> tuple[list, list[str]]:
+    """The texts and labels of a CSV this script wrote (also read by probe_run and setfit_run): SST-2's
+    `review,sentiment` gives a list of texts, a sentence-pair task's `text_a,text_b,label` a list of (a, b) pairs."""
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+    if rows and "review" in rows[0]:
+        return [r["review"] for r in rows], [r["sentiment"] for r in rows]
+    return [(r["text_a"], r["text_b"]) for r in rows], [r["label"] for r in rows]
 
 
-def _write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+def _write_csv(path: Path, rows: list[tuple[str, ...]]) -> None:
+    """SST-2 rows (text, label) as review,sentiment; sentence pairs (a, b, label) as text_a,text_b,label."""
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["review", "sentiment"])
+        w.writerow(["review", "sentiment"] if len(rows[0]) == 2 else ["text_a", "text_b", "label"])
         w.writerows(rows)
 
 
@@ -76,6 +86,33 @@ def cell_rows(glue: Path, n: int, sample: int) -> list[tuple[str, str]]:
     by_label = {y: sorted({t.strip() for t, label in sst if label == y}) for y in LABELS}
     draw = random.Random(1000 * n + sample)
     rows = [(t, LABELS[y]) for y in LABELS for t in draw.sample(by_label[y], n // 2)]
+    draw.shuffle(rows)
+    return rows
+
+
+# Sentence-pair tasks (`--task`): rows drawn from GLUE's train file, scored on the paper's test half of its dev file
+# (`steadytune.data.load_data(task).test`: what `steadytune train --task` reports), as the issue asks for GLUE presets.
+PAIR_TASKS = ("mrpc", "rte")
+
+
+def pair_task(glue: Path, task: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The (text_a, text_b, label name) rows of `task`'s train split and of its test half."""
+    from steadytune.data import load_data
+
+    data = load_data(task=task, glue_dir=str(glue))
+
+    def rows(split) -> list[tuple[str, str, str]]:
+        a, b = split.texts
+        return [(x, y, data.label_names[int(label)]) for x, y, label in zip(a, b, split.labels)]
+
+    return rows(data.train), rows(data.test)
+
+
+def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int) -> list[tuple[str, str, str]]:
+    """n class-balanced training pairs, drawn with seed 1000·n + sample, in a shuffled order."""
+    draw = random.Random(1000 * n + sample)
+    labels = sorted({r[2] for r in train})
+    rows = [r for y in labels for r in draw.sample([r for r in train if r[2] == y], n // len(labels))]
     draw.shuffle(rows)
     return rows
 
@@ -93,13 +130,15 @@ def _accuracy(predictions: Path, dev: list[tuple[str, str]]) -> float:
     with open(predictions, encoding="utf-8", newline="") as f:
         got = [row["prediction"] for row in csv.DictReader(f)]
     assert len(got) == len(dev)
-    return sum(g == y for g, (_, y) in zip(got, dev)) / len(dev)
+    return sum(g == row[-1] for g, row in zip(got, dev)) / len(dev)
 
 
-def _above_chance(acc: float, n: int) -> float:
+def _above_chance(acc: float, n: int, rate: float = 0.5) -> float:
+    """One-sided exact binomial test of `acc` on n rows against `rate`: 0.5 for SST-2 (its dev is 444/428, majority
+    .509, as the stored records were judged), the majority rate of the evaluation rows for the pair tasks."""
     from scipy.stats import binomtest
 
-    return float(binomtest(round(acc * n), n, 0.5, alternative="greater").pvalue)  # SST-2 dev: 444/428, majority .509
+    return float(binomtest(round(acc * n), n, rate, alternative="greater").pvalue)
 
 
 def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str]], args) -> dict:
@@ -113,7 +152,8 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         out = cell / system
         shutil.rmtree(out, ignore_errors=True)
         command = system.split("-")[0]
-        argv = [*st, command, "--train-file", "rows.csv", "--text-columns", "review", "--label-column", "sentiment",
+        texts, label = ("review", "sentiment") if args.task == "sst-2" else ("text_a,text_b", "label")
+        argv = [*st, command, "--train-file", "rows.csv", "--text-columns", texts, "--label-column", label,
                 "--out", system, "--quiet", *FLAGS[system]]  # fmt: skip
         code, train_s = _run(argv, cell, log)
         record |= {"exit": code, "train_s": train_s}
@@ -151,7 +191,9 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
             if info.is_file():
                 record |= json.loads(info.read_text())
     if "accuracy" in record:
-        record["p_above_chance"] = _above_chance(record["accuracy"], len(dev))
+        labels = [row[-1] for row in dev]
+        rate = 0.5 if args.task == "sst-2" else max(labels.count(y) for y in set(labels)) / len(labels)
+        record["p_above_chance"] = _above_chance(record["accuracy"], len(dev), rate)
     predictions.unlink(missing_ok=True)
     return record
 
@@ -160,6 +202,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--glue-dir", type=Path, default=Path("../shared/data/glue"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "small-data")
+    parser.add_argument("--task", default="sst-2", choices=("sst-2", *PAIR_TASKS),
+                        help="sst-2 (cells sst2-nN, every dev row scored), or a sentence-pair task (cells "
+                             "TASK-nN, the paper's test half of GLUE's dev scored; SetFit gets the two texts "
+                             "joined)")  # fmt: skip
     parser.add_argument("--ns", default="16,64,256,1024")
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
@@ -176,15 +222,12 @@ def main() -> None:
     if args.idle_timings:
         return idle_timings(args, ns, systems)
     if not args.table:
-        dev = [(t.strip(), LABELS[y]) for t, y in _read_tsv(args.glue_dir / "SST-2" / "dev.tsv")]
-        args.out.mkdir(parents=True, exist_ok=True)
-        dev_file = (args.out / "sst2-dev.csv").resolve()
-        _write_csv(dev_file, dev)
+        draw, dev, dev_file = _task(args)
         for n in ns:  # n-major: every system's small-n cells before any larger n
             for sample in range(args.samples):
-                cell = args.out / f"sst2-n{n}" / f"s{sample}"
+                cell = args.out / f"{_prefix(args.task)}-n{n}" / f"s{sample}"
                 cell.mkdir(parents=True, exist_ok=True)
-                _write_csv(cell / "rows.csv", cell_rows(args.glue_dir, n, sample))
+                _write_csv(cell / "rows.csv", draw(n, sample))
                 for system in systems:
                     path = cell / f"{system}.json"
                     if path.is_file():
@@ -195,7 +238,26 @@ def main() -> None:
                     os.replace(tmp, path)
                     print(f"n={n} s{sample} {system}: {record.get('accuracy', '-')} ({record['wall_s']:.0f} s)",
                           flush=True)  # fmt: skip
-    print_table(args.out, ns, [*systems, *RECORDED_ONLY])
+    print_table(args.out, ns, [*systems, *RECORDED_ONLY], prefix=_prefix(args.task))
+
+
+def _prefix(task: str) -> str:
+    """The cells' folder prefix: sst2 (as the first records were stored), else the task's name."""
+    return "sst2" if task == "sst-2" else task
+
+
+def _task(args) -> tuple[Any, list[tuple[str, ...]], Path]:
+    """How a cell's rows are drawn (n, sample → rows), the evaluation rows, and their CSV (written under --out)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.task == "sst-2":
+        dev = [(t.strip(), LABELS[y]) for t, y in _read_tsv(args.glue_dir / "SST-2" / "dev.tsv")]
+        dev_file = (args.out / "sst2-dev.csv").resolve()
+        _write_csv(dev_file, dev)
+        return (lambda n, sample: cell_rows(args.glue_dir, n, sample)), dev, dev_file
+    train, dev = pair_task(args.glue_dir, args.task)
+    dev_file = (args.out / f"{args.task}-test-half.csv").resolve()
+    _write_csv(dev_file, dev)
+    return (lambda n, sample: pair_cell_rows(train, n, sample)), dev, dev_file
 
 
 def idle_timings(args, ns: list[int], systems: list[str]) -> None:
@@ -206,17 +268,16 @@ def idle_timings(args, ns: list[int], systems: list[str]) -> None:
     import steadytune
 
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
-    dev = [(t.strip(), LABELS[y]) for t, y in _read_tsv(args.glue_dir / "SST-2" / "dev.tsv")]
-    dev_file = (args.out / "sst2-dev.csv").resolve()
-    _write_csv(dev_file, dev)
+    draw, dev, dev_file = _task(args)
     for n in ns:
         for system in systems:
             with tempfile.TemporaryDirectory() as scratch:
                 cell = Path(scratch)
-                _write_csv(cell / "rows.csv", cell_rows(args.glue_dir, n, 0))
+                _write_csv(cell / "rows.csv", draw(n, 0))
                 record = run_system(system, cell, dev_file, dev, args)
-            record |= {"n": n, "sample": 0, "steadytune": steadytune.__version__, "commit": commit.stdout.strip(),
-                       "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}  # fmt: skip
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            record |= {"task": args.task, "n": n, "sample": 0, "steadytune": steadytune.__version__,
+                       "commit": commit.stdout.strip(), "when": when}  # fmt: skip
             with open(args.out / "idle-timings.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             print(f"n={n} {system}: {record.get('accuracy', '-')} in {record['wall_s']:.0f} s", flush=True)
@@ -235,14 +296,14 @@ def _family(chosen: str | None) -> str:
     return "none" if not chosen else chosen if chosen in ("probe", "contrastive") else "finetune"
 
 
-def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
+def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2") -> None:
     """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
     families it picked, and the wall time (mean and range)."""
     print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
           f"{'picked':<24} {'wall s: mean (range)':>20}")  # fmt: skip
     for n in ns:
         for system in systems:
-            recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"sst2-n{n}/s*/{system}.json"))]
+            recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json"))]
             if not recs:
                 continue
             accs = [r["accuracy"] for r in recs if "accuracy" in r]
@@ -260,7 +321,7 @@ def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
     print("\nfit − SetFit on dev, paired over the samples both finished (two-sided paired t test)")
     for n in ns:
         pairs = []
-        for cell in sorted(out.glob(f"sst2-n{n}/s*")):
+        for cell in sorted(out.glob(f"{prefix}-n{n}/s*")):
             recs = [cell / f"{name}.json" for name in ("fit", "setfit")]
             if all(r.is_file() for r in recs):
                 accs = [json.loads(r.read_text()).get("accuracy") for r in recs]
@@ -277,14 +338,14 @@ def print_table(out: Path, ns: list[int], systems: list[str]) -> None:
         "on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on n/2 rows)"
     )
     for n in ns:
-        accs = [json.loads(p.read_text()).get("accuracy") for p in out.glob(f"sst2-n{n}/s*/fit.json")]
+        accs = [json.loads(p.read_text()).get("accuracy") for p in out.glob(f"{prefix}-n{n}/s*/fit.json")]
         accs = [a for a in accs if a is not None]
         if accs:
             print(f"{n:>5}  dev accuracy {statistics.mean(accs):.3f}: power {_power(n, statistics.mean(accs)):.2f}")
     print("\nfit's verdicts, sample by sample (its fit.json): the pick, the score the verdict read, p and alpha")
     for n in ns:
         for system in [s for s in systems if s.startswith("fit")]:
-            for path in sorted(out.glob(f"sst2-n{n}/s*/{system}.json")):
+            for path in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json")):
                 rec, stored = json.loads(path.read_text()), path.parent / system / "fit.json"
                 if not stored.is_file():
                     print(f"{n:>5}  {system:<12} {path.parent.name}: exit {rec['exit']}, no fit.json")

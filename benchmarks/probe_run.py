@@ -29,25 +29,27 @@ def main() -> None:
     parser.add_argument("dev")
     parser.add_argument("predictions")
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--regression", action="store_true", help="numeric labels: a ridge head, values predicted")
     args = parser.parse_args()
     torch.manual_seed(0)
     folder = resolve_model(args.model)
     encoder, tokenizer = AutoModel.from_pretrained(folder), load_tokenizer(folder)
     pooling = pooling_of(folder, encoder)
-    names = sorted(set(read_rows(args.train)[1]))
+    names = [] if args.regression else sorted(set(read_rows(args.train)[1]))
     features = {}
     for part in ("train", "dev"):
         texts, labels = read_rows(getattr(args, part))
-        y = np.array([names.index(label) for label in labels])
+        y = np.array([float(v) for v in labels] if args.regression else [names.index(label) for label in labels])
         columns = tuple(map(list, zip(*texts))) if texts and isinstance(texts[0], tuple) else (texts,)  # pairs: 2
         features[part] = (embed(encoder, tokenizer, Split(columns, y, part), pooling), y)
-    head = fit_head(*features["train"])
+    head = fit_head(*features["train"], regression=args.regression)
     predicted = head.predict(features["dev"][0])
     with open(args.predictions, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["prediction"])
-        w.writerows([names[i]] for i in predicted)
-    info = {"pooling": pooling.source, "C": float(head.C_[0])}
+        w.writerows([repr(float(v))] if args.regression else [names[int(v)]] for v in predicted)
+    chosen = {"alpha": float(head.alpha_)} if args.regression else {"C": float(head.C_[0])}
+    info = {"pooling": pooling.source, **chosen}
     Path(args.predictions).with_name("probe-info.json").write_text(json.dumps(info) + "\n")
 
 

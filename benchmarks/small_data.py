@@ -28,7 +28,8 @@ Weights are deleted once scored; the records (`*.json`, fit's fit.json) stay und
 `--task mrpc` or `rte`: the same systems on a sentence-pair task (cells `TASK-nN`, rows `text_a,text_b,label`
 drawn class-balanced from GLUE's train file), scored on the paper's test half of its dev file (what `steadytune
 train --task` reports as test); SetFit gets each pair's two texts joined by a space, the probe encodes them as a
-pair; "above chance" is then against the test half's majority rate. STS-B (regression: no SetFit) is not here yet.
+pair; "above chance" is then against the test half's majority rate. `--task sts-b` (regression) scores Spearman's
+ρ, with the probe's ridge head and no SetFit (it has no regression head).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def cell_rows(glue: Path, n: int, sample: int) -> list[tuple[str, str]]:
 
 # Sentence-pair tasks (`--task`): rows drawn from GLUE's train file, scored on the paper's test half of its dev file
 # (`steadytune.data.load_data(task).test`: what `steadytune train --task` reports), as the issue asks for GLUE presets.
-PAIR_TASKS = ("mrpc", "rte")
+PAIR_TASKS = ("mrpc", "rte", "sts-b")
+REGRESSION = ("sts-b",)  # scored by Spearman's ρ; SetFit has no regression head, so it does not run there
 
 
 def pair_task(glue: Path, task: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
@@ -103,15 +105,19 @@ def pair_task(glue: Path, task: str) -> tuple[list[tuple[str, str, str]], list[t
 
     def rows(split) -> list[tuple[str, str, str]]:
         a, b = split.texts
-        return [(x, y, data.label_names[int(label)]) for x, y, label in zip(a, b, split.labels)]
+        name = (lambda v: repr(float(v))) if data.label_names is None else (lambda v: data.label_names[int(v)])
+        return [(x, y, name(label)) for x, y, label in zip(a, b, split.labels)]
 
     return rows(data.train), rows(data.test)
 
 
 def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int) -> list[tuple[str, str, str]]:
-    """n class-balanced training pairs, drawn with seed 1000·n + sample, in a shuffled order."""
+    """n class-balanced training pairs (any n pairs for a regression task), drawn with seed 1000·n + sample, in a
+    shuffled order."""
     draw = random.Random(1000 * n + sample)
     labels = sorted({r[2] for r in train})
+    if len(labels) > n:  # a score, not a class
+        return draw.sample(train, n)
     rows = [r for y in labels for r in draw.sample([r for r in train if r[2] == y], n // len(labels))]
     draw.shuffle(rows)
     return rows
@@ -131,6 +137,17 @@ def _accuracy(predictions: Path, dev: list[tuple[str, str]]) -> float:
         got = [row["prediction"] for row in csv.DictReader(f)]
     assert len(got) == len(dev)
     return sum(g == row[-1] for g, row in zip(got, dev)) / len(dev)
+
+
+def _score(predictions: Path, dev: list[tuple[str, ...]], task: str) -> dict[str, float]:
+    """The evaluation rows' score: {"accuracy"} for a classification task, {"spearmanr"} for a regression one."""
+    if task not in REGRESSION:
+        return {"accuracy": _accuracy(predictions, dev)}
+    from scipy.stats import spearmanr
+
+    with open(predictions, encoding="utf-8", newline="") as f:
+        got = [float(row["prediction"]) for row in csv.DictReader(f)]
+    return {"spearmanr": float(spearmanr(got, [float(row[-1]) for row in dev]).statistic)}
 
 
 def _above_chance(acc: float, n: int, rate: float = 0.5) -> float:
@@ -169,7 +186,7 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
             code, predict_s = _run(argv, cell, log)
             record["wall_s"] = train_s + predict_s
             if code == 0:
-                record["accuracy"] = _accuracy(predictions, dev)
+                record |= _score(predictions, dev, args.task)
         else:
             record["wall_s"] = train_s
         for model_dir in sorted(out.rglob("model"), reverse=True):  # weights, tokenizer, card: the records stay
@@ -181,12 +198,14 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         python = sys.executable if system == "probe" else args.setfit_python
         script = HERE / ("probe_run.py" if system == "probe" else "setfit_run.py")
         argv = [python, str(script), "rows.csv", str(dev_file), predictions.name]
+        if args.task in REGRESSION:
+            argv.append("--regression")
         if system == "setfit":
             argv += ["--num-iterations", str(args.setfit_iterations)]
         code, wall = _run(argv, cell, log)
         record |= {"exit": code, "wall_s": wall, "train_s": wall}
         if code == 0:
-            record["accuracy"] = _accuracy(predictions, dev)
+            record |= _score(predictions, dev, args.task)
             info = cell / f"{system}-info.json"
             if info.is_file():
                 record |= json.loads(info.read_text())
@@ -230,15 +249,17 @@ def main() -> None:
                 _write_csv(cell / "rows.csv", draw(n, sample))
                 for system in systems:
                     path = cell / f"{system}.json"
-                    if path.is_file():
+                    if path.is_file() or (system == "setfit" and args.task in REGRESSION):
                         continue
                     record = run_system(system, cell, dev_file, dev, args) | {"n": n, "sample": sample}
                     tmp = path.with_suffix(".tmp")
                     tmp.write_text(json.dumps(record, indent=1) + "\n")
                     os.replace(tmp, path)
-                    print(f"n={n} s{sample} {system}: {record.get('accuracy', '-')} ({record['wall_s']:.0f} s)",
+                    score = record.get("accuracy", record.get("spearmanr", "-"))
+                    print(f"n={n} s{sample} {system}: {score} ({record['wall_s']:.0f} s)",
                           flush=True)  # fmt: skip
-    print_table(args.out, ns, [*systems, *RECORDED_ONLY], prefix=_prefix(args.task))
+    metric = "spearmanr" if args.task in REGRESSION else "accuracy"
+    print_table(args.out, ns, [*systems, *RECORDED_ONLY], prefix=_prefix(args.task), metric=metric)
 
 
 def _prefix(task: str) -> str:
@@ -270,7 +291,7 @@ def idle_timings(args, ns: list[int], systems: list[str]) -> None:
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
     draw, dev, dev_file = _task(args)
     for n in ns:
-        for system in systems:
+        for system in [s for s in systems if not (s == "setfit" and args.task in REGRESSION)]:
             with tempfile.TemporaryDirectory() as scratch:
                 cell = Path(scratch)
                 _write_csv(cell / "rows.csv", draw(n, 0))
@@ -280,7 +301,8 @@ def idle_timings(args, ns: list[int], systems: list[str]) -> None:
                        "commit": commit.stdout.strip(), "when": when}  # fmt: skip
             with open(args.out / "idle-timings.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-            print(f"n={n} {system}: {record.get('accuracy', '-')} in {record['wall_s']:.0f} s", flush=True)
+            score = record.get("accuracy", record.get("spearmanr", "-"))
+            print(f"n={n} {system}: {score} in {record['wall_s']:.0f} s", flush=True)
 
 
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
@@ -296,17 +318,18 @@ def _family(chosen: str | None) -> str:
     return "none" if not chosen else chosen if chosen in ("probe", "contrastive") else "finetune"
 
 
-def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2") -> None:
+def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2",
+                metric: str = "accuracy") -> None:  # fmt: skip
     """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
     families it picked, and the wall time (mean and range)."""
-    print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev accuracy':<15} {'above chance':>12}  {'fit yes':>7}  "
+    print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev ' + metric:<15} {'above chance':>12}  {'fit yes':>7}  "
           f"{'picked':<24} {'wall s: mean (range)':>20}")  # fmt: skip
     for n in ns:
         for system in systems:
             recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json"))]
             if not recs:
                 continue
-            accs = [r["accuracy"] for r in recs if "accuracy" in r]
+            accs = [r[metric] for r in recs if metric in r]
             acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
                    if accs else "-")  # fmt: skip
             above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)

@@ -152,7 +152,7 @@ def table(out: Path) -> str:
         f"{'data set':<10} {'fits':>4}  {'old rule: false yes [95% CI]':<30}  "
         f"{'new rule: false yes [95% CI]':<30}  p (new rate > 5%)"
     ]
-    totals, old_yeses = [0, 0, 0], []
+    totals, old_yeses, new_yeses = [0, 0, 0], [], []
     for name in DATASETS:
         olds, news = [], []
         if not (out / name).is_dir():
@@ -162,6 +162,9 @@ def table(out: Path) -> str:
             olds.append(_old_rule(result))
             now = rejudge(fit_json.parent, model=False)  # records only: the weights are not kept
             news.append(now.success)
+            if news[-1]:  # the pick and the test that said yes: what the calibration's prose quotes
+                new_yeses.append(f"{fit_json.parent.parent.relative_to(out)}: {now.chosen}, {now.judgement['test']}, "
+                                 f"p = {now.judgement['p']:.2g}")  # fmt: skip
             if olds[-1]:  # what the old rule's yes delivered, judged on its test rows
                 m, val, test = now.metric, _chosen_validation(result), (now.test or {}).get(now.metric, math.nan)
                 old_yeses.append(f"{fit_json.parent.parent.relative_to(out)}: validation {m} {val[m]:.4f}, test "
@@ -177,6 +180,7 @@ def table(out: Path) -> str:
         p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
         lines.append(f"{'all':<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
     lines += ["", "the old rule's yeses:", *(f"  {line}" for line in old_yeses or ["none"])]
+    lines += ["", "the new rule's yeses:", *(f"  {line}" for line in new_yeses or ["none"])]
     return "\n".join(lines)
 
 

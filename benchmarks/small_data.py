@@ -305,6 +305,32 @@ def idle_timings(args, ns: list[int], systems: list[str]) -> None:
             print(f"n={n} {system}: {score} in {record['wall_s']:.0f} s", flush=True)
 
 
+def _print_idle_timings(out: Path, ns: list[int], prefix: str) -> None:
+    """The newest idle timing of fit and SetFit per n (`--idle-timings`, idle-timings.jsonl), side by side: the
+    wall-time table of the results page is a copy of these lines."""
+    path = out / "idle-timings.jsonl"
+    if not path.is_file():
+        return
+    task = "sst-2" if prefix == "sst2" else prefix
+    newest: dict[tuple[int, str], dict] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("task", "sst-2") == task and r["n"] in ns:
+            newest[(r["n"], r["system"])] = r  # the file is in time order: the last one wins
+    if not newest:
+        return
+    print("\nidle cores, sample 0, the newest run of each (idle-timings.jsonl): wall s (dev score, commit)")
+    for n in ns:
+        cells = []
+        for system in ("fit", "setfit"):
+            r = newest.get((n, system))
+            if r is not None:
+                score = r.get("accuracy", r.get("spearmanr", float("nan")))
+                cells.append(f"{system} {r['wall_s']:.0f} s ({score:.3f}, {r['commit'].split()[0]})")
+        if cells:
+            print(f"{n:>5}  " + "   ".join(cells))
+
+
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
     """P(the exact one-sided binomial test of n trials against 0.5 rejects at `alpha`) when each is right at `rate`."""
     from scipy.stats import binom
@@ -341,6 +367,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
             print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
+    _print_idle_timings(out, ns, prefix)
     print("\nfit − SetFit on dev, paired over the samples both finished (two-sided paired t test)")
     for n in ns:
         pairs = []

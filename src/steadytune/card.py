@@ -323,11 +323,13 @@ recipe: {changed}. Wall time {t.get("wall_s", 0):.1f} s (training {t.get("train_
 
 def fit_card(result: Any) -> str:
     """The model card of `steadytune fit`'s chosen model (`result` a `steadytune.fitting.FitResult`)."""
+    from .probe import PROBE_FAMILIES
+
     config, data, metric = result.config, result.data, result.metric
     dataset = dataset_ref(config, data)
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
-    probe = chosen.get("family") in ("probe", "contrastive")  # `steadytune.probe.ProbeModel` folders
+    probe = chosen.get("family") in PROBE_FAMILIES  # `steadytune.probe.ProbeModel` folders
     judged = result.judgement or {}
     small = judged.get("split") == "cross-validated"
     cv = chosen.get("cv") or {}
@@ -354,7 +356,8 @@ def fit_card(result: Any) -> str:
     what = _probe_text(chosen, config) if probe else (
         f"This model is {_base_link(config['model'])} fine-tuned by `steadytune fit`: the best-validation checkpoint "
         "of the chosen candidate.")  # fmt: skip
-    how = {"probe": "probed", "contrastive": "tuned contrastively"}.get(chosen.get("family"), "fine-tuned")
+    how = {"probe": "probed", "contrastive": "tuned contrastively",
+           "lp-ft": "linear-probed then fine-tuned"}.get(chosen.get("family"), "fine-tuned")  # fmt: skip
     body = f"""# {data["name"]} {how} from {model_label(config["model"])} with steadytune `fit`
 
 **{headline}.** {result.verdict}.{corrected}
@@ -452,8 +455,15 @@ candidate to the end). steadytune {result.version}."""
 def _small_compute(result: Any) -> str:
     return f"""## Compute
 
-{result.steps} contrastive pair steps (cross-validation folds and the delivered model) and no fine-tuning steps.
-steadytune {result.version}."""
+{_family_steps(result)} (cross-validation folds and the delivered model). steadytune {result.version}."""
+
+
+def _family_steps(result: Any) -> str:
+    """A small file's training steps by family, in words: "3200 contrastive pair steps and 300 LP-FT steps"."""
+    words = {"contrastive": "contrastive pair steps", "lp-ft": "LP-FT steps"}
+    counts = {f: sum(c.get("steps", 0) for c in result.candidates if c.get("family") == f) for f in words}
+    said = [f"{n} {words[f]}" for f, n in counts.items() if n]
+    return " and ".join(said) if said else "no training steps: the probe alone"
 
 
 _SMALL = """
@@ -473,7 +483,13 @@ def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
         if cv
         else f"chosen by {info.get('folds', '')}-fold cross-validation on the training rows"
     )
-    if chosen.get("family") == "contrastive":
+    if chosen.get("family") == "lp-ft":
+        encoder = (f"{_base_link(config['model'])} **fine-tuned together with its head** (LP-FT: the head below "
+                   f"was fitted on the frozen encoder's features first, then both were trained for "
+                   f"{info.get('epochs', '?')} epochs, batch {info.get('batch_size', '?')}, learning rate "
+                   f"{info.get('lr', float('nan')):g}, bias-corrected AdamW)")  # fmt: skip
+        family = "LP-FT"
+    elif chosen.get("family") == "contrastive":
         encoder = (f"{_base_link(config['model'])} **tuned contrastively** (SetFit's first stage: "
                    f"{info.get('pairs', '?')} pairs drawn from the labels, {info.get('iterations', '?')} rounds, "
                    f"batch {info.get('batch_size', '?')}, learning rate {info.get('lr', float('nan')):g}, cosine "

@@ -142,11 +142,7 @@ def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooli
     finally:
         base.eval()
         if kept is not None:
-            full = restore_rows(base, kept)
-            with torch.no_grad():
-                left_out = torch.ones(full.num_embeddings, dtype=torch.bool, device=full.weight.device)
-                left_out[kept.token_ids.to(full.weight.device)] = False
-                full.weight[left_out] *= decayed
+            restore_rows(base, kept, left_out_scale=decayed)
     return losses
 
 

@@ -167,8 +167,8 @@ def _linear(head: Any) -> tuple[np.ndarray, np.ndarray, Any]:
 ENCODER_DIR = "encoder"
 HEAD_FILE = "probe_head.safetensors"
 # The fit families whose models are such folders (steadytune.json's "family"): the probe's encoder is the pre-trained
-# one, the contrastive family's is tuned (`steadytune.contrastive`).
-PROBE_FAMILIES = ("probe", "contrastive")
+# one, the contrastive family's is tuned (`steadytune.contrastive`), LP-FT's with its head (`steadytune.lpft`).
+PROBE_FAMILIES = ("probe", "contrastive", "lp-ft")
 
 
 class ProbeModel(torch.nn.Module):

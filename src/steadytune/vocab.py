@@ -84,10 +84,18 @@ def reachable_rows(model: nn.Module, token_ids: Sequence[int] | np.ndarray) -> R
     return rows
 
 
-def restore_rows(model: nn.Module, rows: RowsEmbedding) -> nn.Embedding:
-    """Put the original embedding back into `model`, with `rows`' trained rows written into it, and return it."""
+def restore_rows(model: nn.Module, rows: RowsEmbedding, *, left_out_scale: float = 1.0) -> nn.Embedding:
+    """Put the original embedding back into `model`, with `rows`' trained rows written into it, and return it.
+
+    `left_out_scale` multiplies every other row: what decoupled weight decay alone would have done to them, the
+    product of (1 − lr_t·λ) over the steps taken (AdamW from zero moments moves a row with zero gradient by its
+    decay and nothing else); 1 for an optimizer without decoupled decay."""
     (full,) = rows._full
     with torch.no_grad():
+        if left_out_scale != 1.0:
+            left_out = torch.ones(full.num_embeddings, dtype=torch.bool, device=full.weight.device)
+            left_out[rows.token_ids.to(full.weight.device)] = False
+            full.weight[left_out] *= left_out_scale
         full.weight[rows.token_ids.to(full.weight.device)] = rows.weight.to(full.weight.dtype)
     model.set_input_embeddings(full)
     return full

@@ -72,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare candidate families (--families): a probe (the frozen encoder's features and a linear "
         "head), a contrastive model (SetFit's two stages) and --candidates fine-tuning (seed, learning rate) pairs, "
         "judged at --check-at fractions of the budget with the best --keep continued to the end; save the best on "
-        "validation to <out>/model with a model card. A small file (under 30 test rows) gets the probe and the "
-        "contrastive family alone, each cross-validated over every row. Exit 0: the chosen model beats every "
-        "constant predictor by more than chance on the test rows, which took part in no choice (a small file: in "
-        "its family's test of its cross-validated score, corrected for the choice among families); 1: it does not; "
-        "2: bad input. Rerunning the same command resumes a killed fit, or re-judges a finished one without "
-        "training.",
+        "validation to <out>/model with a model card. A small file (under 30 test rows) gets the probe, the "
+        "contrastive and the lp-ft family alone, each cross-validated over every row. Exit 0: the chosen model "
+        "beats every constant predictor by more than chance on the test rows, which took part in no choice (a small "
+        "file: in its family's test of its cross-validated score, corrected for the choice among families); 1: it "
+        "does not; 2: bad input. Rerunning the same command resumes a killed fit, or re-judges a finished one "
+        "without training.",
     )
     add_config_arguments(p, skip=frozenset({"save_model", "init_seed"}))
     fit = group(p, "fit")
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="candidate families to compare: probe (the frozen encoder's features and a "
                           "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
                           "tuned on pairs from the labels, then the probe's head; classification only: minutes), "
-                          "finetune (the --candidates search); default: all three")  # fmt: skip
+                          "lp-ft (the probe's head, then the encoder and head fine-tuned together: minutes), "
+                          "finetune (the --candidates search); default: probe,contrastive,finetune")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

@@ -224,14 +224,17 @@ def fit_table(result) -> str:
     base = result.baselines["test"]
     judged = getattr(result, "judgement", None) or {}
     pair_steps = sum(c.get("steps", 0) for c in result.candidates if c.get("family") == "contrastive")
+    lpft_steps = sum(c.get("steps", 0) for c in result.candidates if c.get("family") == "lp-ft")
     if result.full_steps:
-        steps = result.steps - pair_steps
+        steps = result.steps - pair_steps - lpft_steps
         compute = (f"compute: {steps} training steps ({steps / result.full_steps:.0%} of running every fine-tuning "
                    "candidate to the end)")  # fmt: skip
     else:
         compute = "compute: no fine-tuning steps"
     if pair_steps:
         compute += f"; {pair_steps} contrastive pair steps"
+    if lpft_steps:
+        compute += f"; {lpft_steps} LP-FT steps"
     if judged.get("split") == "cross-validated":  # a small file: the scores above are cross-validated over every row
         choice = f"cross-validated {m} of the choice: {fmt((result.test or {}).get(m))} over {judged['n']} rows"
     else:

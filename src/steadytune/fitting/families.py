@@ -41,10 +41,13 @@ from ..record import library_versions
 
 __all__ = [
     "CONTRASTIVE",
+    "LPFT",
     "PROBE",
     "SMALL_TEST_ROWS",
     "contrastive_steps",
+    "family_steps",
     "run_contrastive",
+    "run_lpft",
     "run_probe",
     "small_file",
 ]
@@ -52,6 +55,7 @@ __all__ = [
 # The probe's and the contrastive candidate's names (their stage keys in the store are NAME + "@end").
 PROBE = "probe"
 CONTRASTIVE = "contrastive"
+LPFT = "lp-ft"
 # A small file: its held-out test split has fewer rows than this. With 30 rows a model right on 75% of them is
 # told from a balanced coin (binomial p < 0.05 needs 20 of 30) 4 times in 5; with the 7 test rows of a 64-row file
 # only a model right on all 7 passes. Below it, the probe is judged by cross-validation over every row instead.
@@ -68,6 +72,10 @@ SMALL_C = 0.01
 # 2, not the probe's 5, because each fold retrains the encoder (64 rows: 80 pair steps of ~0.4 s on 2 cores a fold,
 # against 160 for the delivered model). Fewer training rows per fold make its estimate pessimistic, never optimistic.
 COMPARE_FOLDS = 2
+# A feature whose scale is below this share of the median feature's is rounding noise, not signal
+# (`_without_dead_features`): float32 holds about 7 significant digits, so a coordinate a millionth as variable as
+# its neighbours sits below the resolution of the vector it belongs to.
+DEAD_FEATURE = 1e-6
 
 
 def small_file(data: TaskData) -> bool:
@@ -87,7 +95,7 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
     p-value accounts for the whole fitting), and the delivered head is fitted on all rows. The record's `cv` holds
     the test (and `compare`, the score on the `COMPARE_FOLDS` folds the families share); its validation and test
     scores are the cross-validated ones."""
-    from ..probe import embed, fit_head
+    from ..probe import ProbeModel, embed, fit_head
 
     started = time.perf_counter()
     regression = data.num_labels == 1
@@ -101,8 +109,7 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
     if small:
         x, y = np.concatenate(list(features.values())), np.concatenate(list(labels.values()))
         head, cv = _cross_validated(x, y, metric, regression=regression, num_labels=data.num_labels, seed=config.seed)
-        if not regression:
-            cv["compare"] = _fold_score(x, y, metric, num_labels=data.num_labels, seed=config.seed)
+        cv["compare"] = _fold_score(x, y, metric, num_labels=data.num_labels, seed=config.seed)
         scores = {"validation": cv["scores"], "test": cv.pop("scores")}
         chosen = {"alpha": 1 / SMALL_C} if regression else {"C": SMALL_C}
     else:
@@ -111,7 +118,8 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
         scores = {name: compute_metrics(head.predict(features[name]), labels[name], num_labels=data.num_labels)
                   for name in ("validation", "test")}  # fmt: skip
         chosen = {"C": float(head.C_[0])} if not regression else {"alpha": float(head.alpha_)}
-    _save(out, PROBE, encoder, tokenizer, pooling, head, config, data, metric)
+    model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
+    _save(out, PROBE, model, tokenizer, config, data, metric)
     folds = cv["folds"] if cv else "leave-one-out" if regression else head.cv.get_n_splits()
     return _record(PROBE, config, data, metric, test_base, scores, time.perf_counter() - started,
                    probe={"pooling": pooling.source, "head": _head_name(head), **chosen, "folds": folds},
@@ -131,8 +139,7 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
     from ..contrastive import ContrastiveSettings, train_contrastive
     from ..models import resolve_device
     from ..precision import resolve_precision
-    from ..probe import embed, fit_head
-    from ..verdict import learned
+    from ..probe import ProbeModel, embed, fit_head
 
     if data.num_labels == 1:
         raise ValueError("the contrastive family needs classes: SetFit's pairs have no regression form")
@@ -163,22 +170,7 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
             fold_steps += len(fold_losses)
             head = _small_head(regression=False).fit(features(encoder, every.select(inside)), y[inside])
             predicted[outside] = head.predict(features(encoder, every.select(outside)))
-        cross = compute_metrics(predicted, y, num_labels=data.num_labels)
-        base = constant_baseline(y, num_labels=data.num_labels, metric=metric)
-        counts = np.bincount(y, minlength=data.num_labels)
-        judged = learned(
-            cross,
-            base,
-            n=len(y),
-            num_labels=data.num_labels,
-            majority_rate=counts.max() / len(y),
-            positives=int(counts[1]) if data.num_labels == 2 else None,
-            split="cross-validated",
-        )
-        score = cross.get(metric)
-        cv = {"metric": metric, "score": -np.inf if score is None else float(score), "p": judged.p,
-              "folds": COMPARE_FOLDS, "rows": len(y), "test": f"{judged.test} (out-of-fold predictions)"}  # fmt: skip
-        cv["compare"] = cv["score"]
+        cross, cv = _out_of_fold(predicted, y, data, metric)
         encoder, losses = tuned(every, config.seed)
         head = _small_head(regression=False).fit(features(encoder, every), y)
         scores = {"validation": cross, "test": cross}
@@ -195,7 +187,8 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
     if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
         scores = {"validation": None, "test": None}
     else:
-        _save(out, CONTRASTIVE, encoder, tokenizer, pooling, head, config, data, metric, family=CONTRASTIVE)
+        model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
+        _save(out, CONTRASTIVE, model, tokenizer, config, data, metric)
     return _record(CONTRASTIVE, config, data, metric, test_base, scores, time.perf_counter() - started,
                    diverged=diverged, steps=fold_steps + len(losses), curve=[{"step": i + 1, "loss": x} for i, x in
                                                                 enumerate(losses)],
@@ -203,6 +196,96 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
                           "pairs": 2 * settings.iterations * len(data.train if not small else _all_rows(data)),
                           "iterations": settings.iterations, "batch_size": settings.batch_size, "lr": settings.lr},
                    cv=cv)  # fmt: skip
+
+
+def run_lpft(config: TrainConfig, data: TaskData, *, metric: str, test_base: Baseline, out: Path,
+             small: bool = False, step_done: Any = None) -> dict[str, Any]:  # fmt: skip
+    """The LP-FT candidate (`steadytune.lpft`): the probe's head fitted on the frozen encoder's features of the
+    training split, then the encoder and that head fine-tuned together; scored, saved and recorded as
+    `run_contrastive` does, with `"family": "lp-ft"`. Classification and regression alike.
+
+    `small`: every row counts, as in `run_contrastive`: the whole procedure (the fixed `SMALL_C` head, then the
+    fine-tuning) is cross-validated on the `COMPARE_FOLDS` folds and its out-of-fold predictions judged; the
+    delivered model is fitted on all rows. `step_done(steps)` counts fine-tuning steps."""
+    from ..lpft import LpftSettings, train_lpft
+    from ..models import resolve_device
+    from ..precision import resolve_precision
+    from ..probe import ProbeModel, embed, fit_head
+
+    started = time.perf_counter()
+    regression = data.num_labels == 1
+    pristine, tokenizer, pooling = _encoder(config)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.recipe.precision, device)
+    settings = LpftSettings()
+
+    def features(encoder: Any, split: Any) -> np.ndarray:
+        return embed(encoder, tokenizer, split, pooling, max_length=config.max_length,
+                     batch_size=config.eval_batch_size, device=device)  # fmt: skip
+
+    def tuned(split: Any, seed: int, *, fixed_head: bool) -> tuple[Any, Any, list[float]]:
+        encoder = copy.deepcopy(pristine).to(device)
+        x, y = features(encoder, split), np.asarray(split.labels)
+        head = (_small_head(regression=regression).fit(x, y) if fixed_head
+                else fit_head(x, y, regression=regression, seed=seed))  # fmt: skip
+        start = _without_dead_features(head) if fixed_head else head
+        model = ProbeModel.from_head(encoder, pooling, start, num_labels=data.num_labels, label_names=data.label_names)
+        losses = train_lpft(model, tokenizer, split, seed=seed, settings=settings, max_length=config.max_length,
+                            device=device, precision=precision, fast_path=config.fast_path,
+                            step_done=None if step_done is None else lambda *_: step_done(1))  # fmt: skip
+        return model, head, losses
+
+    def predict(model: Any, split: Any) -> np.ndarray:
+        logits = features(model.encoder, split) @ model.weight.double().cpu().numpy().T
+        logits += model.bias.double().cpu().numpy()
+        return logits[:, 0] if regression else logits.argmax(axis=1)
+
+    if small:
+        every = _all_rows(data)
+        y = np.asarray(every.labels)
+        predicted, fold_steps = np.zeros(len(y), dtype=np.float64 if regression else np.int64), 0
+        for k, (inside, outside) in enumerate(_compare_folds(y, config.seed, regression=regression)):
+            model, _, fold_losses = tuned(every.select(inside), config.seed + 1 + k, fixed_head=True)
+            fold_steps += len(fold_losses)
+            predicted[outside] = predict(model, every.select(outside))
+        cross, cv = _out_of_fold(predicted, y, data, metric)
+        model, head, losses = tuned(every, config.seed, fixed_head=True)
+        scores = {"validation": cross, "test": cross}
+        chosen = {"alpha": 1 / SMALL_C} if regression else {"C": SMALL_C}
+    else:
+        cv, fold_steps = None, 0
+        model, head, losses = tuned(data.train, config.seed, fixed_head=False)
+        scores = {name: compute_metrics(predict(model, getattr(data, name)), np.asarray(getattr(data, name).labels),
+                                        num_labels=data.num_labels) for name in ("validation", "test")}  # fmt: skip
+        chosen = {"alpha": float(head.alpha_)} if regression else {"C": float(head.C_[0])}
+    diverged = not losses or not np.isfinite(losses[-1])
+    if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
+        scores = {"validation": None, "test": None}
+    else:
+        _save(out, LPFT, model, tokenizer, config, data, metric)
+    return _record(LPFT, config, data, metric, test_base, scores, time.perf_counter() - started,
+                   diverged=diverged, steps=fold_steps + len(losses), curve=[{"step": i + 1, "loss": x} for i, x in
+                                                                enumerate(losses)],
+                   probe={"pooling": pooling.source, "head": _head_name(head), **chosen, "lr": settings.lr,
+                          "epochs": settings.epochs, "batch_size": settings.batch_size},
+                   cv=cv)  # fmt: skip
+
+
+def family_steps(name: str, data: TaskData, *, small: bool, seed: int) -> int:
+    """The training steps the `name` family's candidate takes (its progress bar's length): pair steps (contrastive)
+    or fine-tuning steps (lp-ft), the cross-validation folds' included on a small file; 0 for the probe."""
+    if name == CONTRASTIVE:
+        return contrastive_steps(data, small=small, seed=seed)
+    if name != LPFT:
+        return 0
+    from ..lpft import lpft_steps
+
+    if not small:
+        return lpft_steps(len(data.train))
+    y = np.asarray(_all_rows(data).labels)
+    return sum(
+        lpft_steps(len(inside)) for inside, _ in _compare_folds(y, seed, regression=data.num_labels == 1)
+    ) + lpft_steps(len(y))
 
 
 def contrastive_steps(data: TaskData, *, small: bool, seed: int) -> int:
@@ -231,19 +314,19 @@ def _encoder(config: TrainConfig) -> tuple[Any, Any, Any]:
     return encoder, tokenizer, pooling_of(resolve_model(config.model), encoder)
 
 
-def _save(out: Path, name: str, encoder: Any, tokenizer: Any, pooling: Any, head: Any, config: TrainConfig,
-          data: TaskData, metric: str, *, family: str = PROBE) -> None:  # fmt: skip
-    """The candidate's model folder, `<out>/candidates/<name>/run/model` (`ProbeModel.save`), replaced whole."""
+def _save(out: Path, name: str, model: Any, tokenizer: Any, config: TrainConfig, data: TaskData,
+          metric: str) -> None:  # fmt: skip
+    """The `name` family's model (a `ProbeModel`) in its candidate folder, `<out>/candidates/<name>/run/model`
+    (`ProbeModel.save`), replaced whole; steadytune.json's "family" is `name`."""
     from ..models import quiet_transformers
-    from ..probe import ENCODER_DIR, ProbeModel
+    from ..probe import ENCODER_DIR
 
-    model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
     with atomic_folder(out / "candidates" / name / "run" / "model") as tmp, quiet_transformers():
         model.save(tmp)
         tokenizer.save_pretrained(tmp / ENCODER_DIR)
         (tmp / "steadytune.json").write_text(to_json({
             "text_columns": data.summary()["text_columns"], "label_names": data.label_names,
-            "max_length": config.max_length, "metric": metric, **model.meta(), "family": family,
+            "max_length": config.max_length, "metric": metric, **model.meta(), "family": name,
         }))  # fmt: skip
 
 
@@ -303,22 +386,64 @@ def _small_head(*, regression: bool) -> Any:
     return make_pipeline(StandardScaler(), last)
 
 
-def _compare_folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The `COMPARE_FOLDS` stratified folds a small file's families are compared on."""
-    from sklearn.model_selection import StratifiedKFold
+def _without_dead_features(head: Any) -> Any:
+    """A copy of a standardised head (`_small_head`) with no weight on the features that hardly vary: their scale
+    below `DEAD_FEATURE` times the median feature's. Standardising lifts such a feature's rounding noise to unit
+    variance, and folding the scaling into the head divides its weight by that scale (all-MiniLM-L6-v2's normalised
+    mean-pooled features have three: scales 1.6e-33, 2.0e-33 and 4.9e-9 against a median of 0.05, so 1e31 weights).
+    Predicting through them is exact enough, but fine-tuning is not: their gradients flood the clipped norm and no
+    other weight moves. Their share of the logits is noise, so LP-FT starts without it."""
+    head = copy.deepcopy(head)
+    scale, last = head.steps[0][1].scale_, head.steps[-1][1]
+    dead = scale < DEAD_FEATURE * np.median(scale)
+    last.coef_[..., dead] = 0.0
+    return head
 
-    return list(StratifiedKFold(COMPARE_FOLDS, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+def _compare_folds(y: np.ndarray, seed: int, *, regression: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The `COMPARE_FOLDS` folds a small file's families are compared on (stratified by class)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    folds = (KFold if regression else StratifiedKFold)(COMPARE_FOLDS, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(y)), y))
+
+
+def _out_of_fold(predicted: np.ndarray, y: np.ndarray, data: TaskData,
+                 metric: str) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """The scores of a small file's out-of-fold predictions (each row predicted by a model that never saw it), and
+    their test as the record's `cv` (`steadytune.verdict.learned`: the exact binomial or Fisher test, or the t test
+    of a correlation, of those rows against their best constant predictor)."""
+    from ..verdict import learned
+
+    cross = compute_metrics(predicted, y, num_labels=data.num_labels)
+    base = constant_baseline(y, num_labels=data.num_labels, metric=metric)
+    counts = np.bincount(y, minlength=data.num_labels) if data.num_labels > 1 else None
+    judged = learned(
+        cross,
+        base,
+        n=len(y),
+        num_labels=data.num_labels,
+        majority_rate=None if counts is None else counts.max() / len(y),
+        positives=int(counts[1]) if data.num_labels == 2 else None,
+        split="cross-validated",
+    )
+    score = cross.get(metric)
+    cv = {"metric": metric, "score": -np.inf if score is None else float(score), "p": judged.p,
+          "folds": COMPARE_FOLDS, "rows": len(y), "test": f"{judged.test} (out-of-fold predictions)"}  # fmt: skip
+    cv["compare"] = cv["score"]
+    return cross, cv
 
 
 def _fold_score(x: np.ndarray, y: np.ndarray, metric: str, *, num_labels: int, seed: int) -> float:
     """The small head's cross-validated `metric` on the shared `_compare_folds`."""
     import warnings
 
+    regression = num_labels == 1
     predicted = np.empty_like(y)
-    for inside, outside in _compare_folds(y, seed):
+    for inside, outside in _compare_folds(y, seed, regression=regression):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            predicted[outside] = _small_head(regression=False).fit(x[inside], y[inside]).predict(x[outside])
+            predicted[outside] = _small_head(regression=regression).fit(x[inside], y[inside]).predict(x[outside])
     value = compute_metrics(predicted, y, num_labels=num_labels).get(metric)
     return -np.inf if value is None else float(value)
 

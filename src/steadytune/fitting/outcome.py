@@ -121,9 +121,9 @@ def judge(scores: dict[str, float] | None, baseline: Baseline, data: TaskData, *
 
 def cross_validated_verdict(cv: dict[str, Any], data: TaskData, *, compared: int = 1) -> Verdict:
     """The small-file verdict: the chosen family's own test of its score cross-validated over every row (the probe:
-    a permutation test; the contrastive family: the exact test of its out-of-fold predictions), at `ALPHA` divided
-    by the `compared` families it was chosen among (Bonferroni: whichever is chosen, the chance that any of them
-    passes by luck is at most `ALPHA`); the score also has to beat the best constant predictor of those rows."""
+    a permutation test; the contrastive and LP-FT families: the test of their out-of-fold predictions), at `ALPHA`
+    divided by the `compared` families it was chosen among (Bonferroni: whichever is chosen, the chance that any of
+    them passes by luck is at most `ALPHA`); the score also has to beat the best constant predictor of those rows."""
     labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
     base = constant_baseline(labels, num_labels=data.num_labels, metric=cv["metric"])
     alpha = ALPHA / compared
@@ -178,7 +178,7 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
         test = chosen.record["best"]["test"]
         kinds = _kinds(candidates)
         cv = chosen.record.get("cv")
-        if cv is not None:  # a small file: every row, cross-validated (`families.run_probe`, `run_contrastive`)
+        if cv is not None:  # a small file: every row, cross-validated (`families.run_probe`, `run_contrastive`, ...)
             judged = cross_validated_verdict(cv, data, compared=len(cross))
         else:
             judged = judge(test, test_base, data, n_candidates=len(candidates), kinds=kinds)
@@ -215,10 +215,11 @@ def _remove_candidate_models(out: Path, *, keep: str | None) -> None:
 def _kinds(candidates: list[Candidate]) -> str:
     """The candidates by family in words, " (a probe, a contrastive model and 9 fine-tuning runs)", when there are
     several families; empty otherwise."""
-    counts = {f: sum(c.family == f for c in candidates) for f in ("probe", "contrastive", "finetune")}
+    counts = {f: sum(c.family == f for c in candidates) for f in ("probe", "contrastive", "lp-ft", "finetune")}
     if sum(bool(n) for n in counts.values()) < 2:
         return ""
     words = [w for w in ("a probe" if counts["probe"] else "", "a contrastive model" if counts["contrastive"] else "",
+                         "an LP-FT model" if counts["lp-ft"] else "",
                          f"{counts['finetune']} fine-tuning runs" if counts["finetune"] else "") if w]  # fmt: skip
     return f" ({', '.join(words[:-1])} and {words[-1]})"
 

@@ -63,7 +63,7 @@ from ..study.grid import Trial, config_data
 from ..study.progress import StepBar, accepts_steps
 from ..study.store import Store
 from ..tracking import require
-from .families import CONTRASTIVE, PROBE, contrastive_steps, run_contrastive, run_probe, small_file
+from .families import CONTRASTIVE, LPFT, PROBE, family_steps, run_contrastive, run_lpft, run_probe, small_file
 from .outcome import FitResult, _check_verdict_possible, conclude
 from .settings import Candidate, FitSettings, _candidates, resolve
 
@@ -119,7 +119,8 @@ def fit(
     # split must be able to show a model right on every row, or the verdict could only be no.
     own_test = config.test_file is not None or config.dataset is not None
     # The families that run besides fine-tuning: the contrastive one needs classes (SetFit has no regression form).
-    extra = [f for f in (PROBE, CONTRASTIVE) if f in settings.families and (f != CONTRASTIVE or data.num_labels > 1)]
+    extra = [f for f in (PROBE, CONTRASTIVE, LPFT)
+             if f in settings.families and (f != CONTRASTIVE or data.num_labels > 1)]  # fmt: skip
     if settings.families == (CONTRASTIVE,) and not extra:
         raise UserInputError("the contrastive family needs a classification task (SetFit's pairs have no regression "
                              "form); for this regression task use --families probe,finetune")  # fmt: skip
@@ -135,7 +136,7 @@ def fit(
     recipes |= {name + "@end": config for name in extra}
     store.claim(_identity(config, settings, data), recipes, [data.name], new=new)
     try:
-        # Before fine-tuning: the probe takes seconds and the contrastive family minutes at most, and a fit that is
+        # Before fine-tuning: the probe takes seconds and the other families minutes at most, and a fit that is
         # stopped later keeps them.
         for i, name in enumerate(extra):
             family = _family(name, config, data, metric, test_base, out, store, executor, small=small,
@@ -163,8 +164,8 @@ def fit(
 
 
 def _track(name: str, config: TrainConfig, data: TaskData, metric: str, record: dict[str, Any]) -> None:
-    """A probe or contrastive candidate as one tracker run (`config.report_to`, in the fit's folder), as each
-    fine-tuning candidate is one: its pair-step losses (contrastive) and its final metrics, named `<data>/<family>`."""
+    """A probe, contrastive or LP-FT candidate as one tracker run (`config.report_to`, in the fit's folder), as each
+    fine-tuning candidate is one: its step losses (contrastive, lp-ft) and final metrics, named `<data>/<family>`."""
     if config.report_to == "none":
         return
     from ..tracking import open_tracker
@@ -179,8 +180,8 @@ def _track(name: str, config: TrainConfig, data: TaskData, metric: str, record: 
 
 def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_base: Baseline, out: Path,
             store: Store, executor: Executor | None, *, small: bool, progress: bool) -> Candidate:  # fmt: skip
-    """The probe or contrastive candidate: its stored record, else run now (`families.run_probe`,
-    `families.run_contrastive`) and stored."""
+    """The probe, contrastive or LP-FT candidate: its stored record, else run now (`families.run_probe`,
+    `families.run_contrastive`, `families.run_lpft`) and stored."""
     key = (data.name, name + "@end", config.seed)
     record = store.records().get(key)
     if record is None:
@@ -189,7 +190,7 @@ def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_ba
         if name == PROBE:
             record = run_probe(config, data, metric=metric, test_base=test_base, out=out, small=small)
         else:
-            total = contrastive_steps(data, small=small, seed=config.seed)
+            total = family_steps(name, data, small=small, seed=config.seed)
             bar, trial, done = (
                 StepBar(total, total_trials=1, unit=name, enable=progress),
                 SimpleNamespace(key=name),
@@ -202,8 +203,9 @@ def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_ba
                 bar.steps(trial, done[0])
 
             try:
-                record = run_contrastive(config, data, metric=metric, test_base=test_base, out=out, small=small,
-                                         step_done=step_done)  # fmt: skip
+                run = run_contrastive if name == CONTRASTIVE else run_lpft
+                record = run(config, data, metric=metric, test_base=test_base, out=out, small=small,
+                             step_done=step_done)  # fmt: skip
                 bar.finished(trial)
             finally:
                 bar.close()

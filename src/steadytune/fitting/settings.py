@@ -15,11 +15,21 @@ from ..errors import UserInputError
 from ..recipes import WIDE_ENCODER, Recipe
 from ..recipes import help_field as _help
 
-# The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe and the contrastive
-# family, `search` the fine-tuning candidates). All three by default: docs/results/small-data.
-FAMILIES = ("probe", "contrastive", "finetune")
+# The families `FitSettings.families` may name (`steadytune.fitting.families` runs the probe, the contrastive and the
+# LP-FT family, `search` the fine-tuning candidates), and those fit compares by default: docs/results/small-data.
+FAMILIES = ("probe", "contrastive", "lp-ft", "finetune")
+DEFAULT_FAMILIES = ("probe", "contrastive", "finetune")
 
-__all__ = ["FAMILIES", "MAX_CANDIDATES", "Candidate", "FitSettings", "candidate_configs", "default_lrs", "resolve"]
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "FAMILIES",
+    "MAX_CANDIDATES",
+    "Candidate",
+    "FitSettings",
+    "candidate_configs",
+    "default_lrs",
+    "resolve",
+]
 
 # A fit's candidates each keep a checkpoint of their whole training state (10-12 bytes a parameter: 240 MB for
 # all-MiniLM-L6-v2) and a stage record per check; a thousand is already more than a disk and a day hold. More is a
@@ -49,9 +59,9 @@ class FitSettings:
     families: tuple[str, ...] = _help(
         "Candidate families to compare (`steadytune.fitting.families`): probe (the frozen encoder's features and a "
         "cross-validated linear head), contrastive (SetFit's two stages: the encoder tuned on pairs drawn from the "
-        "labels, then the probe's head; classification only), finetune (the successive-halving fine-tuning "
-        "candidates).",
-        FAMILIES,
+        "labels, then the probe's head; classification only), lp-ft (the probe's head, then the encoder and head "
+        "fine-tuned together), finetune (the successive-halving fine-tuning candidates).",
+        DEFAULT_FAMILIES,
     )
 
     def __post_init__(self) -> None:

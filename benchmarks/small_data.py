@@ -13,7 +13,7 @@ of its own as a user would start it (all-MiniLM-L6-v2, the installed `gt-all-min
 - `fit`: `steadytune fit --train-file rows.csv` (its defaults: the probe and fine-tuning families), then `steadytune
   predict` on the delivered model (a fit that says no delivers none: its chosen candidate is scored, so the table
   shows what the no withheld); `fit-finetune`: the same with `--families finetune`, the fine-tuning search alone
-  (fit as 0.9 ran it);
+  (fit as 0.9 ran it); `fit-lpft`: with `--families lp-ft`, the LP-FT family alone (`steadytune.lpft`);
 - `probe`: the encoder frozen, its pooled features (`steadytune.probe.pooling_of`: mean-pooled and normalised for
   this model) and `LogisticRegressionCV` on all n rows (`steadytune.probe.fit_head`);
 - `setfit`: SetFit 1.2.0 (`benchmarks/setfit_run.py`, run by `--setfit-python`, an environment with `setfit`),
@@ -48,12 +48,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit")
+SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft")
 # Systems whose records are kept but no longer run: `train` with 0.10's defaults (adam at lr 2e-5), stored before
 # 0.11 made its default adam+reinit:2 at the encoder's rate (the rerun under today's default is `train`).
 RECORDED_ONLY = ("train-0.10",)
 # Extra flags of the steadytune systems: fit-finetune is fit as 0.9 ran it, fine-tuning candidates alone.
-FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": []}
+FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": [],
+         "fit-lpft": ["--families", "lp-ft"]}  # fmt: skip
 LABELS = {"0": "negative", "1": "positive"}
 ALPHA = 0.05
 
@@ -341,7 +342,7 @@ def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
 
 def _family(chosen: str | None) -> str:
     """The family of fit's chosen candidate: its name for the probe and the contrastive model, else fine-tuning."""
-    return "none" if not chosen else chosen if chosen in ("probe", "contrastive") else "finetune"
+    return "none" if not chosen else chosen if chosen in ("probe", "contrastive", "lp-ft") else "finetune"
 
 
 def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2",

@@ -414,3 +414,31 @@ def test_a_small_file_is_judged_by_cross_validation_over_every_row(tiny_model_di
     head = make_pipeline(StandardScaler(), LogisticRegression(C=SMALL_C, max_iter=5000))
     predicted = cross_val_predict(head, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
     assert result["test"]["accuracy"] == pytest.approx((predicted == y).mean(), abs=1e-12)
+
+
+def test_a_rerun_that_says_no_withdraws_an_earlier_yes(tiny_model_dir, toy_files, tmp_path, capsys, monkeypatch):
+    """A finished yes, re-judged to a no (as a newer verdict could): `<out>/model` and its yes card do not outlive
+    the yes. The model goes back to its candidate's folder (its only copy once the candidates' models were removed),
+    the no line points there, and judged yes again it is delivered once more, the same weights."""
+    from dataclasses import replace
+
+    import steadytune.fitting.outcome as outcome
+
+    out = tmp_path / "fit"
+    argv = [*_argv(tiny_model_dir, toy_files, out), "--json"]
+    assert main(argv) == 0
+    chosen = json.loads(capsys.readouterr().out)["chosen"]
+    weights = (out / "model" / "model.safetensors").read_bytes()
+    real = outcome.judge
+    # the fit's own verdict turns no; the check before training (a perfect model, n_candidates 0) stays as it was
+    monkeypatch.setattr(outcome, "judge", lambda *a, **k: replace(real(*a, **k), yes=k["n_candidates"] == 0))
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert not (out / "model").exists() and not json.loads((out / "fit.json").read_text())["success"]
+    home = out / "candidates" / chosen / "run" / "model"
+    assert (home / "model.safetensors").read_bytes() == weights and not (home / "README.md").exists()
+    assert str(home) in err
+    monkeypatch.undo()
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert (out / "model" / "model.safetensors").read_bytes() == weights and (out / "model" / "README.md").is_file()

@@ -3,7 +3,7 @@
 - `settings`: what is searched (`FitSettings`, the learning rates by encoder width, the candidates);
 - `search`: the successive-halving search over fine-tuning candidates, stage by stage through the study store
   (its docstring gives the procedure and the measurements behind the defaults), and `rejudge`;
-- `families`: the candidates besides fine-tuning (the probe, the contrastive family) and the small-file
+- `families`: the candidates besides fine-tuning (the probe, the contrastive and the LP-FT family) and the small-file
   cross-validation;
 - `outcome`: the pick, the verdict on the test split, `fit.json` and the delivered model.
 """

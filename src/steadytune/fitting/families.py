@@ -8,14 +8,17 @@
   then the probe's head over its features. About a minute of training on 64 rows (160 pair steps); on the same
   SST-2 rows it matched SetFit 1.2.0 (0.742, 0.774, 0.758 against 0.748, 0.788, 0.756 on dev at 64 rows) where
   the probe scored 0.690, 0.712, 0.719. Classification only: SetFit has no regression head, nor does this.
+- `lp-ft`: linear probing, then fine-tuning (`steadytune.lpft`, Kumar et al. 2022): the probe's head fitted on the
+  frozen features, then the encoder and that head trained together. Classification and regression. Not in the
+  default families (`settings.DEFAULT_FAMILIES`); docs/results/small-data measures it beside them.
 - `finetune`: the (seed, learning rate) candidates of the successive-halving search (`search`).
 
-The probe and the contrastive model are one candidate each (`probe`, `contrastive`), stored in the fit's store like
-a finished stage (`probe@end`), so a rerun or `rejudge` reads them instead of computing them again; their models go
-where a candidate's model goes (`<out>/candidates/<name>/run/model`, a `steadytune.probe.ProbeModel` folder, removed
-with the others' when the fit is done: `steadytune.fitting.outcome`). Each is picked, like any candidate, by its
-validation score, and judged by the same verdict on the test split: the family is one more choice the test rows
-took no part in.
+The probe, the contrastive and the LP-FT model are one candidate each (`probe`, `contrastive`, `lp-ft`), stored in the
+fit's store like a finished stage (`probe@end`), so a rerun or `rejudge` reads them instead of computing them again;
+their models go where a candidate's model goes (`<out>/candidates/<name>/run/model`, a `steadytune.probe.ProbeModel`
+folder, removed with the others' when the fit is done: `steadytune.fitting.outcome`). Each is picked, like any
+candidate, by its validation score, and judged by the same verdict on the test split: the family is one more choice the
+test rows took no part in.
 
 On a small file (`small_file`) there is no held-out split worth the name, and every row counts instead: each family
 is scored by cross-validation over all rows with its head fixed in advance (`SMALL_C`), the families are compared on

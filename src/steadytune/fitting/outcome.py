@@ -4,9 +4,9 @@ split (`steadytune.verdict`), and what is written: `<out>/fit.json` and, on a ye
 Then the finished candidates' models (`<out>/candidates/<name>/run/model`, each as large as the model: 88 MB for
 all-MiniLM-L6-v2, two fine-tuned ones, the probe's and the contrastive one by default) are removed, unless
 `keep_candidates`: on a yes `<out>/model` holds the one that counts; on a no the pick's own stays, as the no line
-points at it (`FitResult.why_no`). Their records stay in the store and `candidates/<name>/run`, so a rerun of the
-same command re-judges the fit without training, and a yes is delivered again from `<out>/model`.
-"""
+points at it (`FitResult.why_no`), and a `<out>/model` left by an earlier yes is withdrawn (`_withdraw`). Their records
+stay in the store and `candidates/<name>/run`, so a rerun of the same command re-judges the fit without training, and a
+yes is delivered again from `<out>/model`."""
 
 from __future__ import annotations
 
@@ -205,6 +205,25 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
     return result
 
 
+def _withdraw(out: Path) -> None:
+    """A rerun that says no where an earlier run said yes (a newer verdict, re-judged records): `<out>/model` and its
+    yes card must not outlive the yes. The model goes back to its candidate's folder when that is empty (it is the
+    only copy once the candidates' models were removed; the no line then points at it when it is the pick), else it
+    is removed. Before fit.json is rewritten: a fit killed in between says yes with no model, and its rerun ends
+    here again."""
+    import json
+    import os
+
+    previous = out / "fit.json"
+    named = json.loads(previous.read_text(encoding="utf-8")).get("chosen") if previous.is_file() else None
+    home = out / "candidates" / str(named) / "run" / "model"
+    if named and home.parent.is_dir() and not home.exists():
+        (out / "model" / "README.md").unlink(missing_ok=True)  # the yes card
+        os.replace(out / "model", home)
+    else:
+        shutil.rmtree(out / "model")
+
+
 def _remove_candidate_models(out: Path, *, keep: str | None) -> None:
     """Remove every candidate's model folder but `keep`'s (the module docstring says why); their records stay."""
     for model in (out / "candidates").glob("*/run/model"):
@@ -231,6 +250,8 @@ def _write(out: Path, result: FitResult, chosen: Candidate | None) -> None:
     from ..card import fit_card
     from ..files import atomic_folder, atomic_write_text
 
+    if not result.success and (out / "model").is_dir():
+        _withdraw(out)
     if chosen is not None and result.success:  # a model that failed is no answer: its record and folder stay
         source = out / "candidates" / chosen.name / "run" / "model"
         if not source.is_dir() and (out / "model").is_dir():  # written whole or not at all (`atomic_folder`)

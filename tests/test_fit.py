@@ -332,36 +332,66 @@ def test_keep_checkpoints_keeps_the_dropped_candidates_ones_to_continue_them(tin
     assert kept == {c["name"] for c in result["candidates"] if c["status"] == "dropped"} and len(kept) == 3
 
 
-def test_the_probe_family_delivers_a_model_that_predict_reads_and_pipeline_refuses(tiny_model_dir, toy_files, tmp_path,
-                                                                                  capsys, monkeypatch):  # fmt: skip
+@pytest.mark.parametrize("pooling", ["pooler", "mean"])
+def test_the_probe_family_delivers_a_model_that_predict_reads(pooling, tiny_model_dir, toy_files, tmp_path, capsys,
+                                                              monkeypatch):  # fmt: skip
     """`--families probe`: the frozen encoder's features and a cross-validated head, chosen and judged like any
-    candidate; its folder (encoder/, probe_head.safetensors, steadytune.json) is what `predict` scores the test rows
-    with, to the same accuracy fit.json records; transformers refuses it rather than adding a random head; a rerun
-    reads the stored probe instead of fitting it again."""
+    candidate; its folder is what `predict` scores the test rows with, to the same accuracy fit.json records; a
+    rerun reads the stored probe instead of fitting it again. Over BERT's pooler the folder is a transformers
+    classifier, which `transformers.pipeline` loads and which predicts the same; mean-pooled (a sentence-transformers
+    folder) it is a probe folder (encoder/, probe_head.safetensors, steadytune.json), which transformers refuses
+    rather than adding a random head."""
     import csv
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification, pipeline
 
     import steadytune.fitting.search as search
 
+    encoder = tiny_model_dir
+    if pooling == "mean":
+        encoder = tmp_path / "st"
+        shutil.copytree(tiny_model_dir, encoder)
+        (encoder / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                ]
+            )
+        )
+        (encoder / "1_Pooling").mkdir()
+        (encoder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     out = tmp_path / "fit"
-    argv = [*_argv(tiny_model_dir, toy_files, out)[: -len(FLAGS)], "--families", "probe", "--json", "--quiet"]
+    argv = [*_argv(encoder, toy_files, out)[: -len(FLAGS)], "--families", "probe", "--json", "--quiet"]
     code = main(argv)
     result = json.loads(capsys.readouterr().out)
     assert result["chosen"] == "probe" and result["steps"] == 0 and code == (0 if result["success"] else 1)
     probe = result["candidates"][0]
     assert probe["family"] == "probe" and probe["probe"]["head"] == "LogisticRegressionCV"
+    assert probe["probe"]["format"] == ("transformers" if pooling == "pooler" else "probe")
     model = out / "model" if result["success"] else out / "candidates" / "probe" / "run" / "model"
-    assert json.loads((model / "steadytune.json").read_text())["pooling"] == {"mode": "pooler", "normalize": False}
-    assert {p.name for p in model.iterdir()} >= {"encoder", "probe_head.safetensors", "steadytune.json"}
+    assert json.loads((model / "steadytune.json").read_text())["pooling"] == {"mode": pooling, "normalize": False}
     assert main(["predict", "--model", str(model), "--input", str(toy_files["test"]), "--output",
                  str(tmp_path / "p.csv")]) == 0  # fmt: skip
     with open(tmp_path / "p.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     accuracy = sum(r["prediction"] == r["label"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(result["test"]["accuracy"], abs=1e-12)
-    from transformers import AutoModelForSequenceClassification
-
-    with pytest.raises((OSError, ValueError)):
-        AutoModelForSequenceClassification.from_pretrained(model)
+    if pooling == "pooler":
+        assert (model / "config.json").is_file() and not (model / "encoder").exists()
+        classify = pipeline("text-classification", model=str(model), tokenizer=str(model))
+        labels = [r["label"] for r in classify([r["text"] for r in rows])]
+        assert labels == [r["prediction"] for r in rows]  # the pipeline predicts what steadytune predicts
+    else:
+        assert {p.name for p in model.iterdir()} >= {"encoder", "probe_head.safetensors", "steadytune.json"}
+        with pytest.raises((OSError, ValueError)):
+            AutoModelForSequenceClassification.from_pretrained(model)
+    if result["success"]:
+        card = (model / "README.md").read_text()
+        assert ("`transformers.pipeline`, `steadytune predict` and `steadytune.predict` all load" in card) == (
+            pooling == "pooler"
+        )
     monkeypatch.setattr(search, "run_probe", lambda *a, **k: pytest.fail("the stored probe was fitted again"))
     assert main(argv) == code
     assert json.loads(capsys.readouterr().out)["test"] == result["test"]

@@ -329,7 +329,10 @@ def fit_card(result: Any) -> str:
     dataset = dataset_ref(config, data)
     chosen = next((c for c in result.candidates if c["name"] == result.chosen), None) or {}
     validation = (chosen.get("best") or {}).get("validation")
-    probe = chosen.get("family") in PROBE_FAMILIES  # `steadytune.probe.ProbeModel` folders
+    family = chosen.get("family") in PROBE_FAMILIES  # the probe, contrastive and LP-FT families
+    # their models are `steadytune.probe.ProbeModel` folders, but where they are BERT-style heads over the pooler,
+    # which are saved as transformers classifiers (`steadytune.probe.as_classifier`)
+    probe = family and (chosen.get("probe") or {}).get("format") != "transformers"
     judged = result.judgement or {}
     small = judged.get("split") == "cross-validated"
     cv = chosen.get("cv") or {}
@@ -353,7 +356,7 @@ def fit_card(result: Any) -> str:
                     "No model: the chosen candidate does not beat chance on the test rows")  # fmt: skip
     corrected = f" Corrected for: {judged['corrected_for']}." if judged.get("corrected_for") else ""
     lrs, checks_at = ", ".join(f"{x:g}" for x in s["lrs"]), ", ".join(f"{x:g}" for x in s["check_at"])
-    what = _probe_text(chosen, config) if probe else (
+    what = _probe_text(chosen, config) if family else (
         f"This model is {_base_link(config['model'])} fine-tuned by `steadytune fit`: the best-validation checkpoint "
         "of the chosen candidate.")  # fmt: skip
     how = {"probe": "probed", "contrastive": "tuned contrastively",
@@ -497,14 +500,19 @@ def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
         family = "contrastive"
     else:
         encoder, family = f"{_base_link(config['model'])} **frozen** (its weights as published)", "probe"
+    if info.get("format") == "transformers":
+        folder = ("The head reads the encoder's pooler, as its own sequence-classification class does, so this folder "
+                  "is that class (`config.json`, `model.safetensors`, the tokenizer), which `transformers.pipeline`, "
+                  "`steadytune predict` and `steadytune.predict` all load.")  # fmt: skip
+    else:
+        folder = ("The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers has no class for "
+                  "a head over pooled sentence features, so `transformers.pipeline` cannot load this folder (it "
+                  "refuses: there is no `config.json` at its top); `steadytune predict` and `steadytune.predict` "
+                  "can.")  # fmt: skip
     return (
         f"This model is {encoder}, its sentence "
         f"features ({info.get('pooling', 'pooled')}) and a linear head (scikit-learn `{info.get('head', '')}`, "
-        f"{reg}, {how}): `steadytune "
-        f"fit`'s {family} family. The encoder is in `encoder/`, the head in `probe_head.safetensors`. transformers "
-        "has no class for a head over pooled sentence features, so `transformers.pipeline` cannot load this "
-        "folder (it refuses: there is no `config.json` at its top); `steadytune predict` and "
-        "`steadytune.predict` can."
+        f"{reg}, {how}): `steadytune fit`'s {family} family. {folder}"
     )
 
 

@@ -114,8 +114,11 @@ def _load_saved(model_dir: str | Path, *, allow_pickle: bool = False):
     from transformers import AutoModelForSequenceClassification
 
     model_dir = _fit_model(Path(model_dir))
-    if (model_dir / "steadytune.json").is_file() and _read_meta(model_dir).get("family") in PROBE_FAMILIES:
-        return _load_probe(model_dir, _read_meta(model_dir))  # an encoder, its pooling and a linear head
+    if ((model_dir / "steadytune.json").is_file() and _read_meta(model_dir).get("family") in PROBE_FAMILIES
+            and not (model_dir / "config.json").is_file()):  # fmt: skip
+        # an encoder, its pooling and a linear head (a family's model that is a transformers classifier has a
+        # config.json at the top and loads as one: `steadytune.probe.as_classifier`)
+        return _load_probe(model_dir, _read_meta(model_dir))
     if not model_dir.is_dir() or not (model_dir / "config.json").is_file():
         raise UserInputError(f"not a saved model folder: {model_dir} (expected config.json from --save-model)")
     check_model_folder(model_dir, allow_pickle=allow_pickle)

@@ -34,6 +34,7 @@ __all__ = [
     "PROBE_FAMILIES",
     "Pooling",
     "ProbeModel",
+    "as_classifier",
     "embed",
     "fit_head",
     "pool",
@@ -244,3 +245,46 @@ class ProbeModel(torch.nn.Module):
         head = load_file(str(folder / HEAD_FILE))
         found = Pooling(str(pooling.get("mode", "mean")), bool(pooling.get("normalize", False)), "steadytune.json")
         return cls(encoder, found, head["weight"], head["bias"], label_names).eval()
+
+
+# How close the converted classifier's logits must be to the probe's own on the check batch (float32 forward passes
+# of the same weights, summed in another order: they agree to about 1e-6).
+SAME_LOGITS = 1e-4
+
+
+@torch.no_grad()
+def as_classifier(model: ProbeModel, batch: dict[str, torch.Tensor]) -> Any | None:
+    """`model` as a transformers sequence-classification model, when the encoder's own classification class reads
+    what the probe reads: the pooler's output, not normalised (BERT's classifier is dropout, then one linear layer
+    over it). Then the folder is an ordinary transformers classifier, which `transformers.pipeline` loads. Checked,
+    not assumed: the classifier is built from the encoder's config, given the encoder's weights and the head, and
+    its logits on `batch` (a tokenizer's output) must be the probe's (`SAME_LOGITS`). None where they are not, or
+    where the architecture has no such class or head (RoBERTa's head, for one, reads the [CLS] state, not the
+    pooler; a sentence-transformers model is mean-pooled)."""
+    from transformers import AutoModelForSequenceClassification
+
+    if model.pooling.mode != "pooler" or model.pooling.normalize:
+        return None
+    config = copy.deepcopy(model.config)
+    try:
+        classifier = AutoModelForSequenceClassification.from_config(config)
+    except (ValueError, KeyError):  # no sequence-classification class for this model type
+        return None
+    head = getattr(classifier, "classifier", None)
+    if not isinstance(head, torch.nn.Linear) or head.weight.shape != model.weight.shape:
+        return None
+    try:
+        classifier.base_model.load_state_dict(model.encoder.state_dict())
+    except RuntimeError:  # the classifier's encoder is not this one, key for key
+        return None
+    head.weight.copy_(model.weight)
+    head.bias.copy_(model.bias)
+    classifier.eval()
+    model.eval()
+    device = next(model.encoder.parameters()).device
+    classifier.to(device)
+    batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    ours, theirs = model(**batch).logits, classifier(**batch).logits
+    if ours.shape != theirs.shape or not torch.allclose(ours.float(), theirs.float(), atol=SAME_LOGITS, rtol=0):
+        return None
+    return classifier

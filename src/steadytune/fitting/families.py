@@ -122,10 +122,11 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
                   for name in ("validation", "test")}  # fmt: skip
         chosen = {"C": float(head.C_[0])} if not regression else {"alpha": float(head.alpha_)}
     model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
-    _save(out, PROBE, model, tokenizer, config, data, metric)
+    saved = _save(out, PROBE, model, tokenizer, config, data, metric)
     folds = cv["folds"] if cv else "leave-one-out" if regression else head.cv.get_n_splits()
     return _record(PROBE, config, data, metric, test_base, scores, time.perf_counter() - started,
-                   probe={"pooling": pooling.source, "head": _head_name(head), **chosen, "folds": folds},
+                   probe={"pooling": pooling.source, "head": _head_name(head), **chosen, "folds": folds,
+                          "format": saved},
                    cv=cv)  # fmt: skip
 
 
@@ -187,17 +188,19 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
                   for name in ("validation", "test")}  # fmt: skip
         chosen = {"C": float(head.C_[0])}
     diverged = not losses or not np.isfinite(losses[-1])
+    saved = None
     if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
         scores = {"validation": None, "test": None}
     else:
         model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
-        _save(out, CONTRASTIVE, model, tokenizer, config, data, metric)
+        saved = _save(out, CONTRASTIVE, model, tokenizer, config, data, metric)
     return _record(CONTRASTIVE, config, data, metric, test_base, scores, time.perf_counter() - started,
                    diverged=diverged, steps=fold_steps + len(losses), curve=[{"step": i + 1, "loss": x} for i, x in
                                                                 enumerate(losses)],
                    probe={"pooling": pooling.source, "head": _head_name(head), **chosen,
                           "pairs": 2 * settings.iterations * len(data.train if not small else _all_rows(data)),
-                          "iterations": settings.iterations, "batch_size": settings.batch_size, "lr": settings.lr},
+                          "iterations": settings.iterations, "batch_size": settings.batch_size, "lr": settings.lr,
+                          "format": saved},
                    cv=cv)  # fmt: skip
 
 
@@ -262,15 +265,16 @@ def run_lpft(config: TrainConfig, data: TaskData, *, metric: str, test_base: Bas
                                         num_labels=data.num_labels) for name in ("validation", "test")}  # fmt: skip
         chosen = {"alpha": float(head.alpha_)} if regression else {"C": float(head.C_[0])}
     diverged = not losses or not np.isfinite(losses[-1])
+    saved = None
     if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
         scores = {"validation": None, "test": None}
     else:
-        _save(out, LPFT, model, tokenizer, config, data, metric)
+        saved = _save(out, LPFT, model, tokenizer, config, data, metric)
     return _record(LPFT, config, data, metric, test_base, scores, time.perf_counter() - started,
                    diverged=diverged, steps=fold_steps + len(losses), curve=[{"step": i + 1, "loss": x} for i, x in
                                                                 enumerate(losses)],
                    probe={"pooling": pooling.source, "head": _head_name(head), **chosen, "lr": settings.lr,
-                          "epochs": settings.epochs, "batch_size": settings.batch_size},
+                          "epochs": settings.epochs, "batch_size": settings.batch_size, "format": saved},
                    cv=cv)  # fmt: skip
 
 
@@ -318,19 +322,29 @@ def _encoder(config: TrainConfig) -> tuple[Any, Any, Any]:
 
 
 def _save(out: Path, name: str, model: Any, tokenizer: Any, config: TrainConfig, data: TaskData,
-          metric: str) -> None:  # fmt: skip
-    """The `name` family's model (a `ProbeModel`) in its candidate folder, `<out>/candidates/<name>/run/model`
-    (`ProbeModel.save`), replaced whole; steadytune.json's "family" is `name`."""
+          metric: str) -> str:  # fmt: skip
+    """The `name` family's model (a `ProbeModel`) in its candidate folder, `<out>/candidates/<name>/run/model`,
+    replaced whole; steadytune.json's "family" is `name`. Returns the folder's format: "transformers" where the
+    model is a transformers sequence-classification model (`steadytune.probe.as_classifier`: a head over BERT's
+    pooler), saved as one so that `transformers.pipeline` loads it; else "probe" (`ProbeModel.save`)."""
     from ..models import quiet_transformers
-    from ..probe import ENCODER_DIR
+    from ..probe import ENCODER_DIR, as_classifier
 
+    columns = [list(column[:4]) for column in data.train.texts]  # a few rows to check the conversion on
+    batch = tokenizer(*columns, padding=True, truncation=True, max_length=config.max_length, return_tensors="pt")
+    classifier = as_classifier(model, dict(batch))
     with atomic_folder(out / "candidates" / name / "run" / "model") as tmp, quiet_transformers():
-        model.save(tmp)
-        tokenizer.save_pretrained(tmp / ENCODER_DIR)
+        if classifier is not None:
+            classifier.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        else:
+            model.save(tmp)
+            tokenizer.save_pretrained(tmp / ENCODER_DIR)
         (tmp / "steadytune.json").write_text(to_json({
             "text_columns": data.summary()["text_columns"], "label_names": data.label_names,
             "max_length": config.max_length, "metric": metric, **model.meta(), "family": name,
         }))  # fmt: skip
+    return "probe" if classifier is None else "transformers"
 
 
 def _record(family: str, config: TrainConfig, data: TaskData, metric: str, test_base: Baseline,

@@ -210,3 +210,33 @@ def test_features_that_hardly_vary_get_no_weight_in_the_start():
     z = x @ quiet.weight.double().numpy()[1] + float(quiet.bias[1])
     scaled = (x[:, kept] - head.steps[0][1].mean_[kept]) / head.steps[0][1].scale_[kept]
     assert z == pytest.approx(scaled @ head.steps[-1][1].coef_[0, kept] + head.steps[-1][1].intercept_[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("family", ["lp-ft", "contrastive"])
+@pytest.mark.parametrize("when", ["a fold", "the delivered model"])
+def test_a_family_that_diverges_is_a_recorded_outcome(family, when, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """A small file whose LP-FT or contrastive training ends on a non-finite loss, in a cross-validation fold or in
+    the delivered model: the family is recorded as diverged (no scores, no model), the fit goes on with the probe,
+    and nothing crashes."""
+    import steadytune.contrastive as contrastive
+    import steadytune.lpft as lpft
+
+    module, name = (lpft, "train_lpft") if family == "lp-ft" else (contrastive, "train_contrastive")
+    real, calls = getattr(module, name), []
+
+    def diverging(*args, **kwargs):
+        calls.append(1)
+        losses = real(*args, **kwargs)
+        return [*losses[:3], float("nan")] if when == "a fold" or len(calls) == 3 else losses
+
+    monkeypatch.setattr(module, name, diverging)
+    rows = write_rows(tmp_path / "rows.csv", sentiment_rows(40, seed=5))
+    out = tmp_path / "fit"
+    code = main(_fit(tiny_model_dir, rows, out, "--families", f"probe,{family}"))
+    result = json.loads(capsys.readouterr().out)
+    by_name = {c["name"]: c for c in result["candidates"]}
+    bad = by_name[family]
+    assert bad["status"] == "diverged" and bad["best"]["validation"] is None and bad["failure"]
+    assert len(calls) == (1 if when == "a fold" else 3) and ("cv" in bad) == (when != "a fold")
+    assert result["chosen"] == "probe" and code == (0 if result["success"] else 1)
+    assert not (out / "candidates" / family / "run" / "model").exists()

@@ -165,33 +165,37 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
         return embed(encoder, tokenizer, split, pooling, max_length=config.max_length,
                      batch_size=config.eval_batch_size, device=device)  # fmt: skip
 
+    # what a diverged run records: no head, no scores (each stays so unless its training ends finite)
+    head, scores, cv, fold_steps, chosen = None, {"validation": None, "test": None}, None, 0, {}
     if small:
         every = _all_rows(data)
         y = np.asarray(every.labels)
         predicted, fold_steps = np.empty_like(y), 0
         for k, (inside, outside) in enumerate(_compare_folds(y, config.seed)):
-            encoder, fold_losses = tuned(every.select(inside), config.seed + 1 + k)
-            fold_steps += len(fold_losses)
+            encoder, losses = tuned(every.select(inside), config.seed + 1 + k)
+            if _diverged(losses):  # a fold that diverged: the family did, and nothing more is trained
+                break
+            fold_steps += len(losses)
             head = _small_head(regression=False).fit(features(encoder, every.select(inside)), y[inside])
             predicted[outside] = head.predict(features(encoder, every.select(outside)))
-        cross, cv = _out_of_fold(predicted, y, data, metric)
-        encoder, losses = tuned(every, config.seed)
-        head = _small_head(regression=False).fit(features(encoder, every), y)
-        scores = {"validation": cross, "test": cross}
+        else:
+            cross, cv = _out_of_fold(predicted, y, data, metric)
+            encoder, losses = tuned(every, config.seed)
+            if not _diverged(losses):
+                head = _small_head(regression=False).fit(features(encoder, every), y)
+                scores = {"validation": cross, "test": cross}
         chosen = {"C": SMALL_C}
     else:
-        cv, fold_steps = None, 0
         encoder, losses = tuned(data.train, config.seed)
-        head = fit_head(features(encoder, data.train), np.asarray(data.train.labels), seed=config.seed)
-        scores = {name: compute_metrics(head.predict(features(encoder, getattr(data, name))),
-                                        np.asarray(getattr(data, name).labels), num_labels=data.num_labels)
-                  for name in ("validation", "test")}  # fmt: skip
-        chosen = {"C": float(head.C_[0])}
-    diverged = not losses or not np.isfinite(losses[-1])
+        if not _diverged(losses):
+            head = fit_head(features(encoder, data.train), np.asarray(data.train.labels), seed=config.seed)
+            scores = {name: compute_metrics(head.predict(features(encoder, getattr(data, name))),
+                                            np.asarray(getattr(data, name).labels), num_labels=data.num_labels)
+                      for name in ("validation", "test")}  # fmt: skip
+            chosen = {"C": float(head.C_[0])}
+    diverged = _diverged(losses)
     saved = None
-    if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
-        scores = {"validation": None, "test": None}
-    else:
+    if not diverged:  # else a recorded outcome, not a crash: nothing is saved, the record says so
         model = ProbeModel.from_head(encoder, pooling, head, num_labels=data.num_labels, label_names=data.label_names)
         saved = _save(out, CONTRASTIVE, model, tokenizer, config, data, metric)
     return _record(CONTRASTIVE, config, data, metric, test_base, scores, time.perf_counter() - started,
@@ -246,29 +250,33 @@ def run_lpft(config: TrainConfig, data: TaskData, *, metric: str, test_base: Bas
         logits += model.bias.double().cpu().numpy()
         return logits[:, 0] if regression else logits.argmax(axis=1)
 
+    scores, cv, fold_steps = {"validation": None, "test": None}, None, 0  # a diverged run's, unless it ends finite
     if small:
         every = _all_rows(data)
         y = np.asarray(every.labels)
-        predicted, fold_steps = np.zeros(len(y), dtype=np.float64 if regression else np.int64), 0
+        predicted = np.zeros(len(y), dtype=np.float64 if regression else np.int64)
         for k, (inside, outside) in enumerate(_compare_folds(y, config.seed, regression=regression)):
-            model, _, fold_losses = tuned(every.select(inside), config.seed + 1 + k, fixed_head=True)
-            fold_steps += len(fold_losses)
+            model, head, losses = tuned(every.select(inside), config.seed + 1 + k, fixed_head=True)
+            if _diverged(losses):  # a fold that diverged: the family did, and nothing more is trained
+                break
+            fold_steps += len(losses)
             predicted[outside] = predict(model, every.select(outside))
-        cross, cv = _out_of_fold(predicted, y, data, metric)
-        model, head, losses = tuned(every, config.seed, fixed_head=True)
-        scores = {"validation": cross, "test": cross}
+        else:
+            cross, cv = _out_of_fold(predicted, y, data, metric)
+            model, head, losses = tuned(every, config.seed, fixed_head=True)
+            if not _diverged(losses):
+                scores = {"validation": cross, "test": cross}
         chosen = {"alpha": 1 / SMALL_C} if regression else {"C": SMALL_C}
     else:
-        cv, fold_steps = None, 0
         model, head, losses = tuned(data.train, config.seed, fixed_head=False)
-        scores = {name: compute_metrics(predict(model, getattr(data, name)), np.asarray(getattr(data, name).labels),
-                                        num_labels=data.num_labels) for name in ("validation", "test")}  # fmt: skip
+        if not _diverged(losses):
+            scores = {name: compute_metrics(predict(model, getattr(data, name)),
+                                            np.asarray(getattr(data, name).labels), num_labels=data.num_labels)
+                      for name in ("validation", "test")}  # fmt: skip
         chosen = {"alpha": float(head.alpha_)} if regression else {"C": float(head.C_[0])}
-    diverged = not losses or not np.isfinite(losses[-1])
+    diverged = _diverged(losses)
     saved = None
-    if diverged:  # a recorded outcome, not a crash: nothing is saved, the record says so
-        scores = {"validation": None, "test": None}
-    else:
+    if not diverged:  # else a recorded outcome, not a crash: nothing is saved, the record says so
         saved = _save(out, LPFT, model, tokenizer, config, data, metric)
     return _record(LPFT, config, data, metric, test_base, scores, time.perf_counter() - started,
                    diverged=diverged, steps=fold_steps + len(losses), curve=[{"step": i + 1, "loss": x} for i, x in
@@ -379,7 +387,14 @@ def _record(family: str, config: TrainConfig, data: TaskData, metric: str, test_
     }
 
 
+def _diverged(losses: list[float]) -> bool:
+    """Whether a training pass diverged: it ended on a non-finite loss (or took no step)."""
+    return not losses or not np.isfinite(losses[-1])
+
+
 def _head_name(head: Any) -> str:
+    if head is None:
+        return "-"
     steps = getattr(head, "steps", None)
     return " + ".join(type(s).__name__ for _, s in steps) if steps else type(head).__name__
 

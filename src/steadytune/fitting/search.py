@@ -211,7 +211,8 @@ def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_ba
                 bar.close()
         _track(name, config, data, metric, record)
         store.add(key, record)
-    return Candidate(name, config.seed, 0.0, config, status="finished", record=record, family=name,
+    status, reason = ("diverged", f"diverged at step {record['steps']}") if record["diverged"] else ("finished", "")
+    return Candidate(name, config.seed, 0.0, config, status=status, reason=reason, record=record, family=name,
                      steps=record.get("steps", 0))  # fmt: skip
 
 

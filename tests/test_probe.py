@@ -123,3 +123,28 @@ def test_a_standardised_head_folds_into_one_linear_map():
     ridge = make_pipeline(StandardScaler(), Ridge(alpha=100.0)).fit(x, x[:, 2])
     coef, intercept, _ = _linear(ridge)
     np.testing.assert_allclose((x @ coef.T + intercept)[:, 0], ridge.predict(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_labels", [1, 2, 3])
+def test_a_head_over_berts_pooler_becomes_berts_own_classifier(tiny_model_dir, num_labels):
+    """`as_classifier`: a probe over the pooler is BertForSequenceClassification with the same weights, giving the
+    same logits (regression, binary, three classes); mean pooling has no such class and stays a probe."""
+    from transformers import AutoModel, BertForSequenceClassification
+
+    from steadytune.models import load_tokenizer
+    from steadytune.probe import Pooling, ProbeModel, as_classifier
+
+    encoder, tok = AutoModel.from_pretrained(tiny_model_dir), load_tokenizer(str(tiny_model_dir))
+    torch.manual_seed(num_labels)
+    rows = num_labels if num_labels > 1 else 1
+    weight, bias = torch.randn(rows, encoder.config.hidden_size), torch.randn(rows)
+    batch = dict(tok(["a good movie", "bad", "the plot is fine"], padding=True, return_tensors="pt"))
+    probe = ProbeModel(encoder, Pooling("pooler", False, "t"), weight, bias, None).eval()
+    classifier = as_classifier(probe, batch)
+    assert isinstance(classifier, BertForSequenceClassification) and classifier.config.num_labels == rows
+    with torch.no_grad():
+        expected = torch.tanh(encoder(**batch).last_hidden_state[:, 0] @ encoder.pooler.dense.weight.T
+                              + encoder.pooler.dense.bias) @ weight.T + bias  # fmt: skip
+        assert torch.allclose(classifier(**batch).logits, expected, atol=1e-5)
+    mean = ProbeModel(encoder, Pooling("mean", False, "t"), weight, bias, None).eval()
+    assert as_classifier(mean, batch) is None

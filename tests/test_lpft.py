@@ -152,6 +152,15 @@ def test_a_small_file_cross_validates_lpft_beside_the_probe(tiny_model_dir, tmp_
     monkeypatch.setattr(search, "run_lpft", lambda *a, **k: pytest.fail("the stored model was trained again"))
     assert main(_fit(tiny_model_dir, rows, out, "--families", "probe,lp-ft")) == code
     assert json.loads(capsys.readouterr().out)["judgement"] == judged
+    # the table a user reads: each family's own cross-validated score, the score on the shared folds that chose,
+    # and its p; the LP-FT steps in the compute line
+    main([a for a in _fit(tiny_model_dir, rows, out, "--families", "probe,lp-ft") if a != "--json"])
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["family", "outcome", "cross-validated", "accuracy", "on", "the", "same", "folds",
+                                "(chooses)", "p"]  # fmt: skip
+    lpft_row = next(line.split() for line in table if line.startswith("lp-ft"))
+    assert lpft_row[-4:] == [f"{cv['score']:.4f}", "(2-fold)", f"{cv['compare']:.4f}", f"{cv['p']:.2g}"]
+    assert any(line.startswith("compute:") and "300 LP-FT steps" in line for line in table)
 
 
 def test_a_regression_small_file_gets_lpft_judged_by_its_correlation(tiny_model_dir, tmp_path, capsys):

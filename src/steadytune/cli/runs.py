@@ -208,7 +208,15 @@ def fit_table(result) -> str:
     from ..fitting import FLAG_WORDS
 
     rows, shown = [], set()
-    for c in result.candidates:
+    small = ((getattr(result, "judgement", None) or {}).get("split") == "cross-validated")  # fmt: skip
+    if small:  # a small file: each family cross-validated over every row, picked on the folds they share
+        header = ("family", "outcome", f"cross-validated {m}", "on the same folds (chooses)", "p")
+    for c in result.candidates if small else []:
+        cv = c.get("cv") or {}
+        own = f"{fmt(cv.get('score'))} ({cv['folds']}-fold)" if "folds" in cv else "-"
+        p = "-" if cv.get("p") is None else f"{cv['p']:.2g}"
+        rows.append((c["name"], _outcome(c, result.chosen)[0], own, fmt(cv.get("compare")), p))
+    for c in [] if small else result.candidates:
         checks = "  ".join(f"{fmt(k.get('validation'))}/{fmt(k.get('loss'))}" for k in c["checks"] if "loss" in k)
         best = c.get("best") or {}
         outcome, flags = _outcome(c, result.chosen)

@@ -332,6 +332,29 @@ def _print_idle_timings(out: Path, ns: list[int], prefix: str) -> None:
             print(f"{n:>5}  " + "   ".join(cells))
 
 
+def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str) -> None:
+    """`first` − `second` on dev per n, paired over the samples both finished, with a two-sided paired t test."""
+    from scipy.stats import ttest_1samp
+
+    lines = []
+    for n in ns:
+        pairs = []
+        for cell in sorted(out.glob(f"{prefix}-n{n}/s*")):
+            recs = [cell / f"{name}.json" for name in (first, second)]
+            if all(r.is_file() for r in recs):
+                accs = [json.loads(r.read_text()).get("accuracy") for r in recs]
+                if None not in accs:
+                    pairs.append(accs[0] - accs[1])
+        if len(pairs) > 1:
+            p = ttest_1samp(pairs, 0.0).pvalue
+            lines.append(f"{n:>5}  {len(pairs)} samples: {statistics.mean(pairs):+.3f} ± "
+                         f"{statistics.stdev(pairs):.3f}, p = {p:.2g}; per sample "
+                         f"{' '.join(f'{d:+.3f}' for d in pairs)}")  # fmt: skip
+    if lines:
+        print(f"\n{first} − {second} on dev, paired over the samples both finished (two-sided paired t test)")
+        print("\n".join(lines))
+
+
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
     """P(the exact one-sided binomial test of n trials against 0.5 rejects at `alpha`) when each is right at `rate`."""
     from scipy.stats import binom
@@ -369,21 +392,8 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
     _print_idle_timings(out, ns, prefix)
-    print("\nfit − SetFit on dev, paired over the samples both finished (two-sided paired t test)")
-    for n in ns:
-        pairs = []
-        for cell in sorted(out.glob(f"{prefix}-n{n}/s*")):
-            recs = [cell / f"{name}.json" for name in ("fit", "setfit")]
-            if all(r.is_file() for r in recs):
-                accs = [json.loads(r.read_text()).get("accuracy") for r in recs]
-                if None not in accs:
-                    pairs.append(accs[0] - accs[1])
-        if len(pairs) > 1:
-            from scipy.stats import ttest_1samp
-
-            p = ttest_1samp(pairs, 0.0).pvalue
-            print(f"{n:>5}  {len(pairs)} samples: {statistics.mean(pairs):+.3f} ± {statistics.stdev(pairs):.3f}, "
-                  f"p = {p:.2g}; per sample {' '.join(f'{d:+.3f}' for d in pairs)}")  # fmt: skip
+    for first, second in (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit")):
+        _print_paired(out, ns, prefix, first, second)
     print(
         "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models scored "
         "on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on n/2 rows)"

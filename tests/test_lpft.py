@@ -16,21 +16,6 @@ from steadytune.cli import main
 from steadytune.lpft import LpftSettings, lpft_steps, train_lpft
 
 
-@pytest.fixture
-def still_encoder(tmp_path):
-    """The tiny BERT without dropout, so that a training forward pass equals an evaluation one."""
-    from conftest import _vocab
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    (tmp_path / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
-    tok = BertTokenizerFast.from_pretrained(tmp_path, do_lower_case=True)
-    config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)  # fmt: skip
-    torch.manual_seed(0)
-    return BertModel(config), tok
-
-
 def _split(n: int, seed: int = 0, *, regression: bool = False):
     from steadytune.data.splits import Split
 

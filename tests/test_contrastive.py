@@ -166,10 +166,12 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
 
 
 def test_on_a_larger_file_the_contrastive_model_is_a_held_out_candidate(tiny_model_dir, tmp_path, capsys):
-    """300 rows: the contrastive model trains on the training split, is scored on validation and test like every
-    candidate, and the verdict reads the test split; its head is the probe's cross-validated one."""
+    """300 rows, held out (--cross-validate-below 0: only a test split under 30 rows makes a small file): the
+    contrastive model trains on the training split, is scored on validation and test like every candidate, and the
+    verdict reads the test split; its head is the probe's cross-validated one."""
     rows = write_rows(tmp_path / "rows.csv", sentiment_rows(300, seed=2))
-    main(_fit(tiny_model_dir, rows, tmp_path / "fit", "--families", "probe,contrastive"))
+    held_out = ("--families", "probe,contrastive", "--cross-validate-below", "0")
+    main(_fit(tiny_model_dir, rows, tmp_path / "fit", *held_out))
     result = json.loads(capsys.readouterr().out)
     contrastive = next(c for c in result["candidates"] if c["name"] == "contrastive")
     assert "cv" not in contrastive and contrastive["best"]["test"]["accuracy"] is not None

@@ -409,6 +409,41 @@ def test_families_are_checked():
             FitSettings(families=bad)
 
 
+def test_a_classification_file_under_cross_validate_below_rows_is_a_small_file(tiny_model_dir, tmp_path, capsys):
+    """300 rows leave 30 test rows, enough for a held-out verdict, but 30 validation rows cannot choose among the
+    families: a classification file under `cross_validate_below` rows (2000) is cross-validated over every row and
+    runs no fine-tuning candidates. The folder remembers it: rerun with the held-out rule, it is refused, not mixed.
+    A regression file of the same size keeps the held-out search (the probe is its only default feature family)."""
+    from conftest import sentiment_rows, write_rows
+
+    from steadytune.cli.parser import build_parser
+    from steadytune.fitting import FitSettings
+
+    args = build_parser().parse_args(["fit", "--task", "rte", "--out", "x"])
+    assert args.cross_validate_below == FitSettings().cross_validate_below == 2000  # the CLI's default: the library's
+    rows = write_rows(tmp_path / "rows.csv", sentiment_rows(300, seed=3))
+    argv = ["fit", "--model", str(tiny_model_dir), "--train-file", str(rows), "--out", str(tmp_path / "fit"),
+            "--quiet", "--json", "--families", "probe,finetune"]  # fmt: skip
+    code = main(argv)
+    result = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in result["candidates"]] == ["probe"]
+    assert result["judgement"]["split"] == "cross-validated" and result["judgement"]["n"] == 300
+    assert code == (0 if result["judgement"]["yes"] else 1)
+    assert main([*argv, "--cross-validate-below", "300"]) == 2  # held out at exactly 300 rows: another fit
+    assert "fit.cross_validated" in capsys.readouterr().err
+    assert main([*argv, "--cross-validate-below", "301"]) == code  # the same fit: re-judged, not refused
+    assert json.loads(capsys.readouterr().out)["judgement"] == result["judgement"]
+
+    regression = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(300, seed=3))]
+    path = write_rows(tmp_path / "scores.csv", regression)
+    main(["fit", "--model", str(tiny_model_dir), "--train-file", str(path), "--out", str(tmp_path / "reg"), "--quiet",
+          "--json", "--task-type", "regression", "--families", "probe,finetune", "--candidates", "1",
+          "--epochs", "1"])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in result["candidates"]][0] == "probe" and len(result["candidates"]) == 2
+    assert result["judgement"]["split"] == "test"
+
+
 def test_a_small_file_is_judged_by_cross_validation_over_every_row(tiny_model_dir, tmp_path, capsys):
     """A 40-row file leaves 4 test rows, too few for a held-out verdict: fit (--families probe) runs the probe alone,
     cross-validates its fixed head over all 40 rows, and tests that score against label shuffles. The score is what

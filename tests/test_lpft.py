@@ -168,10 +168,11 @@ def test_a_regression_small_file_gets_lpft_judged_by_its_correlation(tiny_model_
 
 
 def test_on_a_larger_file_lpft_is_a_held_out_candidate(tiny_model_dir, tmp_path, capsys):
-    """300 rows: LP-FT trains on the training split from the probe's cross-validated head, is scored on validation
-    and test like every candidate, and the verdict reads the test split."""
+    """300 rows, held out (--cross-validate-below 0): LP-FT trains on the training split from the probe's
+    cross-validated head, is scored on validation and test like every candidate, and the verdict reads the test
+    split."""
     rows = write_rows(tmp_path / "rows.csv", sentiment_rows(300, seed=2))
-    main(_fit(tiny_model_dir, rows, tmp_path / "fit", "--families", "lp-ft"))
+    main(_fit(tiny_model_dir, rows, tmp_path / "fit", "--families", "lp-ft", "--cross-validate-below", "0"))
     result = json.loads(capsys.readouterr().out)
     (lpft,) = result["candidates"]
     assert lpft["name"] == "lp-ft" and "cv" not in lpft and lpft["best"]["test"]["accuracy"] is not None

@@ -438,7 +438,7 @@ def _small_sections(result: Any, metric: str) -> str:
     return f"""## Families
 
 On a small file `fit` tries its feature families alone ({families}), each with its head fixed in advance, and no
-fine-tuning candidates: a held-out split of these rows could not judge them.
+fine-tuning candidates: a held-out split of these rows could not choose among them, nor judge them.
 
 ## Baselines
 
@@ -470,7 +470,7 @@ def _family_steps(result: Any) -> str:
 
 
 _SMALL = """
-A small file: too few test rows for a held-out verdict, so every row above counted. Each family was
+A small file: its held-out splits were too small to choose or to judge, so every row above counted. Each family was
 cross-validated over all of them and the delivered model was fitted on all of them; the splits served nothing.
 """
 

@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare candidate families (--families): a probe (the frozen encoder's features and a linear "
         "head), a contrastive model (SetFit's two stages) and --candidates fine-tuning (seed, learning rate) pairs, "
         "judged at --check-at fractions of the budget with the best --keep continued to the end; save the best on "
-        "validation to <out>/model with a model card. A small file (under 30 test rows) gets the probe, the "
-        "contrastive and the lp-ft family alone, each cross-validated over every row. Exit 0: the chosen model "
+        "validation to <out>/model with a model card. A small file (a classification file of yours under "
+        "--cross-validate-below rows, or any under 30 test rows) gets the probe, the contrastive and the lp-ft "
+        "family alone, each cross-validated over every row. Exit 0: the chosen model "
         "beats every constant predictor by more than chance on the test rows, which took part in no choice (a small "
         "file: in its family's test of its cross-validated score, corrected for the choice among families); 1: it "
         "does not; 2: bad input. Rerunning the same command resumes a killed fit, or re-judges a finished one "
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "tuned on pairs from the labels, then the probe's head; classification only: minutes), "
                           "lp-ft (the probe's head, then the encoder and head fine-tuned together: minutes), "
                           "finetune (the --candidates search); default: probe,contrastive,finetune")  # fmt: skip
+    # FitSettings.cross_validate_below's default, written out for the same reason
+    fit.add_argument("--cross-validate-below", type=int, default=2000, metavar="ROWS",
+                     help="a classification file of yours (no --test-file) with fewer rows is a small file: the "
+                          "families compared by cross-validation over every row, no fine-tuning candidates "
+                          "(default: 2000; 0: only when the test split would hold under 30 rows)")  # fmt: skip
     add_executor_arguments(p)
     out = group(p, "output")
     out.add_argument("--out", type=Path, required=True, metavar="DIR",

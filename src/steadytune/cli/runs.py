@@ -162,7 +162,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     settings = FitSettings(candidates=args.candidates, lrs=args.lrs, reinit=args.reinit, check_at=args.check_at,
-                           keep=args.keep, families=args.families)  # fmt: skip
+                           keep=args.keep, families=args.families,
+                           cross_validate_below=args.cross_validate_below)  # fmt: skip
     check_executor_flags(args)
     check_push_flags(args)
     check_before_trials(args.out, device=config.device, model=config.model, max_length=config.max_length,

@@ -81,9 +81,12 @@ COMPARE_FOLDS = 2
 DEAD_FEATURE = 1e-6
 
 
-def small_file(data: TaskData) -> bool:
-    """Whether the test split is too small to judge a held-out model (`SMALL_TEST_ROWS`)."""
-    return len(data.test) < SMALL_TEST_ROWS
+def small_file(data: TaskData, *, below: int = 0) -> bool:
+    """Whether `data` is fitted as a small file: its test split is too small to judge a held-out model
+    (`SMALL_TEST_ROWS`), or it is a classification file with fewer than `below` rows in all
+    (`FitSettings.cross_validate_below`), whose validation split is too small to choose among the families."""
+    rows = len(data.train) + len(data.validation) + len(data.test)
+    return len(data.test) < SMALL_TEST_ROWS or (data.num_labels > 1 and rows < below)
 
 
 def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Baseline, out: Path,

@@ -124,7 +124,10 @@ def fit(
     if settings.families == (CONTRASTIVE,) and not extra:
         raise UserInputError("the contrastive family needs a classification task (SetFit's pairs have no regression "
                              "form); for this regression task use --families probe,finetune")  # fmt: skip
-    small = bool(extra) and small_file(data) and not own_test
+    # A classification file of the user's under `cross_validate_below` rows is a small file too; not a preset's
+    # (its validation and test rows are the paper's halves of its dev set), nor one with test rows of its own.
+    below = 0 if config.task else settings.cross_validate_below
+    small = bool(extra) and not own_test and small_file(data, below=below)
     if not small:
         _check_verdict_possible(data, test_base)
     total = config.recipe.num_training_steps(len(data.train))
@@ -134,7 +137,7 @@ def fit(
     stage_names = [f"@{s}" for s in stops] + ["@end"]
     recipes = {c.name + st: c.config for c in candidates for st in stage_names}
     recipes |= {name + "@end": config for name in extra}
-    store.claim(_identity(config, settings, data), recipes, [data.name], new=new)
+    store.claim(_identity(config, settings, data, small=small), recipes, [data.name], new=new)
     try:
         # Before fine-tuning: the probe takes seconds and the other families minutes at most, and a fit that is
         # stopped later keeps them.
@@ -216,11 +219,16 @@ def _family(name: str, config: TrainConfig, data: TaskData, metric: str, test_ba
                      steps=record.get("steps", 0))  # fmt: skip
 
 
-def _identity(config: TrainConfig, settings: FitSettings, data: TaskData) -> dict[str, Any]:
+def _identity(config: TrainConfig, settings: FitSettings, data: TaskData, *, small: bool) -> dict[str, Any]:
     """What must match for a fit folder's stored stages to be reused: the settings and the data's rows (families
-    only when not the fine-tuning alone of the folders written before families existed)."""
+    only when not the fine-tuning alone of the folders written before families existed). Not `cross_validate_below`
+    itself but what it decided, and only where it decided otherwise than the test-split rule of the folders written
+    before it existed, so that theirs stays the same."""
     shared = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY | PER_TRIAL | {"lr"}}
     fit_settings = {f"fit.{f.name}": getattr(settings, f.name) for f in fields(settings)}
+    del fit_settings["fit.cross_validate_below"]
+    if small and not small_file(data):
+        fit_settings["fit.cross_validated"] = True
     if settings.families == ("finetune",):
         del fit_settings["fit.families"]
     return json.loads(to_json({"settings": {**shared, **fit_settings, "fit.seed": config.seed},
@@ -353,6 +361,7 @@ def rejudge(out: str | Path, *, data: TaskData | None = None, model: bool = True
     stored = json.loads(path.read_text(encoding="utf-8"))
     config = TrainConfig.from_dict(stored["config"])
     stored["settings"].setdefault("families", ["finetune"])  # written before families: fine-tuning alone
+    stored["settings"].setdefault("cross_validate_below", 0)  # written before it: the test-split rule alone
     names = {f.name for f in fields(FitSettings)}
     settings = FitSettings(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in stored["settings"].items() if k in names})  # fmt: skip

@@ -32,10 +32,8 @@ import torch
 
 from .data.encode import encode
 from .data.splits import Split
-from .fastpath import cpu_fastpath, sibling_projections
-from .precision import autocast
 from .probe import Pooling, pool
-from .vocab import reachable_rows, restore_rows
+from .tuning import tune
 
 __all__ = ["ContrastiveSettings", "pairs", "train_contrastive"]
 
@@ -79,73 +77,31 @@ def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooli
                       compact_embedding: bool = True,
                       step_done: Callable[[int, int, float], None] | None = None) -> list[float]:  # fmt: skip
     """Tune `encoder` (a transformers encoder, changed in place and left in eval mode) on pairs drawn from `split`'s
-    labels (`pairs`), one pass in batches of `settings.batch_size`; returns the loss of every step.
+    labels (`pairs`), one pass in batches of `settings.batch_size` (`steadytune.tuning.tune`: AdamW, BERT's
+    schedule, clipping); returns the loss of every step.
 
     `step_done(step, steps, loss)` is called after each step (a progress bar). `precision` ("fp32" or "bf16",
     resolved) and `fast_path` (`steadytune.fastpath.cpu_fastpath`, on a CPU) are `train`'s settings of the same
     names. A non-finite loss stops the pass: the loss list then ends with it, and the caller decides what the
-    encoder is worth.
-
-    `compact_embedding` (`train`'s setting of that name): only the word-embedding rows the split's tokens reach are
-    trained (`steadytune.vocab`). Every other row's gradient is zero at every step, so AdamW, from zero moments,
-    moves it by its decoupled weight decay alone, θ·(1 − lr_t·λ) a step; that product is applied to those rows once
-    at the end, so the encoder is the dense run's to rounding and each step skips ~20,000 rows of MiniLM's 30,522."""
-    from transformers import get_linear_schedule_with_warmup
-
+    encoder is worth. `compact_embedding` (`train`'s setting of that name): only the word-embedding rows the split's
+    tokens reach are trained, the encoder the dense run's to rounding (`steadytune.tuning`)."""
     base = getattr(encoder, "base_model", encoder)
     device = device or next(base.parameters()).device
     rng = np.random.default_rng(seed)
     triples = pairs(np.asarray(split.labels), iterations=settings.iterations, rng=rng)
     data = encode(split, tokenizer, max_length=max_length)
-    steps = -(-len(triples) // settings.batch_size)
-    kept = None
-    if compact_embedding:
-        pad = [tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else []
-        kept = reachable_rows(base, np.concatenate([*(np.asarray(f["input_ids"]) for f in data.features), pad]))
-    decay = [p for n, p in base.named_parameters() if p.requires_grad and not _no_decay(n)]
-    plain = [p for n, p in base.named_parameters() if p.requires_grad and _no_decay(n)]
-    # torch's fused kernel: the same update as the default foreach AdamW (to rounding), 30% less time per step here
-    # (all-MiniLM-L6-v2, 64 SST-2 rows, bf16 on 2 CPU cores: 262 → 183 ms a step, the same losses to 3 digits).
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": plain, "weight_decay": 0.0}], lr=settings.lr, fused=fused)  # fmt: skip
-    schedule = get_linear_schedule_with_warmup(optimizer, round(settings.warmup * steps), steps)
-    fast = fast_path and device.type == "cpu"
-    projections = sibling_projections(base) if fast else []
-    torch.manual_seed(seed)  # dropout
-    base.train()
-    losses: list[float] = []
-    decayed = 1.0  # the product of (1 − lr_t·λ) over the steps taken: what the rows left out would have shrunk by
-    try:
-        for step in range(steps):
-            batch = triples[step * settings.batch_size : (step + 1) * settings.batch_size]
-            # Each distinct row of the batch is encoded once (a small file repeats rows within a batch: 16 pairs of
-            # a 16-row file hold at most 16 distinct texts, not 32); u and v are gathered from those vectors.
-            rows, where = np.unique(batch[:, :2].astype(np.int64).T.ravel(), return_inverse=True)
-            inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
-            with autocast(precision, device), cpu_fastpath(fast, projections=projections):
-                vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()[torch.as_tensor(where)]
-                u, v = vectors[: len(batch)], vectors[len(batch) :]
-                target = torch.as_tensor(batch[:, 2], dtype=vectors.dtype, device=device)
-                loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)
-            losses.append(float(loss.detach()))
-            if not np.isfinite(losses[-1]):
-                break
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(base.parameters(), settings.max_grad_norm)
-            decayed *= 1.0 - optimizer.param_groups[0]["lr"] * settings.weight_decay
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step_done is not None:
-                step_done(step + 1, steps, losses[-1])
-    finally:
-        base.eval()
-        if kept is not None:
-            restore_rows(base, kept, left_out_scale=decayed)
-    return losses
 
+    def loss_of(step: int) -> torch.Tensor:
+        batch = triples[step * settings.batch_size : (step + 1) * settings.batch_size]
+        # Each distinct row of the batch is encoded once (a small file repeats rows within a batch: 16 pairs of a
+        # 16-row file hold at most 16 distinct texts, not 32); u and v are gathered from those vectors.
+        rows, where = np.unique(batch[:, :2].astype(np.int64).T.ravel(), return_inverse=True)
+        inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
+        vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()[torch.as_tensor(where)]
+        u, v = vectors[: len(batch)], vectors[len(batch) :]
+        target = torch.as_tensor(batch[:, 2], dtype=vectors.dtype, device=device)
+        return torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)
 
-def _no_decay(name: str) -> bool:
-    """Biases and LayerNorm weights take no weight decay (BERT's and sentence-transformers' convention)."""
-    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+    return tune(base, data, tokenizer, loss_of, steps=-(-len(triples) // settings.batch_size), settings=settings,
+                seed=seed, device=device, precision=precision, fast_path=fast_path,
+                compact_embedding=compact_embedding, step_done=step_done)  # fmt: skip

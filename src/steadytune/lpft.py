@@ -17,7 +17,7 @@ The fine-tuning is the paper's stabilised recipe where it applies (Zhang et al.,
 longer" (paper §6): 10 epochs, with at least 100 steps (`LpftSettings`).
 
 Speed: the word-embedding rows the rows never reach are left out of training, as in `steadytune.contrastive`
-(`steadytune.vocab`), and only their weight decay is applied at the end.
+(`steadytune.tuning`), and only their weight decay is applied at the end.
 """
 
 from __future__ import annotations
@@ -29,13 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .contrastive import _no_decay
 from .data.encode import encode
 from .data.splits import Split
-from .fastpath import cpu_fastpath, sibling_projections
-from .precision import autocast
 from .probe import ProbeModel, pool
-from .vocab import reachable_rows, restore_rows
+from .tuning import tune
 
 __all__ = ["LpftSettings", "lpft_steps", "train_lpft"]
 
@@ -70,12 +67,11 @@ def train_lpft(model: ProbeModel, tokenizer: Any, split: Split, *, seed: int,
                precision: str = "fp32", fast_path: bool = True, compact_embedding: bool = True,
                step_done: Callable[[int, int, float], None] | None = None) -> list[float]:  # fmt: skip
     """Fine-tune `model` (a `ProbeModel` whose head is the probe's solution; changed in place, left in eval mode) on
-    `split`'s labels for `lpft_steps` steps, the rows reshuffled each pass; returns the loss of every step.
+    `split`'s labels for `lpft_steps` steps, the rows reshuffled each pass (`steadytune.tuning.tune`); returns the
+    loss of every step.
 
     The arguments mean what they mean in `steadytune.contrastive.train_contrastive`; so does a non-finite loss
     (the pass stops, the list ends with it)."""
-    from transformers import get_linear_schedule_with_warmup
-
     base = model.encoder
     device = device or next(base.parameters()).device
     model.to(device)
@@ -83,54 +79,25 @@ def train_lpft(model: ProbeModel, tokenizer: Any, split: Split, *, seed: int,
     labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.float32 if regression else torch.long)
     data = encode(split, tokenizer, max_length=max_length)
     steps = lpft_steps(len(labels), settings)
-    kept = None
-    if compact_embedding:
-        pad = [tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else []
-        kept = reachable_rows(base, np.concatenate([*(np.asarray(f["input_ids"]) for f in data.features), pad]))
-    # The head becomes trainable for the run and a buffer again after it (`ProbeModel` keeps it as buffers).
-    weight, bias = torch.nn.Parameter(model.weight.detach().clone()), torch.nn.Parameter(model.bias.detach().clone())
-    decay = [p for n, p in base.named_parameters() if p.requires_grad and not _no_decay(n)] + [weight]
-    plain = [p for n, p in base.named_parameters() if p.requires_grad and _no_decay(n)] + [bias]
-    fused = device.type in ("cpu", "cuda")  # torch's fused kernel: `steadytune.contrastive` measures it
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": plain, "weight_decay": 0.0}], lr=settings.lr, fused=fused)  # fmt: skip
-    schedule = get_linear_schedule_with_warmup(optimizer, round(settings.warmup * steps), steps)
-    fast = fast_path and device.type == "cpu"
-    projections = sibling_projections(base) if fast else []
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(labels)) for _ in range(-(-steps * settings.batch_size //
                                                                            len(labels)))])  # fmt: skip
-    torch.manual_seed(seed)  # dropout
-    base.train()
-    losses: list[float] = []
-    decayed = 1.0  # the product of (1 − lr_t·λ) over the steps taken: what the rows left out would have shrunk by
+    # The head becomes trainable for the run and a buffer again after it (`ProbeModel` keeps it as buffers).
+    weight, bias = torch.nn.Parameter(model.weight.detach().clone()), torch.nn.Parameter(model.bias.detach().clone())
+
+    def loss_of(step: int) -> torch.Tensor:
+        rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+        inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
+        target = labels[rows].to(device)
+        logits = pool(base(**inputs), inputs["attention_mask"], model.pooling).float() @ weight.T + bias
+        if regression:
+            return torch.nn.functional.mse_loss(logits[:, 0], target)
+        return torch.nn.functional.cross_entropy(logits, target)
+
     try:
-        for step in range(steps):
-            rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-            inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
-            target = labels[rows].to(device)
-            with autocast(precision, device), cpu_fastpath(fast, projections=projections):
-                vectors = pool(base(**inputs), inputs["attention_mask"], model.pooling).float()
-                logits = vectors @ weight.T + bias
-                if regression:
-                    loss = torch.nn.functional.mse_loss(logits[:, 0], target)
-                else:
-                    loss = torch.nn.functional.cross_entropy(logits, target)
-            losses.append(float(loss.detach()))
-            if not np.isfinite(losses[-1]):
-                break
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([*base.parameters(), weight, bias], settings.max_grad_norm)
-            decayed *= 1.0 - optimizer.param_groups[0]["lr"] * settings.weight_decay
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            if step_done is not None:
-                step_done(step + 1, steps, losses[-1])
+        return tune(base, data, tokenizer, loss_of, steps=steps, settings=settings, seed=seed,
+                    head={"weight": weight, "bias": bias}, device=device, precision=precision, fast_path=fast_path,
+                    compact_embedding=compact_embedding, step_done=step_done)  # fmt: skip
     finally:
-        base.eval()
         model.weight.copy_(weight.detach())
         model.bias.copy_(bias.detach())
-        if kept is not None:
-            restore_rows(base, kept, left_out_scale=decayed)
-    return losses

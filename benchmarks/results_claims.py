@@ -111,6 +111,23 @@ def per_task(tasks, item) -> str:
     return ", ".join(f"{t} {item(t)}" for t in tasks)
 
 
+def fails_more(s: Study) -> str:
+    """On how many tasks BERTAdam fails more runs than Adam, with each task's counts (both studies claim it)."""
+    more = sum(s.n_failed(t, BERTADAM) > s.n_failed(t, ADAM) for t in TASKS)
+    pairs = per_task(TASKS, lambda t: f"{s.failed(t, BERTADAM)} vs {s.failed(t, ADAM)}")
+    return f"tasks where {BERTADAM} fails more runs than {ADAM}: {more} of 4 ({pairs})"
+
+
+def losses(s: Study, first: int, recipes: dict[str, tuple[str, ...]]) -> str:
+    """Each recipe's mean training loss over its first `first` steps and its last 20, per task."""
+    said = "; ".join(
+        f"{t} " + ", ".join(f"{x} {s.loss(t, x, slice(first)):.3f} → {s.loss(t, x, slice(-20, None)):.3f}"
+                            for x in xs)
+        for t, xs in recipes.items()
+    )  # fmt: skip
+    return f"mean training loss, first {first} steps → last 20 of 96: {said}"
+
+
 def claims_20(s: Study) -> list[str]:
     """The 20-seed study's section."""
     out = s.common()
@@ -121,15 +138,8 @@ def claims_20(s: Study) -> list[str]:
     out.append(f"bold (the best best-checkpoint mean, and every recipe not significantly worse: Welch Holm ≥ 0.05): "
                f"{bold}")  # fmt: skip
 
-    more = sum(s.n_failed(t, BERTADAM) > s.n_failed(t, ADAM) for t in TASKS)
-    pairs = per_task(TASKS, lambda t: f"{s.failed(t, BERTADAM)} vs {s.failed(t, ADAM)}")
-    out.append(f"tasks where {BERTADAM} fails more runs than {ADAM}: {more} of 4 ({pairs})")
-    losses = "; ".join(
-        f"{t} " + ", ".join(f"{x} {s.loss(t, x, slice(10)):.3f} → {s.loss(t, x, slice(-20, None)):.3f}"
-                            for x in (BERTADAM, ADAM))
-        for t in ("rte", "cola")
-    )  # fmt: skip
-    out.append(f"mean training loss, first 10 steps → last 20 of 96: {losses}")
+    out.append(fails_more(s))
+    out.append(losses(s, 10, {"rte": (BERTADAM, ADAM), "cola": (BERTADAM, ADAM)}))
     steps = per_task(("rte", "cola"), lambda t: format(
         statistics.median(r["best_step"] for r in s.runs(t, BERTADAM) if r["failed"]), "g"))  # fmt: skip
     out.append(f"median best-validation step of {BERTADAM}'s failed runs: {steps}")
@@ -216,15 +226,8 @@ def claims_5(s: Study) -> list[str]:
     out.append(f"bold (the best best-checkpoint mean, and every recipe with one-sided Welch p ≥ 0.05 against it, "
                f"uncorrected): {bold}")  # fmt: skip
 
-    more = sum(s.n_failed(t, BERTADAM) > s.n_failed(t, ADAM) for t in TASKS)
-    pairs = per_task(TASKS, lambda t: f"{s.failed(t, BERTADAM)} vs {s.failed(t, ADAM)}")
-    out.append(f"tasks where {BERTADAM} fails more runs than {ADAM}: {more} of 4 ({pairs})")
-    losses = "; ".join(
-        f"{t} " + ", ".join(f"{x} {s.loss(t, x, slice(20)):.3f} → {s.loss(t, x, slice(-20, None)):.3f}"
-                            for x in recipes)
-        for t, recipes in (("rte", (BERTADAM, ADAM, BERTADAM_2E5, ADAM_2E5)), ("cola", (BERTADAM, ADAM)))
-    )  # fmt: skip
-    out.append(f"mean training loss, first 20 steps → last 20 of 96: {losses}")
+    out.append(fails_more(s))
+    out.append(losses(s, 20, {"rte": (BERTADAM, ADAM, BERTADAM_2E5, ADAM_2E5), "cola": (BERTADAM, ADAM)}))
     above = sum(s.mean(t, ADAM, "last") > s.mean(t, BERTADAM, "last") for t in TASKS)
     significant = sum(s.welch(t, ADAM, BERTADAM, "last") < 0.05 for t in TASKS)
     means = per_task(TASKS, lambda t: f"{s.mean(t, ADAM, 'last'):.3f} vs {s.mean(t, BERTADAM, 'last'):.3f} p "

@@ -50,8 +50,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft")
 # Systems whose records are kept but no longer run: `train` with 0.10's defaults (adam at lr 2e-5), stored before
-# 0.11 made its default adam+reinit:2 at the encoder's rate (the rerun under today's default is `train`).
-RECORDED_ONLY = ("train-0.10",)
+# 0.11 made its default adam+reinit:2 at the encoder's rate (the rerun under today's default is `train`); `fit` and
+# `fit-lpft` as 0.12 ran them at 1024 rows, held out (0.13 cross-validates a classification file under 2,000 rows).
+RECORDED_ONLY = ("train-0.10", "fit-0.12", "fit-lpft-0.12")
 # Extra flags of the steadytune systems: fit-finetune is fit as 0.9 ran it, fine-tuning candidates alone.
 FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": [],
          "fit-lpft": ["--families", "lp-ft"]}  # fmt: skip
@@ -372,7 +373,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
                 metric: str = "accuracy") -> None:  # fmt: skip
     """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
     families it picked, and the wall time (mean and range)."""
-    print(f"{'n':>5}  {'system':<12} {'runs':>4}  {'dev ' + metric:<15} {'above chance':>12}  {'fit yes':>7}  "
+    print(f"{'n':>5}  {'system':<13} {'runs':>4}  {'dev ' + metric:<15} {'above chance':>12}  {'fit yes':>7}  "
           f"{'picked':<24} {'wall s: mean (range)':>20}")  # fmt: skip
     for n in ns:
         for system in systems:
@@ -389,10 +390,10 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             picked_text = ", ".join(f"{f} {picked.count(f)}" for f in sorted(set(picked))) if fit else "-"
             walls = [r["wall_s"] for r in recs]
             wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
-            print(f"{n:>5}  {system:<12} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
+            print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
     _print_idle_timings(out, ns, prefix)
-    for first, second in (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit")):
+    for first, second in (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12")):
         _print_paired(out, ns, prefix, first, second)
     print(
         "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models scored "
@@ -409,11 +410,11 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             for path in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json")):
                 rec, stored = json.loads(path.read_text()), path.parent / system / "fit.json"
                 if not stored.is_file():
-                    print(f"{n:>5}  {system:<12} {path.parent.name}: exit {rec['exit']}, no fit.json")
+                    print(f"{n:>5}  {system:<13} {path.parent.name}: exit {rec['exit']}, no fit.json")
                     continue
                 result = json.loads(stored.read_text())
                 judged, score = result.get("judgement") or {}, (result.get("test") or {}).get(result["metric"])
-                print(f"{n:>5}  {system:<12} {path.parent.name}: {result['chosen']}, {judged.get('split', '-')} "
+                print(f"{n:>5}  {system:<13} {path.parent.name}: {result['chosen']}, {judged.get('split', '-')} "
                       f"{result['metric']} {'-' if score is None else f'{score:.4f}'} over {judged.get('n', '-')} "
                       f"rows, p = {judged.get('p', float('nan')):.2g} (alpha {judged.get('alpha', 0.05):.3g}): "
                       f"{'yes' if result['success'] else 'no'}; dev {rec.get('accuracy', float('nan')):.3f}, "

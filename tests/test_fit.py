@@ -285,6 +285,21 @@ def test_the_no_line_says_how_the_fit_fell_short(tmp_path, monkeypatch):
     assert "its model" not in result(0.58, 0.6).why_no("x")  # x/candidates/c01/run/model is not there: not named
     assert all("\n" not in line and "--lrs" in line for line in (nothing, at, at_test, within))
 
+    def cross_validated(test_rows, families=("probe", "contrastive", "finetune")):
+        return FitResult(
+            settings={"families": list(families)}, config={"train_file": "t.csv"},
+            data={"name": "toy", "sizes": {"train": 8 * test_rows, "validation": test_rows, "test": test_rows}},
+            metric="accuracy", baselines={"validation": {"score": 0.5}, "test": {"score": 0.5}},
+            candidates=[{"name": "probe", "best": {}}], chosen="probe", success=False, verdict="VERDICT", test={},
+            steps=0, full_steps=0, judgement={"split": "cross-validated"},
+        ).why_no("fits/x")  # fmt: skip
+
+    # small by its row count (300 to 1,999 rows): the held-out search with fine-tuning is the other way to try
+    assert cross_validated(103).endswith("more labelled rows could show it, or the held-out search with fine-tuning "
+                                         "(--cross-validate-below 0)")  # fmt: skip
+    assert cross_validated(4).endswith("more labelled rows could show it")  # too few test rows for any held-out fit
+    assert cross_validated(103, ("probe", "contrastive")).endswith("more labelled rows could show it")
+
 
 def test_the_table_says_why_each_candidate_was_dropped_in_a_few_words():
     """fit's stdout table: the flags or the rank that dropped a candidate (a legend names the flags once), the choice,

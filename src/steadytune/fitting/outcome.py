@@ -24,7 +24,7 @@ from ..errors import UserInputError
 from ..files import to_json
 from ..metrics import Baseline, constant_baseline
 from ..verdict import ALPHA, Verdict, learned
-from .families import COMPARE_FOLDS, SMALL_C
+from .families import COMPARE_FOLDS, SMALL_C, SMALL_TEST_ROWS
 from .settings import Candidate, FitSettings
 
 __all__ = ["FitResult", "conclude", "judge"]
@@ -74,8 +74,13 @@ class FitResult:
         where = f"; its model is in {model} if you want it anyway" if model.is_dir() else ""
         if (self.judgement or {}).get("split") == "cross-validated":  # a small file: every row, cross-validated
             where = where.replace("its model", "its model (fitted on all rows)")
+            # small by its row count (`FitSettings.cross_validate_below`), not by its test split: fine-tuning is
+            # the other way to try
+            finetune = ((self.data.get("sizes") or {}).get("test", 0) >= SMALL_TEST_ROWS and
+                        "finetune" in self.settings.get("families", ()))  # fmt: skip
+            other = ", or the held-out search with fine-tuning (--cross-validate-below 0)" if finetune else ""
             return (f"the {chosen['name']} model, cross-validated over every row of this small file, is not shown to "
-                    f"beat chance: {self.verdict}{where}; more labelled rows could show it")  # fmt: skip
+                    f"beat chance: {self.verdict}{where}; more labelled rows could show it{other}")  # fmt: skip
         val = (chosen.get("best") or {}).get("validation") or {}
         if val.get(self.metric) is None or val[self.metric] <= self.baselines["validation"]["score"]:
             return f"no candidate beat the best constant predictor on validation: {self.verdict}; try {tries}"

@@ -20,7 +20,9 @@ folder, removed with the others' when the fit is done: `steadytune.fitting.outco
 candidate, by its validation score, and judged by the same verdict on the test split: the family is one more choice the
 test rows took no part in.
 
-On a small file (`small_file`) there is no held-out split worth the name, and every row counts instead: each family
+On a small file (`small_file`: too few test rows to judge a model, or a classification file under
+`FitSettings.cross_validate_below` rows, whose validation rows are too few to choose one) there is no held-out
+split worth the name, and every row counts instead: each family
 is scored by cross-validation over all rows with its head fixed in advance (`SMALL_C`), the families are compared on
 the same `COMPARE_FOLDS` folds, and the chosen one's own test must pass at 0.05 divided by the number of families
 compared (Bonferroni; `steadytune.fitting.outcome.cross_validated_verdict`). The delivered model is refitted on all

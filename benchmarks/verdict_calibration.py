@@ -153,7 +153,11 @@ def table(out: Path) -> str:
         f"{'new rule: false yes [95% CI]':<30}  p (new rate > 5%)"
     ]
     totals, old_yeses, new_yeses = [0, 0, 0], [], []
-    for name in DATASETS:
+    others = sorted(
+        (d.name for d in out.iterdir() if d.is_dir() and d.name not in DATASETS),
+        key=lambda name: (name.split("-")[0], int(name.split("-")[-1]) if name[-1].isdigit() else 0),
+    )
+    for name in [*DATASETS, *others]:  # others: a size fitted with --datasets, such as sst2-1024
         olds, news = [], []
         if not (out / name).is_dir():
             continue

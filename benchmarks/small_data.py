@@ -113,13 +113,14 @@ def pair_task(glue: Path, task: str) -> tuple[list[tuple[str, str, str]], list[t
     return rows(data.train), rows(data.test)
 
 
-def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int) -> list[tuple[str, str, str]]:
+def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int, *,
+                   regression: bool = False) -> list[tuple[str, str, str]]:  # fmt: skip
     """n class-balanced training pairs (any n pairs for a regression task), drawn with seed 1000·n + sample, in a
     shuffled order."""
     draw = random.Random(1000 * n + sample)
-    labels = sorted({r[2] for r in train})
-    if len(labels) > n:  # a score, not a class
+    if regression:  # a score, not a class (STS-B has 140 distinct scores: "balancing" them drew 1 row each)
         return draw.sample(train, n)
+    labels = sorted({r[2] for r in train})
     rows = [r for y in labels for r in draw.sample([r for r in train if r[2] == y], n // len(labels))]
     draw.shuffle(rows)
     return rows
@@ -280,7 +281,8 @@ def _task(args) -> tuple[Any, list[tuple[str, ...]], Path]:
     train, dev = pair_task(args.glue_dir, args.task)
     dev_file = (args.out / f"{args.task}-test-half.csv").resolve()
     _write_csv(dev_file, dev)
-    return (lambda n, sample: pair_cell_rows(train, n, sample)), dev, dev_file
+    regression = args.task in REGRESSION
+    return (lambda n, sample: pair_cell_rows(train, n, sample, regression=regression)), dev, dev_file
 
 
 def idle_timings(args, ns: list[int], systems: list[str]) -> None:
@@ -384,13 +386,14 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
                    if accs else "-")  # fmt: skip
             above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
+            above_text = f"{above:>6}/{len(recs):<5}" if metric == "accuracy" else f"{'-':>6} {'':<5}"  # no test yet
             fit = system.startswith("fit")
             yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if fit else "-"
             picked = [_family(r.get("chosen")) for r in recs if "yes" in r]
             picked_text = ", ".join(f"{f} {picked.count(f)}" for f in sorted(set(picked))) if fit else "-"
             walls = [r["wall_s"] for r in recs]
             wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
-            print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above:>6}/{len(recs):<5}  {yes:>7}  "
+            print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above_text}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
     _print_idle_timings(out, ns, prefix)
     for first, second in (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12")):
@@ -417,7 +420,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
                 print(f"{n:>5}  {system:<13} {path.parent.name}: {result['chosen']}, {judged.get('split', '-')} "
                       f"{result['metric']} {'-' if score is None else f'{score:.4f}'} over {judged.get('n', '-')} "
                       f"rows, p = {judged.get('p', float('nan')):.2g} (alpha {judged.get('alpha', 0.05):.3g}): "
-                      f"{'yes' if result['success'] else 'no'}; dev {rec.get('accuracy', float('nan')):.3f}, "
+                      f"{'yes' if result['success'] else 'no'}; dev {rec.get(result['metric'], float('nan')):.3f}, "
                       f"{rec['wall_s']:.0f} s")  # fmt: skip
 
 

@@ -230,6 +230,9 @@ def main() -> None:
                              "joined)")  # fmt: skip
     parser.add_argument("--ns", default="16,64,256,1024")
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--first-sample", type=int, default=0,
+                        help="run samples from this one up to --samples - 1 (so two processes can run different "
+                             "samples of one n)")  # fmt: skip
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--setfit-python", default=os.environ.get("SETFIT_PYTHON", "python"))
     parser.add_argument("--setfit-iterations", type=int, default=20)
@@ -246,7 +249,7 @@ def main() -> None:
     if not args.table:
         draw, dev, dev_file = _task(args)
         for n in ns:  # n-major: every system's small-n cells before any larger n
-            for sample in range(args.samples):
+            for sample in range(args.first_sample, args.samples):
                 cell = args.out / f"{_prefix(args.task)}-n{n}" / f"s{sample}"
                 cell.mkdir(parents=True, exist_ok=True)
                 _write_csv(cell / "rows.csv", draw(n, sample))

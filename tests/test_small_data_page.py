@@ -1,0 +1,110 @@
+"""docs/results/small-data/README.md shows what benchmarks/small_data.py prints from the committed records.
+
+Each table block of the page is the table that its marker's arguments print (`small_data.py --page` rewrites them),
+and each pair below is a fragment of the page's prose with the fragment of the printed tables that backs it, so
+the test fails when the records or the page change without the other. No training: the script reads the records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import REPO
+
+PAGE = REPO / "docs" / "results" / "small-data" / "README.md"
+OUT = PAGE.parent
+
+# (the page's words, what the printed tables must hold: one fragment or several, each within one printed line)
+PAIRS = [
+    # SST-2, 64 rows: fit ties SetFit, contrastive every time, yes 5 of 5; fit 0.9 says no 5 of 5
+    ("**At 64 rows `fit` ties SetFit**: 0.746 ± 0.036 against 0.746 ± 0.049 on dev, paired difference +0.000 ± 0.014 "
+     "(p = 1). It picked the contrastive model in every sample and said yes in 5 of 5",
+     ("   64  fit              5  0.746 ± 0.036        5/5          5/5  contrastive 5 ",
+      "   64  setfit           5  0.746 ± 0.049 ", "   64  5 samples: +0.000 ± 0.014, p = 1;")),
+    ("Fit 0.9 (`fit-finetune`) delivered 0.51-0.59 and said no in 5 of 5; the probe alone scores 0.700",
+     ("   64  fit-finetune     5  0.548 ± 0.029        4/5          0/5  finetune 5 ",
+      "   64  probe            5  0.700 ± 0.033 ")),
+    # SST-2, 16 rows: within noise of SetFit, no 5 of 5, the power 16 rows allow
+    ("**At 16 rows** fit scores 0.624 against SetFit's 0.640 (paired −0.016 ± 0.019, p = 0.14: within noise) and "
+     "says no in 5 of 5",
+     ("   16  fit              5  0.624 ± 0.058        5/5          0/5 ", "   16  setfit           5  0.640 ± 0.061 ",
+      "   16  5 samples: -0.016 ± 0.019, p = 0.14;")),
+    ("passes the exact test on 16 out-of-fold predictions about 9% of the time",
+     "   16  dev accuracy 0.624: power 0.09"),
+    ("Fit 0.9 refused these files (exit 2)", ("   16  fit-finetune     5  -                    0/5          0/5 ",)),
+    # idle cores
+    ("fit 27 s and 62 s, SetFit 30 s and 65 s (sample 0",
+     ("   16  fit 27 s (0.626, ee913e2)   setfit 30 s (0.641, ee913e2)",
+      "   64  fit 62 s (0.743, ee913e2)   setfit 65 s (0.748, ee913e2)")),
+    # train's defaults
+    ("0.10's (`adam` at 2e-5) stayed at the majority rate (0.54-0.55); 0.11's scores 0.593 at 16 rows and 0.577 at 64",
+     ("   16  train-0.10       5  0.539 ± 0.005 ", "   64  train-0.10       5  0.548 ± 0.006 ",
+      "   16  train            5  0.593 ± 0.035 ", "   64  train            5  0.577 ± 0.046 ")),
+    # LP-FT against fit and SetFit at 16 and 64 rows
+    ("at 16 rows LP-FT scored 0.635 ± 0.064, +0.011 over fit (p = 0.25) and −0.005 under SetFit (p = 0.46)",
+     ("   16  fit-lpft         5  0.635 ± 0.064 ", "   16  5 samples: +0.011 ± 0.018, p = 0.25;",
+      "   16  5 samples: -0.005 ± 0.014, p = 0.46;")),
+    ("at 64 rows 0.733 ± 0.048, −0.013 under fit (p = 0.081) and −0.013 under SetFit (p = 0.042, every sample below "
+     "it)", ("   64  fit-lpft         5  0.733 ± 0.048 ", "   64  5 samples: -0.013 ± 0.013, p = 0.081;",
+             "   64  5 samples: -0.013 ± 0.010, p = 0.042; per sample -0.023 -0.013 -0.024 -0.005 -0.002")),
+    ("It says yes as often as fit does (0 of 5 at 16 rows, 5 of 5 at 64",
+     ("   16  fit-lpft         5  0.635 ± 0.064        5/5          0/5 ",
+      "   64  fit-lpft         5  0.733 ± 0.048        5/5          5/5 ")),
+    # MRPC, 256 rows: LP-FT below SetFit in every sample, one no in three
+    ("At 256 rows LP-FT (`fit-lpft`) is below SetFit in every sample (−0.044 ± 0.018, p = 0.05) and its verdict says "
+     "no in one of three (p = 0.059 over 256 out-of-fold predictions), where the default `fit` says yes in 3 of 3",
+     ("  256  3 samples: -0.044 ± 0.018, p = 0.05; per sample -0.039 -0.029 -0.064",
+      "  256  fit-lpft         3  0.601 ± 0.042        0/3          2/3 ",
+      "  256  fit-lpft      s2: lp-ft, cross-validated accuracy 0.5508 over 256 rows, p = 0.059 (alpha 0.05): no",
+      "  256  fit              3  0.649 ± 0.007        0/3          3/3 ")),
+    # STS-B: LP-FT ahead of the probe at 256 in every sample; sample 0 at 1000 rows
+    ("LP-FT (`fit-lpft`), not a default, is ahead of it in every sample (+0.147 ± 0.004, p = 0.00029)",
+     ("  256  3 samples: +0.147 ± 0.004, p = 0.00029; per sample +0.152 +0.144 +0.145",
+      "  256  fit              3  0.223 ± 0.002        -            2/3  probe 3 ")),
+    ("in sample 0 `train` 0.734 and `fit` (held out, a regression file keeps fine-tuning) 0.736, the probe 0.313, and "
+     "LP-FT 0.707 (it led on the 100 test rows, 0.768 against fine-tuning's 0.677",
+     (" 1000  fit           s0: c05-lr0.0002-seed5, test spearmanr 0.6773 over 100 rows, p = 5.1e-15 (alpha 0.05): "
+      "yes; dev 0.736,",
+      "1000  fit-lpft      s0: lp-ft, test spearmanr 0.7684 over 100 rows, p = 5.2e-21 (alpha 0.05): yes; dev 0.707")),
+]  # fmt: skip
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    spec = importlib.util.spec_from_file_location("small_data", REPO / "benchmarks" / "small_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tables(small_data) -> list[tuple[str, str]]:
+    """(the block as the page has it, the table printed from the records now), per table block."""
+    return [(block["body"], printed) for block, printed in small_data.page_tables(PAGE, OUT)]
+
+
+def test_the_page_tables_are_the_printed_tables(tables) -> None:
+    assert len(tables) == 3  # SST-2, MRPC, STS-B
+    for shown, printed in tables:
+        assert shown == printed, "the page's table is not what `small_data.py --table` prints: run --page"
+
+
+@pytest.mark.parametrize(("said", "printed"), PAIRS, ids=[p[0][:40] for p in PAIRS])
+def test_the_page_says_what_the_tables_print(tables, said: str, printed: str | tuple[str, ...]) -> None:
+    assert flat(said) in flat(PAGE.read_text(encoding="utf-8")), f"the page no longer says {said!r}"
+    lines = "\n".join(p for _, p in tables).splitlines()
+    for fragment in (printed,) if isinstance(printed, str) else printed:
+        assert any(fragment in line for line in lines), f"no printed line holds {fragment!r}"
+
+
+def test_page_refuses_a_page_without_tables(small_data, tmp_path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# no tables\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="no table block"):
+        small_data.refresh_page(page, OUT)
+    assert page.read_text(encoding="utf-8") == "# no tables\n"

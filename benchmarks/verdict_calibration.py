@@ -1,6 +1,7 @@
 """How often `fit` says yes when nothing can be learned: fits on shuffled labels, judged by the old rule and the new.
 
     python benchmarks/verdict_calibration.py --glue-dir ../shared/data/glue   # resumable; --table-only: the table
+    python benchmarks/verdict_calibration.py --page docs/results/verdict.md   # rewrite the page's tables
 
 Each fit is `steadytune fit` as a user types it on their own CSV (fit's defaults: 9 candidates, all-MiniLM-L6-v2,
 the file split 80/10/10 into train/validation/test; `--workers 1` runs the stages in the fit's own process, which
@@ -32,9 +33,13 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 DATASETS = ("own-csv", "sst2-64", "sst2-256", "mrpc-128")
@@ -143,10 +148,24 @@ def _interval(k: int, n: int) -> str:
     return f"{k}/{n} = {k / n:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
 
 
-def table(out: Path) -> str:
-    from scipy.stats import binomtest
-
+def _rejudged(fit_dir: Path):
+    """`steadytune.fitting.rejudge` of a scratch copy of the folder's records (fit.json and the store: the weights
+    are not kept), so that making the table writes nothing under --out; the data file is read where the fit's
+    config names it (relative paths from the repository root, where the script runs)."""
     from steadytune.fitting import rejudge
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "fit"
+        copy.mkdir()
+        for name in ("fit.json", "study.sqlite"):
+            shutil.copy2(fit_dir / name, copy / name)
+        return rejudge(copy, model=False)
+
+
+def table(out: Path, datasets: list[str] | None = None) -> str:
+    """Per data set under `out` (or those of `datasets`), the false yeses of both rules; an `all` row when there
+    are several, then each rule's yeses."""
+    from scipy.stats import binomtest
 
     lines = [
         f"{'data set':<10} {'fits':>4}  {'old rule: false yes [95% CI]':<30}  "
@@ -157,18 +176,23 @@ def table(out: Path) -> str:
         (d.name for d in out.iterdir() if d.is_dir() and d.name not in DATASETS),
         key=lambda name: (name.split("-")[0], int(name.split("-")[-1]) if name[-1].isdigit() else 0),
     )
+    rows = 0
     for name in [*DATASETS, *others]:  # others: a size fitted with --datasets, such as sst2-1024
         olds, news = [], []
+        if datasets is not None and name not in datasets:
+            continue
         if not (out / name).is_dir():
             continue
         for fit_json in sorted((out / name).glob("rep*/fit/fit.json")):
             result = json.loads(fit_json.read_text())
             olds.append(_old_rule(result))
-            now = rejudge(fit_json.parent, model=False)  # records only: the weights are not kept
+            now = _rejudged(fit_json.parent)
             news.append(now.success)
-            if news[-1]:  # the pick and the test that said yes: what the calibration's prose quotes
+            if news[-1]:  # the pick and the test that said yes, and the other families' tests on the same rows
+                others = [f"{c['name']}: {c['cv']['test']}, p = {c['cv']['p']:.2g}" for c in result["candidates"]
+                          if c.get("cv") and c["name"] != now.chosen]  # fmt: skip
                 new_yeses.append(f"{fit_json.parent.parent.relative_to(out)}: {now.chosen}, {now.judgement['test']}, "
-                                 f"p = {now.judgement['p']:.2g}")  # fmt: skip
+                                 f"p = {now.judgement['p']:.2g}" + "".join(f"; {o}" for o in others))  # fmt: skip
             if olds[-1]:  # what the old rule's yes delivered, judged on its test rows
                 m, val, test = now.metric, _chosen_validation(result), (now.test or {}).get(now.metric, math.nan)
                 old_yeses.append(f"{fit_json.parent.parent.relative_to(out)}: validation {m} {val[m]:.4f}, test "
@@ -179,8 +203,9 @@ def table(out: Path) -> str:
         totals = [totals[0] + n, totals[1] + k_old, totals[2] + k_new]
         p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
         lines.append(f"{name:<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
+        rows += 1
     n, k_old, k_new = totals
-    if n:
+    if rows > 1:
         p = binomtest(k_new, n, 0.05, alternative="greater").pvalue
         lines.append(f"{'all':<10} {n:>4}  {_interval(k_old, n):<30}  {_interval(k_new, n):<30}  {p:.3g}")
     lines += ["", "the old rule's yeses:", *(f"  {line}" for line in old_yeses or ["none"])]
@@ -188,13 +213,48 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+# A table block of a results page: the arguments its table is made with, then the table.
+PAGE_BLOCK = re.compile(
+    r"<!-- calibration: (?P<args>[^>]*?) -->\n```\n(?P<body>.*?)\n```\n<!-- /calibration -->", re.S
+)
+
+
+def page_tables(page: Path, root: Path) -> list[tuple[re.Match, str]]:
+    """Each calibration block of `page` with the table its arguments make now (`--out` relative to `root`, the
+    repository; tests/test_verdict_page.py checks the committed page)."""
+    blocks = []
+    for block in PAGE_BLOCK.finditer(page.read_text(encoding="utf-8")):
+        block_args = argparse.ArgumentParser()
+        block_args.add_argument("--out", type=Path)
+        block_args.add_argument("--datasets", default=None)
+        block_args.add_argument("--power", type=Path)
+        parsed = block_args.parse_args(block["args"].split())
+        if parsed.power is not None:
+            blocks.append((block, power(root / parsed.power)))
+            continue
+        datasets = parsed.datasets.split(",") if parsed.datasets else None
+        blocks.append((block, table(root / parsed.out, datasets)))
+    return blocks
+
+
+def refresh_page(page: Path, root: Path) -> None:
+    """Rewrite the calibration blocks of `page` from the records (atomically)."""
+    text, blocks = page.read_text(encoding="utf-8"), page_tables(page, root)
+    if not blocks:
+        sys.exit(f"error: {page} has no calibration block (<!-- calibration: --out DIR -->)")
+    for block, made in reversed(blocks):  # from the end, so earlier offsets stay valid
+        text = text[: block.start("body")] + made + text[block.end("body") :]
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, page)
+    print(f"{page}: {len(blocks)} calibration tables rewritten")
+
+
 def power(folder: Path) -> str:
     """The fits of `benchmarks/fit_vs_seeds.py` (`folder`: <task>/rep<r>/fit) judged by both rules: per task the yes
-    count of each, and the test score of the models each rule delivers. Re-judging rewrites each fit.json under the
-    current rule (the folders keep no weights, so `model/` is left alone); the old rule is 0.8.1's, replicated by
-    `_old_rule` and checked against the verdict 0.8.1 stored."""
-    from steadytune.fitting import rejudge
-
+    count of each, and the test score of the models each rule delivers, re-judged on scratch copies (`_rejudged`;
+    0.9 rewrote each fit.json under its rule); the old rule is 0.8.1's, replicated by `_old_rule` and checked against
+    the verdict 0.8.1 stored where a fit.json still holds it."""
     lines = [f"{'task':<6} {'fits':>4}  {'yes, old rule':<14} {'yes, new rule':<14} {'test of the yeses (old)':<26} "
              "test of the yeses (new)"]  # fmt: skip
     detail = ["", "each fit: the pick's test score, and its verdict under each rule (the new one with its p):"]
@@ -205,7 +265,7 @@ def power(folder: Path) -> str:
             was = _old_rule(stored)
             if stored.get("judgement") is None and was != stored["success"]:
                 raise SystemExit(f"{fit_json}: the replicated 0.8.1 rule says {was}, 0.8.1 stored {stored['success']}")
-            now = rejudge(fit_json.parent, model=False)
+            now = _rejudged(fit_json.parent)
             score = (now.test or {}).get(now.metric)
             old.append((was, score))
             new.append((now.success, score))
@@ -230,6 +290,10 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS), help="which data sets to fit (comma-separated)")
     parser.add_argument("--model", default=None, help="the encoder (default: fit's own default, all-MiniLM-L6-v2)")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--page", type=Path, default=None,
+                        help="instead: rewrite each calibration block of this page (between `<!-- calibration: --out "
+                             "DIR [--datasets A,B] -->` or `<!-- calibration: --power DIR -->` and `<!-- /calibration "
+                             "-->`, DIR from the repository root) from the stored records")  # fmt: skip
     parser.add_argument(
         "--power",
         type=Path,
@@ -238,6 +302,8 @@ def main() -> None:
         help="instead: re-judge fit_vs_seeds.py's fits (docs/results/fit-minilm) by both rules",
     )
     args = parser.parse_args()
+    if args.page is not None:
+        return refresh_page(args.page, Path(__file__).resolve().parents[1])
     if args.power is not None:
         print(power(args.power))
         return

@@ -1,0 +1,107 @@
+"""docs/results/verdict.md shows what benchmarks/verdict_calibration.py makes from the committed fit records.
+
+Each calibration block of the page is the table that its marker's arguments make (`verdict_calibration.py --page`
+rewrites them; every fit is re-judged from its records on a scratch copy, so nothing under docs/ is written), and
+each pair below is a fragment of the page's prose with the fragment of the tables that backs it: its counts, and
+its all / every / none sentences. No training and no model: the verdicts are re-judged from the stored records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+
+import pytest
+from conftest import REPO, require_glue
+
+PAGE = REPO / "docs" / "results" / "verdict.md"
+RECORDS = [
+    REPO / "docs" / "results" / d for d in ("verdict-calibration", "verdict-calibration-families", "fit-minilm")
+]
+
+# (the page's words, what the tables must hold: one fragment or several, each within one line)
+PAIRS = [
+    # the 100 held-out fits on shuffled labels (0.9's rule against 0.8.1's)
+    ("**The new rule said yes in 0 of 100 fits** (95% interval 0 to 3.6%; 0 of 25 on each of the 4 data sets)",
+     ("all         100  3/100 = 0.030 [0.006, 0.085]    0/100 = 0.000 [0.000, 0.036]",
+      "own-csv      25  2/25 = 0.080 [0.010, 0.260]     0/25 = 0.000",
+      "sst2-64      25  0/25 = 0.000 [0.000, 0.137]     0/25",
+      "sst2-256     25  1/25 = 0.040 [0.001, 0.204]     0/25 = 0.000",
+      "mrpc-128     25  0/25 = 0.000 [0.000, 0.137]     0/25")),
+    ("**The old rule said yes in 3 of 100** (3%, interval 0.6% to 8.5%): 2 of 25 on the 300-row file (validation "
+     "20 of 30, test 0.4000 and 0.6000), 1 of 25 at 256 rows (validation 18 of 26, test 0.5000)",
+     ("own-csv/rep10: validation accuracy 0.6667, test 0.4000, new rule p = 0.9",
+      "own-csv/rep2: validation accuracy 0.6667, test 0.6000, new rule p = 0.18",
+      "sst2-256/rep11: validation accuracy 0.6923, test 0.5000, new rule p = 0.58")),
+    # the power block: 16 yeses become 14
+    ("16 yeses become 14", ("rte       5  1              1 ", "mrpc      5  5              5 ",
+                            "cola      5  5              3 ", "sts-b     5  5              5 ")),
+    ("MRPC (F1 0.82-0.84, p ≤ 0.00024) and STS-B (Spearman 0.76-0.83) keep their 5 yeses each",
+     ("mrpc rep3: test f1 0.8224; old yes, new yes (p = 0.00024)",
+      "sts-b rep3: test spearmanr 0.7610; old yes, new yes")),
+    # the families at 64 rows: 100 fits, 3 yeses, all the contrastive model
+    ("All 100 fits are done",
+     "sst2-64     100  0/100 = 0.000 [0.000, 0.036]    3/100 = 0.030 [0.006, 0.085]    0.882"),
+    ("The three yeses (reps 1, 74 and 98, as `--table-only` lists them) are all the contrastive model, at 41, 41 "
+     "and 45 of 64 out-of-fold predictions right (p = 0.016, 0.016 and 0.0008",
+     ("sst2-64/rep1: contrastive, exact binomial test of 41/64 correct",
+      "sst2-64/rep74: contrastive, exact binomial test of 41/64 correct",
+      "sst2-64/rep98: contrastive, exact binomial test of 45/64 correct")),
+    # the families at 1,024 rows: 50 fits, 1 yes
+    ("All 50 fits are done (2026-12-07, 0.13.0): the new rule said yes in 1 of 50 (1/50 = 0.020 [0.001, 0.106]",
+     "sst2-1024    50  0/50 = 0.000 [0.000, 0.071]     1/50 = 0.020 [0.001, 0.106]     0.923"),
+    ("in 4 of 150 fits (4/150 = 0.027 [0.007, 0.067]; p = 0.945 for a rate above 5%)",
+     "all         150  0/150 = 0.000 [0.000, 0.024]    4/150 = 0.027 [0.007, 0.067]    0.945"),
+    ("The one yes, rep 39, is a chance alignment the probe found too: its 5-fold cross-validated accuracy on the "
+     "same shuffled labels was 0.5664, above all 199 of its label shuffles (p = 0.005, the smallest a permutation "
+     "test of 199 shuffles can give), and the contrastive model's out-of-fold predictions were right on 568 of "
+     "1,024 (p = 0.00026)",
+     "sst2-1024/rep39: contrastive, exact binomial test of 568/1024 correct against the majority rate 0.500 "
+     "(out-of-fold predictions) (best constant predictor 0.5000), p = 0.00026; probe: permutation test of the "
+     "5-fold cross-validated accuracy 0.5664 against 199 label shuffles, p = 0.005"),
+]  # fmt: skip
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _digest() -> str:
+    h = hashlib.sha256()
+    for folder in RECORDS:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                h.update(str(path).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tables() -> list[tuple[str, str]]:
+    """(the block as the page has it, the table made from the records now), per calibration block."""
+    for task in ("RTE", "MRPC", "CoLA", "STS-B"):  # the power block's fits re-read their GLUE rows
+        require_glue(task)
+    spec = importlib.util.spec_from_file_location(
+        "verdict_calibration", REPO / "benchmarks" / "verdict_calibration.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)  # the fits' configs name their data files from the repository root
+        before = _digest()
+        made = [(block["body"], table) for block, table in module.page_tables(PAGE, REPO)]
+        assert _digest() == before  # re-judging wrote nothing under docs/
+    return made
+
+
+def test_the_page_tables_are_the_made_tables(tables) -> None:
+    assert len(tables) == 4  # the 100 held-out fits, the power block, the families at 64 rows, and at 1,024
+    for shown, made in tables:
+        assert shown == made, "the page's table is not what the records make now: run verdict_calibration.py --page"
+
+
+@pytest.mark.parametrize(("said", "made"), PAIRS, ids=[p[0][:40] for p in PAIRS])
+def test_the_page_says_what_the_tables_show(tables, said: str, made: str | tuple[str, ...]) -> None:
+    assert flat(said) in flat(PAGE.read_text(encoding="utf-8")), f"the page no longer says {said!r}"
+    lines = "\n".join(t for _, t in tables).splitlines()
+    for fragment in (made,) if isinstance(made, str) else made:
+        assert any(fragment in line for line in lines), f"no line of the tables holds {fragment!r}"

@@ -12,7 +12,9 @@ from its own seed, so the fits are independent):
 
 - `own-csv`: the 300 SST-2 rows of `benchmarks/own_csv.py` (the README's own-CSV example), labels shuffled anew;
 - `sst2-64`, `sst2-256`: 64 and 256 class-balanced SST-2 training sentences;
-- `mrpc-128`: 128 class-balanced MRPC training pairs (two text columns).
+- `mrpc-128`: 128 class-balanced MRPC training pairs (two text columns);
+- `stsb-N` (asked for with `--datasets`): N STS-B training pairs at random, their scores shuffled (regression,
+  `--task-type regression`).
 
 Each fit's folder is kept under `--out` (records and stores; `.gitignore` leaves out weights), so the benchmark
 resumes where it stopped, running repetition-major (every data set's r-th fit before any (r+1)-th). The table
@@ -75,6 +77,12 @@ def _rows(name: str, rep: int, glue: Path) -> tuple[list[str], list[tuple]]:
         picked = [(r[3], r[4], y) for y in ("0", "1") for r in draw.sample([r for r in mrpc if r[0] == y], n // 2)]
         draw.shuffle(picked)
         header = ["sentence1", "sentence2", "label"]
+    elif name.startswith("stsb-"):  # regression: n STS-B training pairs at random, their scores shuffled
+        n = int(name.split("-")[1])
+        sts = _read_tsv(glue / "STS-B" / "train.tsv")  # ..., sentence1, sentence2, score (columns 7, 8, 9)
+        draw = random.Random(3000 + rep)
+        picked = [(r[7], r[8], r[9]) for r in draw.sample(sts, n)]
+        header = ["sentence1", "sentence2", "score"]
     else:
         raise SystemExit(f"unknown data set {name}")
     labels = [r[-1] for r in picked]
@@ -99,7 +107,8 @@ def _fit_folder(out: Path, name: str, rep: int, glue: Path, model: str | None = 
     if not (folder / "fit" / "fit.json").is_file():
         cmd = ["steadytune", "fit", "--train-file", str(data), "--text-columns", ",".join(header[:-1]),
                "--label-column", header[-1], "--out", str(folder / "fit"), "--quiet", "--workers", "1",
-               *(["--model", model] if model else [])]  # fmt: skip
+               *(["--model", model] if model else []),
+               *(["--task-type", "regression"] if name.startswith("stsb-") else [])]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode not in (0, 1):
             raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")

@@ -414,11 +414,19 @@ def test_the_probe_family_delivers_a_model_that_predict_reads(pooling, tiny_mode
 
 def test_families_are_checked():
     from steadytune.cli.parser import build_parser
-    from steadytune.fitting import FitSettings
+    from steadytune.fitting import FitSettings, default_families
 
-    assert FitSettings().families == ("probe", "contrastive", "finetune")
-    args = build_parser().parse_args(["fit", "--task", "rte", "--out", "x"])
+    assert FitSettings().families is None  # by the task, once fit knows it
+    assert default_families(2) == ("probe", "contrastive", "finetune")
+    assert default_families(1) == ("probe", "lp-ft", "finetune")  # regression: LP-FT in the contrastive one's place
+    parser = build_parser()
+    args = parser.parse_args(["fit", "--task", "rte", "--out", "x"])
     assert args.families == FitSettings().families  # the CLI's default is the library's
+    fit_help = " ".join(next(a for a in parser._subparsers._group_actions[0].choices["fit"]._actions
+                             if a.dest == "families").help.split())  # fmt: skip
+    assert f"default: {','.join(default_families(2))}, and for a regression task {','.join(default_families(1))}" in (
+        fit_help
+    )
     for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
         with pytest.raises(Exception, match=message):
             FitSettings(families=bad)
@@ -428,7 +436,7 @@ def test_a_classification_file_under_cross_validate_below_rows_is_a_small_file(t
     """300 rows leave 30 test rows, enough for a held-out verdict, but 30 validation rows cannot choose among the
     families: a classification file under `cross_validate_below` rows (2000) is cross-validated over every row and
     runs no fine-tuning candidates. The folder remembers it: rerun with the held-out rule, it is refused, not mixed.
-    A regression file of the same size keeps the held-out search (the probe is its only default feature family)."""
+    A regression file of the same size keeps the held-out search, fine-tuning included."""
     from conftest import sentiment_rows, write_rows
 
     from steadytune.cli.parser import build_parser

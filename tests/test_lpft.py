@@ -167,6 +167,25 @@ def test_a_regression_small_file_gets_lpft_judged_by_its_correlation(tiny_model_
     assert by_name["lp-ft"]["probe"]["head"] == "StandardScaler + Ridge"
 
 
+def test_a_regression_file_gets_lpft_by_default(tiny_model_dir, tmp_path, capsys):
+    """With no --families, a regression task's families are probe, lp-ft, finetune (`default_families`): on a small
+    file the probe and LP-FT are cross-validated and the pick held to 0.05/2. The folder stores the families it
+    ran, so a rerun asking for the classification defaults is another fit (refused, naming fit.families), and the
+    same defaults re-judge it."""
+    rows = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(40))]
+    path = write_rows(tmp_path / "rows.csv", rows)
+    argv = _fit(tiny_model_dir, path, tmp_path / "fit", "--task-type", "regression")
+    code = main(argv)
+    result = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in result["candidates"]] == ["probe", "lp-ft"]
+    assert result["settings"]["families"] == ["probe", "lp-ft", "finetune"]
+    assert result["judgement"]["split"] == "cross-validated" and result["judgement"]["alpha"] == pytest.approx(0.025)
+    assert main([*argv, "--families", "probe,contrastive,finetune"]) == 2
+    assert "fit.families" in capsys.readouterr().err
+    assert main(argv) == code
+    assert json.loads(capsys.readouterr().out)["judgement"] == result["judgement"]
+
+
 def test_on_a_larger_file_lpft_is_a_held_out_candidate(tiny_model_dir, tmp_path, capsys):
     """300 rows, held out (--cross-validate-below 0): LP-FT trains on the training split from the probe's
     cross-validated head, is scored on validation and test like every candidate, and the verdict reads the test

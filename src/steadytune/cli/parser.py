@@ -93,14 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fractions of the budget at which candidates are judged")  # fmt: skip
     fit.add_argument("--keep", type=int, default=None, metavar="N",
                      help="candidates that continue to the end (default 2, or all when fewer)")  # fmt: skip
-    # FitSettings.families' default, written out: importing steadytune.fitting would load torch (tests/test_fit.py
-    # checks that the two agree)
-    fit.add_argument("--families", type=names, default=("probe", "contrastive", "finetune"), metavar="NAME,...",
+    # None: FitSettings.families' default, by the task (`steadytune.fitting.default_families`, written out in the
+    # help: importing steadytune.fitting would load torch; tests/test_fit.py checks that the two agree)
+    fit.add_argument("--families", type=names, default=None, metavar="NAME,...",
                      help="candidate families to compare: probe (the frozen encoder's features and a "
                           "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
                           "tuned on pairs from the labels, then the probe's head; classification only: minutes), "
                           "lp-ft (the probe's head, then the encoder and head fine-tuned together: minutes), "
-                          "finetune (the --candidates search); default: probe,contrastive,finetune")  # fmt: skip
+                          "finetune (the --candidates search); default: probe,contrastive,finetune, and for a "
+                          "regression task probe,lp-ft,finetune")  # fmt: skip
     # FitSettings.cross_validate_below's default, written out for the same reason
     fit.add_argument("--cross-validate-below", type=int, default=2000, metavar="ROWS",
                      help="a classification file of yours (no --test-file) with fewer rows is a small file: the "

@@ -10,7 +10,15 @@
 
 from .outcome import FitResult, judge
 from .search import FLAG_WORDS, fit, rejudge
-from .settings import MAX_CANDIDATES, Candidate, FitSettings, candidate_configs, default_lrs, resolve
+from .settings import (
+    MAX_CANDIDATES,
+    Candidate,
+    FitSettings,
+    candidate_configs,
+    default_families,
+    default_lrs,
+    resolve,
+)
 
 __all__ = [
     "FLAG_WORDS",
@@ -19,6 +27,7 @@ __all__ = [
     "FitResult",
     "FitSettings",
     "candidate_configs",
+    "default_families",
     "default_lrs",
     "fit",
     "judge",

@@ -65,7 +65,7 @@ from ..study.store import Store
 from ..tracking import require
 from .families import CONTRASTIVE, LPFT, PROBE, family_steps, run_contrastive, run_lpft, run_probe, small_file
 from .outcome import FitResult, _check_verdict_possible, conclude
-from .settings import Candidate, FitSettings, _candidates, resolve
+from .settings import Candidate, FitSettings, _candidates, default_families, resolve
 
 __all__ = ["FLAG_WORDS", "fit", "rejudge"]
 
@@ -110,6 +110,8 @@ def fit(
     if config.report_to != "none" and config.tracking_dir is None:  # one tracker run per candidate, in the folder
         config = replace(config, tracking_dir=str(out.resolve()))
     data = data if data is not None else config_data(config)
+    if settings.families is None:
+        settings = replace(settings, families=default_families(data.num_labels))
     metric = config.metric or data.metric
     labels = {"num_labels": data.num_labels, "metric": metric, "label_names": data.label_names}
     val_base = constant_baseline(data.validation.labels, train_labels=data.train.labels, **labels)

@@ -58,13 +58,15 @@ PAIRS = [
       "  256  fit-lpft         3  0.601 ± 0.042        0/3          2/3 ",
       "  256  fit-lpft      s2: lp-ft, cross-validated accuracy 0.5508 over 256 rows, p = 0.059 (alpha 0.05): no",
       "  256  fit              3  0.649 ± 0.007        0/3          3/3 ")),
-    # STS-B: LP-FT ahead of the probe at 256 in every sample; sample 0 at 1000 rows
-    ("LP-FT (`fit-lpft`), not a default, is ahead of it in every sample (+0.147 ± 0.004, p = 0.00029)",
+    # STS-B: LP-FT ahead of 0.13's fit (the probe) at 256 in every sample, and its yeses; sample 0 at 1000 rows
+    ("LP-FT (`fit-lpft`) is ahead of it in every sample (+0.147 ± 0.004, p = 0.00029), and says yes in 3 of 3 where "
+     "`fit-0.13` said yes in 2",
      ("  256  3 samples: +0.147 ± 0.004, p = 0.00029; per sample +0.152 +0.144 +0.145",
-      "  256  fit              3  0.223 ± 0.002        -            2/3  probe 3 ")),
-    ("in sample 0 `train` 0.734 and `fit` (held out, a regression file keeps fine-tuning) 0.736, the probe 0.313, and "
-     "LP-FT 0.707 (it led on the 100 test rows, 0.768 against fine-tuning's 0.677",
-     (" 1000  fit           s0: c05-lr0.0002-seed5, test spearmanr 0.6773 over 100 rows, p = 5.1e-15 (alpha 0.05): "
+      "  256  fit-lpft         3  0.370 ± 0.003        -            3/3 ",
+      "  256  fit-0.13         3  0.223 ± 0.002        -            2/3  probe 3 ")),
+    ("in sample 0 `train` 0.734 and `fit-0.13` (held out, a regression file keeps fine-tuning) 0.736, the probe "
+     "0.313, and LP-FT 0.707 (it led on the 100 test rows, 0.768 against fine-tuning's 0.677",
+     (" 1000  fit-0.13      s0: c05-lr0.0002-seed5, test spearmanr 0.6773 over 100 rows, p = 5.1e-15 (alpha 0.05): "
       "yes; dev 0.736,",
       "1000  fit-lpft      s0: lp-ft, test spearmanr 0.7684 over 100 rows, p = 5.2e-21 (alpha 0.05): yes; dev 0.707")),
 ]  # fmt: skip

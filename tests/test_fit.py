@@ -417,16 +417,19 @@ def test_families_are_checked():
     from steadytune.fitting import FitSettings, default_families
 
     assert FitSettings().families is None  # by the task, once fit knows it
-    assert default_families(2) == ("probe", "contrastive", "finetune")
-    assert default_families(1) == ("probe", "lp-ft", "finetune")  # regression: LP-FT in the contrastive one's place
+    for small in (True, False):
+        assert default_families(2, small=small) == ("probe", "contrastive", "finetune")
+    assert default_families(1, small=True) == ("probe", "lp-ft", "finetune")  # LP-FT in the contrastive one's place
+    assert default_families(1, small=False) == ("probe", "finetune")  # held out: LP-FT's epochs cost more than that
     parser = build_parser()
     args = parser.parse_args(["fit", "--task", "rte", "--out", "x"])
     assert args.families == FitSettings().families  # the CLI's default is the library's
     fit_help = " ".join(next(a for a in parser._subparsers._group_actions[0].choices["fit"]._actions
                              if a.dest == "families").help.split())  # fmt: skip
-    assert f"default: {','.join(default_families(2))}, and for a regression task {','.join(default_families(1))}" in (
-        fit_help
+    regression = f"{','.join(default_families(1, small=True))} on a small file, " + ",".join(
+        default_families(1, small=False)
     )
+    assert f"default: {','.join(default_families(2, small=False))}, and for a regression task {regression}" in fit_help
     for bad, message in ((("svm",), "unknown family 'svm'"), ((), "got none"), (("probe", "probe"), "at most once")):
         with pytest.raises(Exception, match=message):
             FitSettings(families=bad)
@@ -460,9 +463,9 @@ def test_a_classification_file_under_cross_validate_below_rows_is_a_small_file(t
     regression = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(300, seed=3))]
     path = write_rows(tmp_path / "scores.csv", regression)
     main(["fit", "--model", str(tiny_model_dir), "--train-file", str(path), "--out", str(tmp_path / "reg"), "--quiet",
-          "--json", "--task-type", "regression", "--families", "probe,finetune", "--candidates", "1",
-          "--epochs", "1"])  # fmt: skip
+          "--json", "--task-type", "regression", "--candidates", "1", "--epochs", "1"])  # fmt: skip
     result = json.loads(capsys.readouterr().out)
+    assert result["settings"]["families"] == ["probe", "finetune"]  # a held-out regression file's defaults
     assert [c["name"] for c in result["candidates"]][0] == "probe" and len(result["candidates"]) == 2
     assert result["judgement"]["split"] == "test"
 

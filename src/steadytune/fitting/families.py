@@ -10,8 +10,8 @@
   the probe scored 0.690, 0.712, 0.719. Classification only: SetFit has no regression head, nor does this.
 - `lp-ft`: linear probing, then fine-tuning (`steadytune.lpft`, Kumar et al. 2022): the probe's head fitted on the
   frozen features, then the encoder and that head trained together. Classification and regression. A default
-  family for regression only (`settings.REGRESSION_FAMILIES`, in the contrastive family's place); for
-  classification docs/results/small-data measures it beside the defaults, and it does not beat them.
+  family of a regression task's small file only (`settings.REGRESSION_FAMILIES`, in the contrastive family's
+  place); for classification docs/results/small-data measures it beside the defaults, and it does not beat them.
 - `finetune`: the (seed, learning rate) candidates of the successive-halving search (`search`).
 
 The probe, the contrastive and the LP-FT model are one candidate each (`probe`, `contrastive`, `lp-ft`), stored in the

@@ -110,8 +110,6 @@ def fit(
     if config.report_to != "none" and config.tracking_dir is None:  # one tracker run per candidate, in the folder
         config = replace(config, tracking_dir=str(out.resolve()))
     data = data if data is not None else config_data(config)
-    if settings.families is None:
-        settings = replace(settings, families=default_families(data.num_labels))
     metric = config.metric or data.metric
     labels = {"num_labels": data.num_labels, "metric": metric, "label_names": data.label_names}
     val_base = constant_baseline(data.validation.labels, train_labels=data.train.labels, **labels)
@@ -120,15 +118,18 @@ def fit(
     # test rows are the user's own (--test-file, a dataset's split), which are then judged as given; else the test
     # split must be able to show a model right on every row, or the verdict could only be no.
     own_test = config.test_file is not None or config.dataset is not None
+    # A classification file of the user's under `cross_validate_below` rows is a small file too; not a preset's
+    # (its validation and test rows are the paper's halves of its dev set), nor one with test rows of its own.
+    below = 0 if config.task else settings.cross_validate_below
+    if settings.families is None:  # the defaults, by the task and (for regression) by whether the file is small
+        small_by_default = not own_test and small_file(data, below=below)  # each default has a feature family
+        settings = replace(settings, families=default_families(data.num_labels, small=small_by_default))
     # The families that run besides fine-tuning: the contrastive one needs classes (SetFit has no regression form).
     extra = [f for f in (PROBE, CONTRASTIVE, LPFT)
              if f in settings.families and (f != CONTRASTIVE or data.num_labels > 1)]  # fmt: skip
     if settings.families == (CONTRASTIVE,) and not extra:
         raise UserInputError("the contrastive family needs a classification task (SetFit's pairs have no regression "
                              "form); for this regression task use --families probe,finetune")  # fmt: skip
-    # A classification file of the user's under `cross_validate_below` rows is a small file too; not a preset's
-    # (its validation and test rows are the paper's halves of its dev set), nor one with test rows of its own.
-    below = 0 if config.task else settings.cross_validate_below
     small = bool(extra) and not own_test and small_file(data, below=below)
     if not small:
         _check_verdict_possible(data, test_base)

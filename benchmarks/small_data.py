@@ -135,12 +135,21 @@ def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int, *,
     return rows
 
 
+CPU_S: dict[str, float] = {}  # the CPU seconds of the last `_run`'s process tree (user + system)
+
+
 def _run(argv: list[str], cwd: Path, log: Path) -> tuple[int, float]:
-    start = time.perf_counter()
+    """Run `argv` in `cwd`, its output appended to `log`: its exit code and wall seconds (`CPU_S["last"]`: its CPU
+    seconds, which another process on the same cores slows less than the wall clock)."""
+    import resource
+
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(argv)}\n")
         f.flush()
         code = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_S["last"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return code, time.perf_counter() - start
 
 
@@ -185,7 +194,7 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         argv = [*st, command, "--train-file", "rows.csv", "--text-columns", texts, "--label-column", label,
                 "--out", system, "--quiet", *FLAGS[system]]  # fmt: skip
         code, train_s = _run(argv, cell, log)
-        record |= {"exit": code, "train_s": train_s}
+        record |= {"exit": code, "train_s": train_s, "cpu_s": CPU_S["last"]}
         model = out / "model"
         if command == "fit" and (out / "fit.json").is_file():
             result = json.loads((out / "fit.json").read_text())
@@ -197,6 +206,7 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
                     predictions.name, "--overwrite"]  # fmt: skip
             code, predict_s = _run(argv, cell, log)
             record["wall_s"] = train_s + predict_s
+            record["cpu_s"] += CPU_S["last"]
             if code == 0:
                 record |= _score(predictions, dev, args.task)
         else:
@@ -215,7 +225,7 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         if system == "setfit":
             argv += ["--num-iterations", str(args.setfit_iterations)]
         code, wall = _run(argv, cell, log)
-        record |= {"exit": code, "wall_s": wall, "train_s": wall}
+        record |= {"exit": code, "wall_s": wall, "train_s": wall, "cpu_s": CPU_S["last"]}
         if code == 0:
             record |= _score(predictions, dev, args.task)
             info = cell / f"{system}-info.json"
@@ -391,6 +401,25 @@ def _print_idle_timings(out: Path, ns: list[int], prefix: str) -> None:
             print(f"{n:>5}  " + "   ".join(cells))
 
 
+def _print_cpu(out: Path, ns: list[int], prefix: str, systems: list[str]) -> None:
+    """Per n, fit's and SetFit's CPU seconds (user + system of their processes, training and predicting the
+    evaluation rows), where the records hold them (`cpu_s`, from 2026-12-07 10:00 on): a comparison of their work
+    that a second benchmark on the same cores disturbs less than the wall clock."""
+    lines = []
+    for n in ns:
+        cells = []
+        for system in [s for s in ("fit", "setfit") if s in systems]:
+            cpu = [r["cpu_s"] for p in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json"))
+                   if "cpu_s" in (r := json.loads(p.read_text()))]  # fmt: skip
+            if cpu:
+                cells.append(f"{system} {statistics.mean(cpu):.0f} ({min(cpu):.0f}-{max(cpu):.0f}, {len(cpu)} runs)")
+        if cells:
+            lines.append(f"{n:>5}  " + "   ".join(cells))
+    if lines:
+        print("\nCPU s of fit's and SetFit's processes (user + system, one thread each), where recorded: mean (range)")
+        print("\n".join(lines))
+
+
 def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str, metric: str) -> None:
     """`first` − `second` on dev per n, paired over the samples both finished, with a two-sided paired t test."""
     from scipy.stats import ttest_1samp
@@ -452,6 +481,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
             print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above_text}  {yes:>7}  "
                   f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
     _print_idle_timings(out, ns, prefix)
+    _print_cpu(out, ns, prefix, systems)
     pairs = (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12"), ("fit", "fit-0.13"),
              ("fit-lpft", "fit-0.13"))  # fmt: skip
     for first, second in pairs:

@@ -184,7 +184,8 @@ def test_on_a_larger_file_the_contrastive_model_is_a_held_out_candidate(tiny_mod
 def test_a_regression_fit_leaves_the_contrastive_family_out(tiny_model_dir, tmp_path, capsys):
     rows = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(40))]
     path = write_rows(tmp_path / "rows.csv", rows)
-    main(_fit(tiny_model_dir, path, tmp_path / "fit", "--task-type", "regression"))
+    main(_fit(tiny_model_dir, path, tmp_path / "fit", "--task-type", "regression", "--families",
+              "probe,contrastive,finetune"))  # fmt: skip
     assert [c["name"] for c in json.loads(capsys.readouterr().out)["candidates"]] == ["probe"]
 
 

@@ -224,7 +224,7 @@ def resolve(config: TrainConfig, settings: FitSettings) -> tuple[TrainConfig, Fi
 def _candidates(config: TrainConfig, settings: FitSettings) -> list[Candidate]:
     """The fine-tuning candidates (none when `settings.families` leaves finetune out)."""
     out: list[Candidate] = []
-    if "finetune" not in settings.families:
+    if settings.families is not None and "finetune" not in settings.families:  # None: the defaults, all fine-tune
         return out
     for i in range(settings.candidates):
         lr = settings.lrs[i % len(settings.lrs)]

@@ -150,7 +150,8 @@ def test_a_small_file_cross_validates_lpft_beside_the_probe(tiny_model_dir, tmp_
 
 def test_a_regression_small_file_gets_lpft_judged_by_its_correlation(tiny_model_dir, tmp_path, capsys):
     """Regression: LP-FT starts from the ridge head; its out-of-fold predictions' Spearman correlation is judged by
-    the t test of a correlation, and both families are compared on the same 2 folds."""
+    the t test of a correlation counted as one fold's rows (`families.out_of_fold_test`: 20 of 40), and both
+    families are compared on the same 2 folds."""
     from scipy.stats import t as student_t
 
     rows = [{"text": r["text"], "label": f"{i % 7 / 2:.1f}"} for i, r in enumerate(sentiment_rows(40))]
@@ -161,10 +162,34 @@ def test_a_regression_small_file_gets_lpft_judged_by_its_correlation(tiny_model_
     assert list(by_name) == ["probe", "lp-ft"]
     cv = by_name["lp-ft"]["cv"]
     assert cv["metric"] == "spearmanr" and "t test" in cv["test"] and cv["folds"] == 2
+    assert "(18 df)" in cv["test"] and "counted as one fold's 20 rows of 40" in cv["test"]
     r = min(cv["score"], 1 - 1e-12)
-    assert cv["p"] == pytest.approx(float(student_t.sf(r * np.sqrt(38 / (1 - r * r)), 38)))
+    assert cv["p"] == pytest.approx(float(student_t.sf(r * np.sqrt(18 / (1 - r * r)), 18)))
     assert "compare" in by_name["probe"]["cv"]  # the probe is scored on the shared folds too
     assert by_name["lp-ft"]["probe"]["head"] == "StandardScaler + Ridge"
+
+
+def test_the_out_of_fold_correlation_test_holds_its_level_where_counting_every_row_does_not():
+    """Scores with nothing to learn (iid noise, random features), the small-file head cross-fitted on the 2 shared
+    folds: counting all rows, the t test of the pooled out-of-fold Spearman passes about twice as often as its level
+    (the two folds' correlations are near copies); counted as one fold's rows (`out_of_fold_test`) it stays under."""
+    from scipy.stats import spearmanr
+    from scipy.stats import t as student_t
+
+    from steadytune.fitting.families import _compare_folds, _small_head, out_of_fold_test
+
+    rng = np.random.default_rng(0)
+    every_row, one_fold = [], []
+    for draw in range(300):
+        y, x = rng.normal(size=128), rng.normal(size=(128, 64))
+        predicted = np.zeros(128)
+        for inside, outside in _compare_folds(y, draw, regression=True):
+            predicted[outside] = _small_head(regression=True).fit(x[inside], y[inside]).predict(x[outside])
+        r = float(spearmanr(predicted, y).statistic)
+        every_row.append(student_t.sf(r * np.sqrt(126 / (1 - r * r)), 126))
+        one_fold.append(out_of_fold_test({"spearmanr": r}, y, num_labels=1, metric="spearmanr")[0])
+    assert np.mean(np.array(every_row) < 0.025) > 0.04  # 2.5% promised
+    assert np.mean(np.array(one_fold) < 0.025) <= 0.025
 
 
 def test_a_regression_file_gets_lpft_by_default(tiny_model_dir, tmp_path, capsys):

@@ -24,7 +24,7 @@ from ..errors import UserInputError
 from ..files import to_json
 from ..metrics import Baseline, constant_baseline
 from ..verdict import ALPHA, Verdict, learned
-from .families import COMPARE_FOLDS, SMALL_C, SMALL_TEST_ROWS
+from .families import COMPARE_FOLDS, SMALL_C, SMALL_TEST_ROWS, out_of_fold_test
 from .settings import Candidate, FitSettings
 
 __all__ = ["FitResult", "conclude", "judge"]
@@ -131,6 +131,9 @@ def cross_validated_verdict(cv: dict[str, Any], data: TaskData, *, compared: int
     them passes by luck is at most `ALPHA`); the score also has to beat the best constant predictor of those rows."""
     labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
     base = constant_baseline(labels, num_labels=data.num_labels, metric=cv["metric"])
+    if data.num_labels == 1 and "permutations" not in cv:  # out-of-fold correlation: tested as `out_of_fold_test`
+        p, test = out_of_fold_test({cv["metric"]: cv["score"]}, labels, num_labels=1, metric=cv["metric"])
+        cv = {**cv, "p": p, "test": test}  # a record written before 0.14 counted every row: re-tested here
     alpha = ALPHA / compared
     yes = cv["p"] < alpha and cv["score"] > base.score
     test = cv.get("test") or (f"permutation test of the {cv['folds']}-fold cross-validated {cv['metric']} "

@@ -59,6 +59,9 @@ PAIRS = [
      "sst2-1024/rep39: contrastive, exact binomial test of 568/1024 correct against the majority rate 0.500 "
      "(out-of-fold predictions) (best constant predictor 0.5000), p = 0.00026; probe: permutation test of the "
      "5-fold cross-validated accuracy 0.5664 against 199 label shuffles, p = 0.005"),
+    # a small regression file, 0.14's rule
+    ("table above is that rule: 2 yeses in 100 (2/100 = 0.020 [0.002, 0.070], p = 0.963 for a rate above 5%",
+     "stsb-256    100  0/100 = 0.000 [0.000, 0.036]    2/100 = 0.020 [0.002, 0.070]    0.963"),
 ]  # fmt: skip
 
 
@@ -100,8 +103,26 @@ def tables() -> list[tuple[str, str]]:
     return made
 
 
+def test_the_first_regression_run_as_the_page_tells_it() -> None:
+    """The STS-B fits' stored verdicts are the first run's (every row counted): 5 yeses, LP-FT's own test below
+    0.025 in 7 and below 0.01 in 6, its out-of-fold correlations of sd 0.087; the page says so."""
+    import json
+
+    import numpy as np
+
+    stored = [json.loads(p.read_text()) for p in sorted(RECORDS[1].glob("stsb-256/rep*/fit/fit.json"))]
+    lpft = [next(c["cv"] for c in r["candidates"] if c["name"] == "lp-ft") for r in stored]
+    p = np.array([cv["p"] for cv in lpft])
+    counts = (len(stored), sum(r["success"] for r in stored), int((p < 0.025).sum()), int((p < 0.01).sum()))
+    assert counts == (100, 5, 7, 6)
+    assert f"{np.std([cv['score'] for cv in lpft], ddof=1):.3f}" == "0.087"
+    said = ("said yes in 5 of 100; LP-FT's own test passed 7 of them at 0.025 and 6 at 0.01, and its out-of-fold "
+            "correlations spread with sd 0.087")  # fmt: skip
+    assert flat(said) in flat(PAGE.read_text(encoding="utf-8"))
+
+
 def test_the_page_tables_are_the_made_tables(tables) -> None:
-    assert len(tables) == 4  # the 100 held-out fits, the power block, the families at 64 rows, and at 1,024
+    assert len(tables) == 5  # the 100 held-out fits, the power block, the families at 64 and 1,024 rows, STS-B
     for shown, made in tables:
         assert shown == made, "the page's table is not what the records make now: run verdict_calibration.py --page"
 

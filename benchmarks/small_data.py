@@ -319,16 +319,23 @@ def page_tables(page: Path, out: Path) -> list[tuple[re.Match, str]]:
 
 
 def refresh_page(page: Path, out: Path) -> None:
-    """Rewrite the table blocks of `page` from the records under `out` (atomically)."""
-    text, blocks = page.read_text(encoding="utf-8"), page_tables(page, out)
+    """Rewrite the table blocks of `page` from the records under `out`."""
+    blocks = page_tables(page, out)
     if not blocks:
         sys.exit(f"error: {page} has no table block (<!-- table: --task T --ns N,N -->)")
-    for block, table in reversed(blocks):  # from the end, so earlier offsets stay valid
-        text = text[: block.start("body")] + table + text[block.end("body") :]
+    rewrite_blocks(page, blocks)
+
+
+def rewrite_blocks(page: Path, blocks: list[tuple[re.Match, str]]) -> None:
+    """Put each block's new body (`page_tables` here, `verdict_calibration.page_tables`) in place of the old one in
+    `page`, atomically."""
+    text = page.read_text(encoding="utf-8")
+    for block, body in reversed(blocks):  # from the end, so earlier offsets stay valid
+        text = text[: block.start("body")] + body + text[block.end("body") :]
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, page)
-    print(f"{page}: {len(blocks)} tables rewritten")
+    print(f"{page}: {len(blocks)} blocks rewritten")
 
 
 def _prefix(task: str) -> str:

@@ -35,7 +35,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -247,16 +246,14 @@ def page_tables(page: Path, root: Path) -> list[tuple[re.Match, str]]:
 
 
 def refresh_page(page: Path, root: Path) -> None:
-    """Rewrite the calibration blocks of `page` from the records (atomically)."""
-    text, blocks = page.read_text(encoding="utf-8"), page_tables(page, root)
+    """Rewrite the calibration blocks of `page` from the records (`small_data.rewrite_blocks`)."""
+    blocks = page_tables(page, root)
     if not blocks:
         sys.exit(f"error: {page} has no calibration block (<!-- calibration: --out DIR -->)")
-    for block, made in reversed(blocks):  # from the end, so earlier offsets stay valid
-        text = text[: block.start("body")] + made + text[block.end("body") :]
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, page)
-    print(f"{page}: {len(blocks)} calibration tables rewritten")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # as when run as a script: this folder first
+    from small_data import rewrite_blocks
+
+    rewrite_blocks(page, blocks)
 
 
 def power(folder: Path) -> str:

@@ -135,12 +135,9 @@ def pair_cell_rows(train: list[tuple[str, str, str]], n: int, sample: int, *,
     return rows
 
 
-CPU_S: dict[str, float] = {}  # the CPU seconds of the last `_run`'s process tree (user + system)
-
-
-def _run(argv: list[str], cwd: Path, log: Path) -> tuple[int, float]:
-    """Run `argv` in `cwd`, its output appended to `log`: its exit code and wall seconds (`CPU_S["last"]`: its CPU
-    seconds, which another process on the same cores slows less than the wall clock)."""
+def _run(argv: list[str], cwd: Path, log: Path) -> tuple[int, float, float]:
+    """Run `argv` in `cwd`, its output appended to `log`: its exit code, wall seconds and CPU seconds (user + system
+    of its process tree, which another process on the same cores slows less than the wall clock)."""
     import resource
 
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -149,8 +146,8 @@ def _run(argv: list[str], cwd: Path, log: Path) -> tuple[int, float]:
         f.flush()
         code = subprocess.run(argv, cwd=cwd, stdout=f, stderr=subprocess.STDOUT).returncode
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    CPU_S["last"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return code, time.perf_counter() - start
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return code, time.perf_counter() - start, cpu
 
 
 def _accuracy(predictions: Path, dev: list[tuple[str, str]]) -> float:
@@ -193,8 +190,8 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         texts, label = ("review", "sentiment") if args.task == "sst-2" else ("text_a,text_b", "label")
         argv = [*st, command, "--train-file", "rows.csv", "--text-columns", texts, "--label-column", label,
                 "--out", system, "--quiet", *FLAGS[system]]  # fmt: skip
-        code, train_s = _run(argv, cell, log)
-        record |= {"exit": code, "train_s": train_s, "cpu_s": CPU_S["last"]}
+        code, train_s, cpu_s = _run(argv, cell, log)
+        record |= {"exit": code, "train_s": train_s, "cpu_s": cpu_s}
         model = out / "model"
         if command == "fit" and (out / "fit.json").is_file():
             result = json.loads((out / "fit.json").read_text())
@@ -204,9 +201,9 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
         if model.is_dir():
             argv = [*st, "predict", "--model", str(model.relative_to(cell)), "--input", str(dev_file), "--output",
                     predictions.name, "--overwrite"]  # fmt: skip
-            code, predict_s = _run(argv, cell, log)
+            code, predict_s, cpu_s = _run(argv, cell, log)
             record["wall_s"] = train_s + predict_s
-            record["cpu_s"] += CPU_S["last"]
+            record["cpu_s"] += cpu_s
             if code == 0:
                 record |= _score(predictions, dev, args.task)
         else:
@@ -224,8 +221,8 @@ def run_system(system: str, cell: Path, dev_file: Path, dev: list[tuple[str, str
             argv.append("--regression")
         if system == "setfit":
             argv += ["--num-iterations", str(args.setfit_iterations)]
-        code, wall = _run(argv, cell, log)
-        record |= {"exit": code, "wall_s": wall, "train_s": wall, "cpu_s": CPU_S["last"]}
+        code, wall, cpu_s = _run(argv, cell, log)
+        record |= {"exit": code, "wall_s": wall, "train_s": wall, "cpu_s": cpu_s}
         if code == 0:
             record |= _score(predictions, dev, args.task)
             info = cell / f"{system}-info.json"

@@ -460,6 +460,25 @@ def _family(chosen: str | None) -> str:
     return "none" if not chosen else chosen if chosen in ("probe", "contrastive", "lp-ft") else "finetune"
 
 
+def _held_out_choice(result: dict) -> str:
+    """For a held-out fit whose candidates include a feature family: the pick's validation score, and each such
+    family's validation and test scores when it was not picked (what chose, and what the choice passed over)."""
+    if (result.get("judgement") or {}).get("split") != "test":
+        return ""
+    metric, by_name = result["metric"], {c["name"]: c for c in result["candidates"]}
+    families = [c for c in result["candidates"] if c["name"] in ("probe", "contrastive", "lp-ft")]
+    if not families or result["chosen"] not in by_name:
+        return ""
+
+    def score(candidate: dict, split: str) -> str:
+        value = ((candidate.get("best") or {}).get(split) or {}).get(metric)
+        return "-" if value is None else f"{value:.4f}"
+
+    passed = [f"{c['name']} validation {score(c, 'validation')}, test {score(c, 'test')}" for c in families
+              if c["name"] != result["chosen"]]  # fmt: skip
+    return "; ".join([f"; the pick's validation {score(by_name[result['chosen']], 'validation')}", *passed])
+
+
 def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2",
                 metric: str = "accuracy") -> None:  # fmt: skip
     """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
@@ -518,7 +537,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
                       f"{result['metric']} {'-' if score is None else f'{score:.4f}'} over {judged.get('n', '-')} "
                       f"rows, p = {judged.get('p', float('nan')):.2g} (alpha {judged.get('alpha', 0.05):.3g}): "
                       f"{'yes' if result['success'] else 'no'}; dev {rec.get(result['metric'], float('nan')):.3f}, "
-                      f"{rec['wall_s']:.0f} s")  # fmt: skip
+                      f"{rec['wall_s']:.0f} s{_held_out_choice(result)}")  # fmt: skip
 
 
 if __name__ == "__main__":

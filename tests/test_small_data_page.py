@@ -74,6 +74,43 @@ PAIRS = [
       " 1000  probe            3  0.379 ± 0.057 ", " 1000  train            3  0.762 ± 0.035 ",
       " 1000  fit-lpft         3  0.710 ± 0.016 ",
       " 1000  3 samples: -0.053 ± 0.028, p = 0.081; per sample -0.030 -0.045 -0.083")),
+    # the status: which sizes have every system's 5 samples
+    ("n = 16, 64 and 256: every system has its 5 samples",
+     tuple(f"{n:>5}  {system:<13}    5  " for n in (16, 64, 256)
+           for system in ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft"))),
+    # SST-2, 64 rows: the ranges quoted, by their extreme samples
+    ("cross-validated 0.77-0.86 over 64 rows, p ≤ 1.2e-05 against alpha 0.025",
+     ("   64  fit           s2: contrastive, cross-validated accuracy 0.8594 over 64 rows",
+      "   64  fit           s4: contrastive, cross-validated accuracy 0.7656 over 64 rows, p = 1.2e-05 (alpha "
+      "0.025)")),
+    ("Fit 0.9 (`fit-finetune`) delivered 0.51-0.59",
+     ("   64  fit-finetune  s0: c02-lr0.0002-seed2, test accuracy 0.4286 over 7 rows, p = 0.87 (alpha 0.05): no; dev "
+      "0.509,",
+      "   64  fit-finetune  s4: c03-lr5e-05-seed3, test accuracy 0.5714 over 7 rows, p = 0.65 (alpha 0.05): no; dev "
+      "0.589,")),
+    # SST-2, 1024 rows under 0.12: what the held-out search chose and passed over
+    ("scored 0.764 and 0.781 on dev, 0.056 and 0.034 below 0.13's `fit` on the same rows. In sample 0 its pick `c05` "
+     "led on validation (0.892, against the contrastive model's 0.853), but scored 0.786 on the 103 test rows "
+     "against the contrastive model's 0.883",
+     (" 1024  fit-0.12      s0: c05-lr0.0002-seed5, test accuracy 0.7864 over 103 rows, p = 3.6e-09 (alpha 0.05): "
+      "yes; dev 0.764, 926 s; the pick's validation 0.8922; probe validation 0.7941, test 0.8350; contrastive "
+      "validation 0.8529, test 0.8835", " 1024  fit-0.12      s1: c01-lr0.0001-seed1, test accuracy 0.8058 over 103 "
+      "rows, p = 2.5e-10 (alpha 0.05): yes; dev 0.781,", " 1024  2 samples: +0.045 ± 0.015, p = 0.15; per sample "
+      "+0.056 +0.034")),
+    ("Its wall time, 2,258-2,927 s beside one or two other benchmarks on the 2 cores, is about SetFit's (2,566-3,286 "
+     "s, also shared)", (" 1024  fit              4 ", "(2258-2927)", " 1024  setfit           4 ", "(2566-3286)")),
+    ("Held out under 0.12 it scored 0.808 (sample 0)", " 1024  fit-lpft-0.12    1  0.808 ± 0.000 "),
+    ("its records ran in 74-82 s at 64 rows and 103-249 s at 256",
+     ("   64  fit-lpft         5  0.733 ± 0.048 ", "lp-ft 5                            78 (74-82)",
+      "  256  fit-lpft         5  0.789 ± 0.012 ", "lp-ft 5                         148 (103-249)")),
+    # MRPC and STS-B: how many samples
+    ("Samples 0-2 of every system at 256 rows; at 1000 rows (a small file under 0.13, so cross-validated) only "
+     "sample 0's probe so far",
+     tuple(f"  256  {system:<13}    3  " for system in ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft"))
+     + (" 1000  probe            1  ",)),
+    ("3 samples at each size",
+     tuple(f"{n:>5}  {system:<13}    3  " for n in (256, 1000)
+           for system in ("probe", "train", "fit-finetune", "fit", "fit-lpft"))),
     # SST-2, 1024 rows: contrastive picked every time, ahead of SetFit in every sample; LP-FT under fit
     ("In each of 4 samples it chose the contrastive model (848 to 873 of 1024 out-of-fold predictions right, "
      "p ≤ 2.6e-106) and scored **0.816 ± 0.007 on dev**, against SetFit's 0.810 ± 0.004: **ahead in every sample** "

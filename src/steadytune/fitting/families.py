@@ -464,10 +464,9 @@ def out_of_fold_test(cross: dict[str, float], y: np.ndarray, *, num_labels: int,
     (`steadytune.verdict.learned`): the exact binomial or Fisher test of a classification's rows, the t test of a
     regression's correlation counted as one fold's rows. Cross-fitting makes each fold's correlation a near copy of
     the other's (each fold's model is fitted on the other fold's labels: for a linear head both are one bilinear
-    form of the two folds' labels), so the pooled correlation varies as one fold's would. On 400 draws of iid
-    scores and random features, the 2-fold ridge head's pooled Spearman had sd 0.082 where 256 independent rows
-    give 0.063, and the t test over all 256 rows passed 4.8% of them at 0.025; LP-FT on 100 STS-B files of 256
-    shuffled scores passed 7 at 0.025 (docs/results/verdict.md)."""
+    form of the two folds' labels), so the pooled correlation varies as one fold's would: on 300 files of 128 iid
+    scores and random features the all-rows t test passed 16 at 0.025, this one 3 (tests/test_lpft.py), and LP-FT
+    on 100 STS-B files of 256 shuffled scores passed 7 at 0.025 counting every row (docs/results/verdict.md)."""
     from ..verdict import learned
 
     counts = np.bincount(y, minlength=num_labels) if num_labels > 1 else None

@@ -121,16 +121,16 @@ def fit(
     # A classification file of the user's under `cross_validate_below` rows is a small file too; not a preset's
     # (its validation and test rows are the paper's halves of its dev set), nor one with test rows of its own.
     below = 0 if config.task else settings.cross_validate_below
+    small_rows = not own_test and small_file(data, below=below)  # small, if a feature family runs
     if settings.families is None:  # the defaults, by the task and (for regression) by whether the file is small
-        small_by_default = not own_test and small_file(data, below=below)  # each default has a feature family
-        settings = replace(settings, families=default_families(data.num_labels, small=small_by_default))
+        settings = replace(settings, families=default_families(data.num_labels, small=small_rows))
     # The families that run besides fine-tuning: the contrastive one needs classes (SetFit has no regression form).
     extra = [f for f in (PROBE, CONTRASTIVE, LPFT)
              if f in settings.families and (f != CONTRASTIVE or data.num_labels > 1)]  # fmt: skip
     if settings.families == (CONTRASTIVE,) and not extra:
         raise UserInputError("the contrastive family needs a classification task (SetFit's pairs have no regression "
                              "form); for this regression task use --families probe,finetune")  # fmt: skip
-    small = bool(extra) and not own_test and small_file(data, below=below)
+    small = bool(extra) and small_rows
     if not small:
         _check_verdict_possible(data, test_base)
     total = config.recipe.num_training_steps(len(data.train))

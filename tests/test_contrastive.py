@@ -142,7 +142,13 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
     correct = round(cv["score"] * 40)
     assert cv["p"] == pytest.approx(binomtest(correct, 40, 0.5, alternative="greater").pvalue, rel=1e-12)
     compare = {name: c["cv"]["compare"] for name, c in by_name.items()}
-    assert result["chosen"] == max(compare, key=lambda k: (compare[k], -by_name[k]["cv"]["p"]))
+    for c in by_name.values():  # each family's same-fold predictions are stored, for `choose_small` on a rerun
+        assert len(c["cv"]["compare_predicted"]) == 40 and set(c["cv"]["compare_predicted"]) <= {0, 1}
+    leader = max(compare, key=lambda k: (compare[k], -by_name[k]["cv"]["p"]))
+    if leader == "contrastive":  # the family that trains the encoder leads: chosen, nothing to explain
+        assert result["chosen"] == "contrastive" and result["choice"] == ""
+    else:  # the probe leads: chosen only beyond noise (`choose_small`), and the table says which way it went
+        assert (result["chosen"] == "probe") == result["choice"].startswith("the probe, ahead")
     assert by_name["contrastive"]["steps"] == 2 * math.ceil(2 * 20 * 20 / 16) + math.ceil(2 * 20 * 40 / 16)
     model = out / "candidates" / "contrastive" / "run" / "model"
     assert json.loads((model / "steadytune.json").read_text())["family"] == "contrastive"
@@ -160,6 +166,15 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
     assert "| family | outcome | cross-validated accuracy | on the shared folds | its test |" in card
     assert "(2-fold)" in card and "(5-fold)" in card and "% of running" not in card
     assert "on validation" not in card.split("## Baselines")[1].split("##")[0]
+    assert ("Chosen: " in card) == bool(result["choice"])
+    assert "Chosen: contrastive, as the probe's lead" in fit_card(
+        SimpleNamespace(
+            **{
+                **json.loads((out / "fit.json").read_text()),
+                "choice": "contrastive, as the probe's lead over it is ...",
+            }
+        )
+    )
     monkeypatch.setattr(search, "run_contrastive", lambda *a, **k: pytest.fail("the stored model was trained again"))
     assert main(_fit(tiny_model_dir, rows, out)) == code
     assert json.loads(capsys.readouterr().out)["judgement"] == judged
@@ -204,3 +219,82 @@ def test_the_small_file_verdict_is_corrected_for_the_families_compared():
     assert alone.yes and alone.alpha == 0.05 and "Bonferroni" not in alone.corrected_for
     assert not among_two.yes and among_two.alpha == 0.025 and "Bonferroni" in among_two.corrected_for
     assert not cross_validated_verdict({**cv, "score": 0.5, "p": 0.001}, data).yes  # at the constant predictor's
+
+
+def _families(y: np.ndarray, probe: np.ndarray, other: np.ndarray, *, family: str = "contrastive",
+              stored: bool = True) -> tuple[list, object]:  # fmt: skip
+    """Two cross-validated candidates as `choose_small` reads them (the probe and `family`), with out-of-fold
+    predictions `probe` and `other` of the rows `y`, and the data they came from."""
+    from steadytune.data.load import TaskData
+    from steadytune.data.splits import Split
+    from steadytune.fitting.settings import Candidate
+    from steadytune.metrics import compute_metrics
+
+    regression = y.dtype.kind == "f"
+    metric, num_labels = ("spearmanr", 1) if regression else ("accuracy", 2)
+    split = Split((["x"] * len(y),), y)
+    third = len(y) // 3
+    data = TaskData(name="t", train=split.select(range(third)), validation=split.select(range(third, 2 * third)),
+                    test=split.select(range(2 * third, len(y))), label_names=None if regression else ("a", "b"),
+                    metric=metric, text_columns=("text",))  # fmt: skip
+    candidates = []
+    for name, predicted in (("probe", probe), (family, other)):
+        cv = {"compare": compute_metrics(predicted, y, num_labels=num_labels)[metric], "p": 0.001, "score": 0.0}
+        if stored:
+            cv["compare_predicted"] = predicted.tolist()
+        candidates.append(Candidate(name, 0, 0.0, None, status="finished", record={"cv": cv}, family=name))
+    return candidates, data
+
+
+def test_a_small_file_chooses_the_probe_over_an_encoder_it_leads_only_beyond_noise():
+    """`choose_small`: 400 rows, the contrastive family right on 320; the probe fixes 30 of its errors and makes 20
+    new ones, 10 rows ahead (0.025). Bootstrapped over rows in pairs, the lead's 95% interval is about
+    +-1.96 sd(d) / sqrt(400) with d each row's difference in correctness (0.0346 here): it reaches below zero, so the
+    contrastive model is chosen. Unpaired, the interval would be twice as wide; a constant contrastive model is
+    left behind beyond noise; records without predictions (before 0.15) keep the best score's choice."""
+    import re
+
+    from steadytune.fitting.outcome import choose_small
+
+    rng = np.random.default_rng(0)
+    y = rng.permutation(np.repeat([0, 1], 200))
+    other = y.copy()
+    wrong = rng.choice(400, size=80, replace=False)
+    other[wrong] = 1 - other[wrong]
+    probe = other.copy()
+    fixed, broken = wrong[:30], rng.choice(np.setdiff1d(np.arange(400), wrong), size=20, replace=False)
+    probe[fixed], probe[broken] = y[fixed], 1 - y[broken]
+    candidates, data = _families(y, probe, other)
+    chosen, why = choose_small(candidates, data, "accuracy", seed=0)
+    assert chosen.name == "contrastive" and why.startswith("contrastive, as the probe's lead over it is within noise")
+    low, high = map(float, re.search(r"interval (-?[\d.]+) to (-?[\d.]+)", why).groups())
+    d = (probe == y).astype(float) - (other == y)
+    assert "0.0250 on the same 2 folds" in why and low < 0 < 0.025 < high
+    assert high - low == pytest.approx(2 * 1.96 * d.std() / np.sqrt(400), rel=0.15)
+
+    constant = np.zeros_like(y)
+    chosen, why = choose_small(_families(y, probe, constant)[0], data, "accuracy", seed=0)
+    assert chosen.name == "probe" and why.startswith("the probe, ahead of contrastive beyond noise: by 0.3250")
+    ahead = _families(y, other, probe)[0]  # the contrastive model leads: chosen, nothing to explain
+    assert [c.name for c in [choose_small(ahead, data, "accuracy", seed=0)[0]]] == ["contrastive"]
+    old = _families(y, probe, other, stored=False)[0]
+    assert choose_small(old, data, "accuracy", seed=0) == (old[0], "")
+
+
+def test_a_small_regression_file_prefers_lpft_within_noise():
+    """The same rule for a regression file's probe and LP-FT, on Spearman's correlation: two predictions about as
+    noisy, the probe ahead by chance, leave LP-FT chosen; an LP-FT model that predicts noise leaves the probe."""
+    from scipy.stats import spearmanr
+
+    from steadytune.fitting.outcome import choose_small
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=120)
+    probe, lpft = sorted([y + rng.normal(size=120) for _ in range(2)], key=lambda p: -spearmanr(p, y)[0])
+    candidates, data = _families(y, probe, lpft, family="lp-ft")
+    lead = candidates[0].record["cv"]["compare"] - candidates[1].record["cv"]["compare"]
+    chosen, why = choose_small(candidates, data, "spearmanr", seed=0)
+    assert lead > 0 and chosen.name == "lp-ft" and "within noise" in why
+    chosen, why = choose_small(_families(y, probe, rng.normal(size=120), family="lp-ft")[0], data, "spearmanr",
+                               seed=0)  # fmt: skip
+    assert chosen.name == "probe" and "beyond noise" in why

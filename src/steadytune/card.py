@@ -435,10 +435,12 @@ def _small_sections(result: Any, metric: str) -> str:
     """What a small file's fit tried instead of a recipe search, and its one baseline: the verdict's."""
     families = ", ".join(c["name"] for c in result.candidates)
     judged = result.judgement or {}
+    why = getattr(result, "choice", "")  # the probe against a family that trains the encoder (`choose_small`)
+    chosen = f"\nChosen: {why}." if why else ""
     return f"""## Families
 
 On a small file `fit` tries its feature families alone ({families}), each with its head fixed in advance, and no
-fine-tuning candidates: a held-out split of these rows could not choose among them, nor judge them.
+fine-tuning candidates: a held-out split of these rows could not choose among them, nor judge them.{chosen}
 
 ## Baselines
 

@@ -249,7 +249,9 @@ def fit_table(result) -> str:
     else:
         choice = (f"test {m} of the choice: {fmt((result.test or {}).get(m))} (best constant predictor: "
                   f"{fmt(base['score'])}, {base['predictor']})")  # fmt: skip
-    lines += ["", f"verdict: {result.verdict}", *([f"corrected for: {judged['corrected_for']}"] if judged else []),
+    picked = getattr(result, "choice", "")  # a small file's pick, when not simply the best on the shared folds
+    lines += ["", *([f"chosen: {picked}"] if picked else []), f"verdict: {result.verdict}",
+              *([f"corrected for: {judged['corrected_for']}"] if judged else []),
               choice, compute]  # fmt: skip
     return "\n".join(lines)
 

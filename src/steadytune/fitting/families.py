@@ -25,9 +25,10 @@ On a small file (`small_file`: too few test rows to judge a model, or a classifi
 `FitSettings.cross_validate_below` rows, whose validation rows are too few to choose one) there is no held-out
 split worth the name, and every row counts instead: each family
 is scored by cross-validation over all rows with its head fixed in advance (`SMALL_C`), the families are compared on
-the same `COMPARE_FOLDS` folds, and the chosen one's own test must pass at 0.05 divided by the number of families
-compared (Bonferroni; `steadytune.fitting.outcome.cross_validated_verdict`). The delivered model is refitted on all
-rows.
+the same `COMPARE_FOLDS` folds (the probe only when its lead over the families that train the encoder is beyond noise:
+`steadytune.fitting.outcome.choose_small`), and the chosen one's own test must pass at 0.05 divided by the number of
+families compared (Bonferroni, which holds whatever rule chooses:
+`steadytune.fitting.outcome.cross_validated_verdict`). The delivered model is refitted on all rows.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def run_probe(config: TrainConfig, data: TaskData, *, metric: str, test_base: Ba
     if small:
         x, y = np.concatenate(list(features.values())), np.concatenate(list(labels.values()))
         head, cv = _cross_validated(x, y, metric, regression=regression, num_labels=data.num_labels, seed=config.seed)
-        cv["compare"] = _fold_score(x, y, metric, num_labels=data.num_labels, seed=config.seed)
+        cv["compare"], cv["compare_predicted"] = _fold_score(
+            x, y, metric, num_labels=data.num_labels, seed=config.seed
+        )
         scores = {"validation": cv["scores"], "test": cv.pop("scores")}
         chosen = {"alpha": 1 / SMALL_C} if regression else {"C": SMALL_C}
     else:
@@ -455,7 +458,7 @@ def _out_of_fold(predicted: np.ndarray, y: np.ndarray, data: TaskData,
     p, test = out_of_fold_test(cross, y, num_labels=data.num_labels, metric=metric)
     cv = {"metric": metric, "score": -np.inf if score is None else float(score), "p": p, "folds": COMPARE_FOLDS,
           "rows": len(y), "test": test}  # fmt: skip
-    cv["compare"] = cv["score"]
+    cv["compare"], cv["compare_predicted"] = cv["score"], predicted.tolist()
     return cross, cv
 
 
@@ -484,8 +487,9 @@ def out_of_fold_test(cross: dict[str, float], y: np.ndarray, *, num_labels: int,
     return judged.p, f"{judged.test} (out-of-fold predictions{counted})"
 
 
-def _fold_score(x: np.ndarray, y: np.ndarray, metric: str, *, num_labels: int, seed: int) -> float:
-    """The small head's cross-validated `metric` on the shared `_compare_folds`."""
+def _fold_score(x: np.ndarray, y: np.ndarray, metric: str, *, num_labels: int,
+                seed: int) -> tuple[float, list[float]]:  # fmt: skip
+    """The small head's cross-validated `metric` on the shared `_compare_folds`, and its out-of-fold predictions."""
     import warnings
 
     regression = num_labels == 1
@@ -495,7 +499,7 @@ def _fold_score(x: np.ndarray, y: np.ndarray, metric: str, *, num_labels: int, s
             warnings.simplefilter("ignore")
             predicted[outside] = _small_head(regression=regression).fit(x[inside], y[inside]).predict(x[outside])
     value = compute_metrics(predicted, y, num_labels=num_labels).get(metric)
-    return -np.inf if value is None else float(value)
+    return (-np.inf if value is None else float(value)), predicted.tolist()
 
 
 def _cross_validated(x: np.ndarray, y: np.ndarray, metric: str, *, regression: bool, num_labels: int,

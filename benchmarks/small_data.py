@@ -540,7 +540,8 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
                       f"{result['metric']} {'-' if score is None else f'{score:.4f}'} over {judged.get('n', '-')} "
                       f"rows, p = {judged.get('p', float('nan')):.2g} (alpha {judged.get('alpha', 0.05):.3g}): "
                       f"{'yes' if result['success'] else 'no'}; dev {rec.get(result['metric'], float('nan')):.3f}, "
-                      f"{rec['wall_s']:.0f} s{_held_out_choice(result)}")  # fmt: skip
+                      f"{rec['wall_s']:.0f} s{_held_out_choice(result)}"
+                      + (f"; chosen: {result['choice']}" if result.get("choice") else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

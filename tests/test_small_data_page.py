@@ -26,12 +26,27 @@ PAIRS = [
      ("   64  fit-finetune     5  0.548 ± 0.029        4/5          0/5  finetune 5 ",
       "   64  probe            5  0.700 ± 0.033 ")),
     # SST-2, 16 rows: within noise of SetFit, no 5 of 5, the power 16 rows allow
-    ("**At 16 rows** fit scores 0.624 against SetFit's 0.640 (paired −0.016 ± 0.019, p = 0.14: within noise) and "
+    ("**At 16 rows** fit scores 0.627 against SetFit's 0.640 (paired −0.013 ± 0.018, p = 0.18: within noise) and "
      "says no in 5 of 5",
-     ("   16  fit              5  0.624 ± 0.058        5/5          0/5 ", "   16  setfit           5  0.640 ± 0.061 ",
-      "   16  5 samples: -0.016 ± 0.019, p = 0.14;")),
-    ("passes the exact test on 16 out-of-fold predictions about 9% of the time",
-     "   16  dev accuracy 0.624: power 0.09"),
+     ("   16  fit              5  0.627 ± 0.067        5/5          0/5 ", "   16  setfit           5  0.640 ± 0.061 ",
+      "   16  5 samples: -0.013 ± 0.018, p = 0.18;")),
+    ("passes the exact test on 16 out-of-fold predictions about 10% of the time",
+     "   16  dev accuracy 0.627: power 0.10"),
+    # 0.15's rule at 16 rows: the contrastive model everywhere; where the probe had led, the two picks within noise
+    ("0.15 picks the contrastive model in all 5 samples. In samples 0 and 3 the earlier rule had picked the probe, one "
+     "and two rows ahead on the 2 shared folds (`fit-0.14`: 0.626 and 0.685 on dev), where 0.15's contrastive model "
+     "scored 0.610 and 0.713 (+0.006 ± 0.032, p = 0.82)",
+     ("   16  fit              5  0.627 ± 0.067        5/5          0/5  contrastive 5 ",
+      "   16  fit-0.14      s0: probe, cross-validated accuracy 0.3750 over 16 rows, p = 0.79 (alpha 0.025): no; "
+      "dev 0.626",
+      "   16  fit-0.14      s3: probe, cross-validated accuracy 0.5000 over 16 rows, p = 0.37 (alpha 0.025): no; "
+      "dev 0.685",
+      "   16  fit           s0: contrastive, cross-validated accuracy 0.4375 over 16 rows, p = 0.77 (alpha 0.025): "
+      "no; dev 0.610, 62 s; chosen: contrastive, as the probe's lead over it is within noise: 0.0625 on the same 2 "
+      "folds",
+      "   16  fit           s3: contrastive, cross-validated accuracy 0.5000 over 16 rows, p = 0.6 (alpha 0.025): "
+      "no; dev 0.713, 53 s; chosen: contrastive, as the probe's lead over it is within noise: 0.1250 on the same 2 "
+      "folds", "   16  2 samples: +0.006 ± 0.032, p = 0.82; per sample -0.016 +0.029")),
     ("Fit 0.9 refused these files (exit 2)", ("   16  fit-finetune     5  -                    0/5          0/5 ",)),
     # idle cores
     ("fit 27 s and 62 s, SetFit 30 s and 65 s (sample 0",
@@ -42,8 +57,8 @@ PAIRS = [
      ("   16  train-0.10       5  0.539 ± 0.005 ", "   64  train-0.10       5  0.548 ± 0.006 ",
       "   16  train            5  0.593 ± 0.035 ", "   64  train            5  0.577 ± 0.046 ")),
     # LP-FT against fit and SetFit at 16 and 64 rows
-    ("at 16 rows LP-FT scored 0.635 ± 0.064, +0.011 over fit (p = 0.25) and −0.005 under SetFit (p = 0.46)",
-     ("   16  fit-lpft         5  0.635 ± 0.064 ", "   16  5 samples: +0.011 ± 0.018, p = 0.25;",
+    ("at 16 rows LP-FT scored 0.635 ± 0.064, +0.008 over fit (p = 0.057) and −0.005 under SetFit (p = 0.46)",
+     ("   16  fit-lpft         5  0.635 ± 0.064 ", "   16  5 samples: +0.008 ± 0.007, p = 0.057;",
       "   16  5 samples: -0.005 ± 0.014, p = 0.46;")),
     ("at 64 rows 0.733 ± 0.048, −0.013 under fit (p = 0.081) and −0.013 under SetFit (p = 0.042, every sample below "
      "it)", ("   64  fit-lpft         5  0.733 ± 0.048 ", "   64  5 samples: -0.013 ± 0.013, p = 0.081;",
@@ -131,16 +146,23 @@ PAIRS = [
     ("in sample 3, the first with both recorded, fit used 1,897 CPU seconds and SetFit 1,968",
      " 1024  fit 1889 (1881-1897, 2 runs)   setfit 1968 (1968-1968, 1 runs)"),
     # SST-2, 256 rows: 5 samples, a tie with SetFit, yes 5 of 5; sample 4 picked the probe by one row
-    ("**At 256 rows** (5 samples) fit scores 0.782 ± 0.030 against SetFit's 0.788 ± 0.008 (paired −0.006 ± 0.024, "
-     "p = 0.64: a tie) and says yes in 5 of 5. It picked the contrastive model 4 times; in sample 4 the probe",
-     ("  256  fit              5  0.782 ± 0.030        5/5          5/5  contrastive 4, probe 1 ",
-      "  256  setfit           5  0.788 ± 0.008 ", "  256  5 samples: -0.006 ± 0.024, p = 0.64;",
-      "  256  fit           s4: probe, cross-validated accuracy 0.7969 over 256 rows, p = 0.005 (alpha 0.025): yes; "
-      "dev 0.733")),
-    ("at 256 rows 0.789 ± 0.012 over 5 samples, +0.001 over SetFit (p = 0.8) and +0.007 over fit (p = 0.57); at 1024 "
-     "rows −0.013 under fit (p = 0.04, 3 samples)",
+    ("**At 256 rows** (5 samples) fit scores 0.790 ± 0.015 against SetFit's 0.788 ± 0.008 (paired +0.003 ± 0.008, "
+     "p = 0.47: a tie) and says yes in 5 of 5, with the contrastive model picked in all 5",
+     ("  256  fit              5  0.790 ± 0.015        5/5          5/5  contrastive 5 ",
+      "  256  setfit           5  0.788 ± 0.008 ", "  256  5 samples: +0.003 ± 0.008, p = 0.47;")),
+    ("Under 0.14 sample 4 picked the probe, whose score on the 2 shared folds (0.8164) was one row ahead of the "
+     "contrastive model's (0.8125), and which scored 0.733 on dev where SetFit scored 0.781 (`fit-0.14`)",
+     ("  256  fit-0.14      s4: probe, cross-validated accuracy 0.7969 over 256 rows, p = 0.005 (alpha 0.025): yes; "
+      "dev 0.733", "  256  5 samples: +0.003 ± 0.008, p = 0.47; per sample +0.014 -0.001 +0.003 +0.005 -0.007")),
+    ("here a lead of 0.0039 with a 95% bootstrap interval of −0.0430 to 0.0528, so it picked the contrastive model, "
+     "which scored 0.774",
+     "  256  fit           s4: contrastive, cross-validated accuracy 0.8125 over 256 rows, p = 3.2e-25 (alpha 0.025): "
+     "yes; dev 0.774, 850 s; chosen: contrastive, as the probe's lead over it is within noise: 0.0039 on the same 2 "
+     "folds (95% bootstrap interval -0.0430 to 0.0528)"),
+    ("at 256 rows 0.789 ± 0.012 over 5 samples, +0.001 over SetFit (p = 0.8) and −0.002 under fit (p = 0.77); at "
+     "1024 rows −0.013 under fit (p = 0.04, 3 samples)",
      ("  256  fit-lpft         5  0.789 ± 0.012 ", "  256  5 samples: +0.001 ± 0.010, p = 0.8;",
-      "  256  5 samples: +0.007 ± 0.024, p = 0.57;", " 1024  3 samples: -0.013 ± 0.005, p = 0.04;")),
+      "  256  5 samples: -0.002 ± 0.012, p = 0.77;", " 1024  3 samples: -0.013 ± 0.005, p = 0.04;")),
     ("It says yes as often as fit does (0 of 5 at 16 rows, 5 of 5 at 64 and at 256",
      ("   64  fit-lpft         5  0.733 ± 0.048        5/5          5/5 ",
       "  256  fit-lpft         5  0.789 ± 0.012        5/5          5/5 ")),

@@ -62,6 +62,11 @@ PAIRS = [
     # a small regression file, 0.14's rule
     ("table above is that rule: 2 yeses in 100 (2/100 = 0.020 [0.002, 0.070], p = 0.963 for a rate above 5%",
      "stsb-256    100  0/100 = 0.000 [0.000, 0.036]    2/100 = 0.020 [0.002, 0.070]    0.963"),
+    # 0.15's choice rule: the most yeses any rule could give
+    ("They are 3 of 100 at 64 rows and 1 of 50 at 1,024 rows, the very fits that said yes (4 of 150), and for the "
+     "regression file 3 of 100 (3/100 = 0.030 [0.006, 0.085])",
+     ("  sst2-64: 3/100 = 0.030 [0.006, 0.085]", "  sst2-1024: 1/50 = 0.020 [0.001, 0.106]",
+      "  stsb-256: 3/100 = 0.030 [0.006, 0.085]")),
 ]  # fmt: skip
 
 

@@ -143,9 +143,7 @@ def cross_validated_verdict(cv: dict[str, Any], data: TaskData, *, compared: int
     them passes by luck is at most `ALPHA`); the score also has to beat the best constant predictor of those rows."""
     labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
     base = constant_baseline(labels, num_labels=data.num_labels, metric=cv["metric"])
-    if data.num_labels == 1 and "permutations" not in cv:  # out-of-fold correlation: tested as `out_of_fold_test`
-        p, test = out_of_fold_test({cv["metric"]: cv["score"]}, labels, num_labels=1, metric=cv["metric"])
-        cv = {**cv, "p": p, "test": test}  # a record written before 0.14 counted every row: re-tested here
+    cv = _retested(cv, data)
     alpha = ALPHA / compared
     yes = cv["p"] < alpha and cv["score"] > base.score
     test = cv.get("test") or (f"permutation test of the {cv['folds']}-fold cross-validated {cv['metric']} "
@@ -156,6 +154,16 @@ def cross_validated_verdict(cv: dict[str, Any], data: TaskData, *, compared: int
                    test=f"{test} (best constant predictor {base.score:.4f})",
                    corrected_for=f"{among}nothing else was chosen on these rows: each family's head is fixed in "
                                  f"advance (C = {SMALL_C}) and its test refits it fold by fold")  # fmt: skip
+
+
+def _retested(cv: dict[str, Any], data: TaskData) -> dict[str, Any]:
+    """A small file's `cv` record with its test as this version runs it: a regression's out-of-fold correlation
+    tested as `out_of_fold_test` does (a record written before 0.14 counted every row); others as they are."""
+    if data.num_labels != 1 or "permutations" in cv:
+        return cv
+    labels = np.concatenate([np.asarray(s.labels) for s in (data.train, data.validation, data.test)])
+    p, test = out_of_fold_test({cv["metric"]: cv["score"]}, labels, num_labels=1, metric=cv["metric"])
+    return {**cv, "p": p, "test": test}
 
 
 def _check_verdict_possible(data: TaskData, baseline: Baseline) -> None:
@@ -186,6 +194,8 @@ def conclude(config: TrainConfig, settings: FitSettings, data: TaskData, metric:
     finished = [c for c in candidates if c.status == "finished" and c.record["best"]["validation"] is not None]
     cross = [c for c in finished if "cv" in c.record]  # a small file: the families cross-validated over every row
     choice = ""
+    for c in cross:  # each family's p as this version tests it: the table shows what the verdict would read
+        c.record["cv"] = _retested(c.record["cv"], data)
     if cross:  # compared on the same folds (`families.COMPARE_FOLDS`)
         chosen, choice = choose_small(cross, data, metric, seed=config.seed)
     else:

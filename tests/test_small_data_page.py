@@ -33,9 +33,9 @@ PAIRS = [
     ("passes the exact test on 16 out-of-fold predictions about 10% of the time",
      "   16  dev accuracy 0.627: power 0.10"),
     # 0.15's rule at 16 rows: the contrastive model everywhere; where the probe had led, the two picks within noise
-    ("0.15 picks the contrastive model in all 5 samples. In samples 0 and 3 the earlier rule had picked the probe, one "
-     "and two rows ahead on the 2 shared folds (`fit-0.14`: 0.626 and 0.685 on dev), where 0.15's contrastive model "
-     "scored 0.610 and 0.713 (+0.006 ± 0.032, p = 0.82)",
+    ("0.15 picks the contrastive model in all 5 samples. In samples 0 and 3 the earlier rule had picked the probe, "
+     "one and two rows ahead on the 2 shared folds (`fit-0.14`: 0.626 and 0.685 on dev), where 0.15's contrastive "
+     "model scored 0.610 and 0.713 (+0.006 ± 0.032, p = 0.82)",
      ("   16  fit              5  0.627 ± 0.067        5/5          0/5  contrastive 5 ",
       "   16  fit-0.14      s0: probe, cross-validated accuracy 0.3750 over 16 rows, p = 0.79 (alpha 0.025): no; "
       "dev 0.626",

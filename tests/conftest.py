@@ -90,6 +90,25 @@ def toy_files(tmp_path) -> dict[str, Path]:
     }
 
 
+def hears_ctrl_c() -> None:
+    """A child's `preexec_fn`: SIGINT back to its default before the exec, so that its Python installs the
+    KeyboardInterrupt handler. A shell starts a background job (`cmd &`, nohup, many CI runners) with SIGINT
+    ignored, and an ignored signal stays ignored across exec: a test of Ctrl-C would then test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_heard():
+    """This process answers SIGINT with KeyboardInterrupt for the test (see `hears_ctrl_c`), as before after it."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def require_glue(task_folder: str = "RTE") -> Path:
     if not (GLUE_DIR / task_folder).is_dir():
         if os.environ.get("CI"):  # CI always has ../shared beside the clone: missing data there is a failure

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sentiment_rows, write_rows
+from conftest import hears_ctrl_c, sentiment_rows, write_rows
 
 from steadytune.cli import main
 
@@ -1473,7 +1473,8 @@ def test_an_interrupted_or_killed_fit_resumes_with_the_same_command(how: str, ct
     argv = [_sub(a, _subs(ctx)) for a in [*FIT_100, "--candidates", "4", "--families", "finetune", "--json"]]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "steadytune", *argv], cwd=ctx.tmp, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=hears_ctrl_c)  # fmt: skip
     out = ctx.tmp / "f"
     try:
         deadline = time.monotonic() + 240

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from conftest import hears_ctrl_c
 
 from steadytune.cli import main
 from steadytune.errors import UserInputError
@@ -379,7 +380,7 @@ def test_records_are_rescored_under_the_current_rule_when_reported(tiny_model_di
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
-def test_ctrl_c_while_workers_start_is_raised_after_and_they_never_see_it():
+def test_ctrl_c_while_workers_start_is_raised_after_and_they_never_see_it(ctrl_c_heard):
     """The window in which the pool's workers start: a Ctrl-C then is not lost (it is raised when the window
     closes, so the study stops instead of running to its end), and a process started in it stays deaf to SIGINT."""
     from steadytune.study.executors import _started_deaf_to_interrupts
@@ -410,7 +411,7 @@ def test_ctrl_c_stops_the_pool_with_one_line_and_the_study_resumes(when, tiny_mo
     out = tmp_path / "s"
     args = [*_cli_args(tiny_model_dir, toy_files, out, 20), "--workers", "2", "--threads", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "steadytune", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=hears_ctrl_c,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     deadline, workers, stored = time.time() + 120, set(), 0
     while time.time() < deadline and (len(workers) < 2 or (when == "trials stored" and stored < 2)):

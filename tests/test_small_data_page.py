@@ -49,9 +49,11 @@ PAIRS = [
       "folds", "   16  2 samples: +0.006 ± 0.032, p = 0.82; per sample -0.016 +0.029")),
     ("Fit 0.9 refused these files (exit 2)", ("   16  fit-finetune     5  -                    0/5          0/5 ",)),
     # idle cores
-    ("fit 27 s and 62 s, SetFit 30 s and 65 s (sample 0",
-     ("   16  fit 27 s (0.626, ee913e2)   setfit 30 s (0.641, ee913e2)",
-      "   64  fit 62 s (0.743, ee913e2)   setfit 65 s (0.748, ee913e2)")),
+    ("Under 0.15, on a slower day for both: fit 44 s and 83 s, SetFit 50 s and 81 s; at 1024 rows fit 1,522 s, "
+     "SetFit 1,435 s",
+     ("   16  fit 44 s (0.611, 85b4d18)   setfit 50 s (0.641, 85b4d18)",
+      "   64  fit 83 s (0.743, bf12bf9)   setfit 81 s (0.748, bf12bf9)",
+      " 1024  fit 1522 s (0.818, bf12bf9)   setfit 1435 s (0.810, bf12bf9)")),
     # train's defaults
     ("0.10's (`adam` at 2e-5) stayed at the majority rate (0.54-0.55); 0.11's scores 0.593 at 16 rows and 0.577 at 64",
      ("   16  train-0.10       5  0.539 ± 0.005 ", "   64  train-0.10       5  0.548 ± 0.006 ",
@@ -112,29 +114,35 @@ PAIRS = [
       "validation 0.8529, test 0.8835", " 1024  fit-0.12      s1: c01-lr0.0001-seed1, test accuracy 0.8058 over 103 "
       "rows, p = 2.5e-10 (alpha 0.05): yes; dev 0.781,", " 1024  2 samples: +0.045 ± 0.015, p = 0.15; per sample "
       "+0.056 +0.034")),
-    ("Its wall time, 2,258-2,927 s beside one or two other benchmarks on the 2 cores, is about SetFit's (2,566-3,286 "
-     "s, also shared)", (" 1024  fit              4 ", "(2258-2927)", " 1024  setfit           4 ", "(2566-3286)")),
+    ("wall time, 2,258-3,018 s beside one or two other benchmarks on the 2 cores, is about SetFit's (2,566-3,286 s, "
+     "also shared)", (" 1024  fit              5 ", "(2258-3018)", " 1024  setfit           5 ", "(2566-3286)")),
+    ("The probe, SetFit, `train` and `fit` have their 5 samples; `fit-finetune` and `fit-lpft`, which the table lists "
+     "3 times", tuple(f" 1024  {system:<13}    5  " for system in ("probe", "setfit", "train", "fit"))
+     + (" 1024  fit-finetune     3  ", " 1024  fit-lpft         3  ")),
     ("Held out under 0.12 it scored 0.808 (sample 0)", " 1024  fit-lpft-0.12    1  0.808 ± 0.000 "),
     ("its records ran in 74-82 s at 64 rows and 103-249 s at 256",
      ("   64  fit-lpft         5  0.733 ± 0.048 ", "lp-ft 5                            78 (74-82)",
       "  256  fit-lpft         5  0.789 ± 0.012 ", "lp-ft 5                         148 (103-249)")),
     # MRPC and STS-B: how many samples
-    ("Samples 0-2 of every system at 256 rows; at 1000 rows (a small file under 0.13, so cross-validated) only "
-     "sample 0's probe so far",
+    ("Samples 0-2 of every system at 256 rows; at 1000 rows (a small file under 0.13, so cross-validated) sample "
+     "0's probe, SetFit and `train` so far (SetFit 0.745 in 5,743 s",
      tuple(f"  256  {system:<13}    3  " for system in ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft"))
-     + (" 1000  probe            1  ",)),
+     + (" 1000  probe            1  ", " 1000  setfit           1  0.745 ± 0.000 ", "(5743-5743)",
+        " 1000  train            1  ")),
     ("3 samples at each size",
      tuple(f"{n:>5}  {system:<13}    3  " for n in (256, 1000)
            for system in ("probe", "train", "fit-finetune", "fit", "fit-lpft"))),
     # SST-2, 1024 rows: contrastive picked every time, ahead of SetFit in every sample; LP-FT under fit
-    ("In each of 4 samples it chose the contrastive model (848 to 873 of 1024 out-of-fold predictions right, "
-     "p ≤ 2.6e-106) and scored **0.816 ± 0.007 on dev**, against SetFit's 0.810 ± 0.004: **ahead in every sample** "
-     "(paired +0.006 ± 0.004, p = 0.05), and ahead of 0.12's held-out pick in both samples 0.12 ran (+0.045 ± 0.015, "
-     "p = 0.15)",
-     (" 1024  fit              4  0.816 ± 0.007        4/4          4/4  contrastive 4 ",
-      " 1024  setfit           4  0.810 ± 0.004 ",
-      " 1024  4 samples: +0.006 ± 0.004, p = 0.05; per sample +0.010 +0.006 +0.007 +0.001",
+    ("In each of 5 samples it chose the contrastive model (848 to 873 of 1024 out-of-fold predictions right, "
+     "p ≤ 2.6e-106) and scored **0.819 ± 0.010 on dev**, against SetFit's 0.815 ± 0.013: ahead in 4 of 5 samples, so "
+     "a tie (paired +0.004 ± 0.006, p = 0.26; in sample 4 fit scored 0.833, 0.006 under SetFit), and ahead of 0.12's "
+     "held-out pick in both samples 0.12 ran (+0.045 ± 0.015, p = 0.15)",
+     (" 1024  fit              5  0.819 ± 0.010        5/5          5/5  contrastive 5 ",
+      " 1024  setfit           5  0.815 ± 0.013 ",
+      " 1024  5 samples: +0.004 ± 0.006, p = 0.26; per sample +0.010 +0.006 +0.007 +0.001 -0.006",
       " 1024  fit           s3: contrastive, cross-validated accuracy 0.8281 over 1024 rows, p = 2.6e-106",
+      " 1024  fit           s4: contrastive, cross-validated accuracy 0.8477 over 1024 rows, p = 1.4e-120 (alpha "
+      "0.025): yes; dev 0.833",
       " 1024  2 samples: +0.045 ± 0.015, p = 0.15; per sample +0.056 +0.034",
       " 1024  fit           s0: contrastive, cross-validated accuracy 0.8398 over 1024 rows, p = 1e-114",
       " 1024  fit           s2: contrastive, cross-validated accuracy 0.8525 over 1024 rows, p = 2.5e-124")),
@@ -143,8 +151,8 @@ PAIRS = [
      (" 1024  fit-lpft         3  0.805 ± 0.007 ",
       " 1024  3 samples: -0.013 ± 0.005, p = 0.04; per sample -0.015 -0.017 -0.008",
       " 1024  3 samples: -0.006 ± 0.005, p = 0.2;")),
-    ("in sample 3, the first with both recorded, fit used 1,897 CPU seconds and SetFit 1,968",
-     " 1024  fit 1889 (1881-1897, 2 runs)   setfit 1968 (1968-1968, 1 runs)"),
+    ("In CPU seconds (one thread each) fit used 1,881-2,225 in the 3 samples that recorded them and SetFit "
+     "1,968-2,137 in 2", " 1024  fit 2001 (1881-2225, 3 runs)   setfit 2052 (1968-2137, 2 runs)"),
     # SST-2, 256 rows: 5 samples, a tie with SetFit, yes 5 of 5; sample 4 picked the probe by one row
     ("**At 256 rows** (5 samples) fit scores 0.790 ± 0.015 against SetFit's 0.788 ± 0.008 (paired +0.003 ± 0.008, "
      "p = 0.47: a tie) and says yes in 5 of 5, with the contrastive model picked in all 5",

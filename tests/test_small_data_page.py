@@ -49,6 +49,10 @@ PAIRS = [
       "folds", "   16  2 samples: +0.006 ± 0.032, p = 0.82; per sample -0.016 +0.029")),
     ("Fit 0.9 refused these files (exit 2)", ("   16  fit-finetune     5  -                    0/5          0/5 ",)),
     # idle cores
+    ("fit and SetFit are level at 16 and 64 rows, under 2 minutes, and at 1024 rows fit took 6% longer than SetFit",
+     ("   16  fit 44 s (0.611, 85b4d18)   setfit 50 s (0.641, 85b4d18)",
+      "   64  fit 83 s (0.743, bf12bf9)   setfit 81 s (0.748, bf12bf9)",
+      " 1024  fit 1522 s (0.818, bf12bf9)   setfit 1435 s (0.810, bf12bf9)")),
     ("Under 0.15, on a slower day for both: fit 44 s and 83 s, SetFit 50 s and 81 s; at 1024 rows fit 1,522 s, "
      "SetFit 1,435 s",
      ("   16  fit 44 s (0.611, 85b4d18)   setfit 50 s (0.641, 85b4d18)",

@@ -32,7 +32,7 @@ import torch
 
 from .data.encode import encode
 from .data.splits import Split
-from .probe import Pooling, pool
+from .probe import Pooling, pooled
 from .tuning import tune
 
 __all__ = ["ContrastiveSettings", "pairs", "train_contrastive"]
@@ -96,8 +96,7 @@ def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooli
         # Each distinct row of the batch is encoded once (a small file repeats rows within a batch: 16 pairs of a
         # 16-row file hold at most 16 distinct texts, not 32); u and v are gathered from those vectors.
         rows, where = np.unique(batch[:, :2].astype(np.int64).T.ravel(), return_inverse=True)
-        inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
-        vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()[torch.as_tensor(where)]
+        vectors = pooled(base, data, tokenizer, rows, pooling, device=device).float()[torch.as_tensor(where)]
         u, v = vectors[: len(batch)], vectors[len(batch) :]
         target = torch.as_tensor(batch[:, 2], dtype=vectors.dtype, device=device)
         return torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)

@@ -35,28 +35,3 @@ def test_truncation_and_per_batch_padding(tiny_model_dir):
     assert batch["attention_mask"].sum().item() == 9 + 5
     assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
     assert batch["labels"].tolist() == [0, 0]
-
-
-def test_length_groups_are_the_cheapest_grouping_by_exhaustive_search():
-    """Against every way of splitting the rows into groups (each costing its rows × its longest row, plus the call
-    cost): sorted contiguous runs are enough, and the dynamic programme finds the cheapest."""
-    from itertools import product
-
-    from steadytune.data.encode import length_groups
-
-    def cost(groups, lengths, call_cost):
-        return sum(len(g) * lengths[g].max() + call_cost for g in groups)
-
-    rng = np.random.default_rng(0)
-    for _ in range(25):
-        lengths = rng.integers(2, 60, size=int(rng.integers(1, 7)))
-        call_cost = float(rng.choice([0, 10, 40, 1e9]))
-        groups = length_groups(lengths, call_cost=call_cost)
-        assert sorted(np.concatenate(groups).tolist()) == list(range(len(lengths)))  # each row once
-        best = min(  # every assignment of rows to labelled groups: all partitions, sorted or not
-            cost([np.flatnonzero(np.array(a) == k) for k in set(a)], lengths, call_cost)
-            for a in product(range(len(lengths)), repeat=len(lengths))
-        )
-        assert cost(groups, lengths, call_cost) == best, (lengths, call_cost)
-    assert len(length_groups(np.array([5, 9, 30]), call_cost=1e9)) == 1
-    assert [len(g) for g in length_groups(np.array([7, 3, 7, 3]), call_cost=0)] == [2, 2]

@@ -148,35 +148,3 @@ def test_a_head_over_berts_pooler_becomes_berts_own_classifier(tiny_model_dir, n
         assert torch.allclose(classifier(**batch).logits, expected, atol=1e-5)
     mean = ProbeModel(encoder, Pooling("mean", False, "t"), weight, bias, None).eval()
     assert as_classifier(mean, batch) is None
-
-
-def test_pooled_length_groups_give_one_padded_batchs_vectors_and_gradients_in_float64(still_encoder):
-    """`pooled` runs a CPU batch as length groups: the vectors and the encoder's gradients are those of the batch
-    padded as one, in float64, for each pooling; and the groups pad fewer tokens."""
-    from steadytune.data.encode import encode, length_groups
-    from steadytune.probe import CALL_COST_TOKENS, pool, pooled
-
-    encoder, tok = still_encoder
-    encoder.double()
-    words = "good bad movie film great awful plot actors".split()
-    rng = np.random.default_rng(1)
-    texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 60)))) for _ in range(24)]
-    data = encode(Split((texts,), np.arange(24) % 2), tok)
-    rows = np.array([5, 3, 17, 3, 0, 22, 9, 11, 14, 2, 19, 7])  # a row twice, as a contrastive batch can hold
-    for mode in ("mean", "cls", "max"):
-        pooling = Pooling(mode, True, "test")
-        got = []
-        for grouped in (True, False):
-            encoder.zero_grad()
-            if grouped:
-                vectors = pooled(encoder, data, tok, rows, pooling, device=torch.device("cpu"))
-            else:
-                inputs = {k: v for k, v in data.batch(rows, tok).items() if k != "labels"}
-                vectors = pool(encoder(**inputs), inputs["attention_mask"], pooling)
-            (vectors * torch.linspace(-1, 1, vectors.numel(), dtype=vectors.dtype).view_as(vectors)).sum().backward()
-            got.append((vectors.detach(), [p.grad.clone() for p in encoder.parameters() if p.grad is not None]))
-        assert torch.allclose(got[0][0], got[1][0], atol=1e-12), mode
-        assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(got[0][1], got[1][1])), mode
-    lengths = data.lengths[rows]
-    groups = length_groups(lengths, call_cost=CALL_COST_TOKENS)
-    assert len(groups) > 1 and sum(len(g) * lengths[g].max() for g in groups) < len(rows) * lengths.max()

@@ -4,10 +4,14 @@ Learning Without Prompts"), the body of fit's `contrastive` family; its second s
 
 Pairs are drawn from the labels as SetFit draws them with `num_iterations`: in each of `iterations` rounds, every
 row gets one partner of its own class (target similarity 1) and one of another class (target 0), so a file of n rows
-gives 2·iterations·n pairs, growing with n rather than n². Each pair's two texts are encoded and pooled as the
-encoder pools (`steadytune.probe.pool`), and the loss is the squared difference between their cosine similarity and
-the target (sentence-transformers' `CosineSimilarityLoss`, SetFit's default), trained one pass with AdamW (a row
-that occurs twice in a batch is encoded once, so its two occurrences share a dropout mask):
+gives 2·iterations·n pairs, growing with n rather than n². The pairs are batched by length as `train` batches rows
+(`pair_batches`, `steadytune.data.batching.epoch_batches`: random mega-batches of 16 batches, each sorted by the
+longer text of its pairs, the batches shuffled), where SetFit takes them in random order: a batch is padded to its
+longest text, and on 1,024 SST-2 rows random batches held 3.1 padded tokens per real one, grouped ones 1.5. Each
+pair's two texts are encoded and pooled as the encoder pools (`steadytune.probe.pool`), and the loss is the squared
+difference between their cosine similarity and the target (sentence-transformers' `CosineSimilarityLoss`, SetFit's
+default), trained one pass with AdamW (a row that occurs twice in a batch is encoded once, so its two occurrences
+share a dropout mask):
 
     loss = mean over the batch of (cos(u, v) − target)²
 
@@ -30,17 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data.batching import GROUP_BATCHES, epoch_batches
 from .data.encode import encode
 from .data.splits import Split
-from .probe import Pooling, pooled
+from .probe import Pooling, pool
 from .tuning import tune
 
-__all__ = ["ContrastiveSettings", "pairs", "train_contrastive"]
+__all__ = ["ContrastiveSettings", "pair_batches", "pairs", "train_contrastive"]
 
 
 @dataclass(frozen=True)
 class ContrastiveSettings:
-    """SetFit 1.2.0's defaults (module docstring), with `num_iterations` at the SetFit paper's 20."""
+    """SetFit 1.2.0's defaults (module docstring), with `num_iterations` at the SetFit paper's 20, and the pairs
+    batched by length."""
 
     iterations: int = 20
     """Rounds of pair drawing: each gives every row one same-class and one other-class partner."""
@@ -50,6 +56,10 @@ class ContrastiveSettings:
     """Share of the steps over which the learning rate rises linearly from 0."""
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    """Batch pairs of similar length together (`pair_batches`), where SetFit draws them in random order: the same
+    pairs and steps on fewer pad tokens. A contrastive step on 1,024 SST-2 rows (all-MiniLM-L6-v2, bf16, 2 threads)
+    took 251 ms in random batches and 177 ms grouped."""
 
 
 def pairs(labels: np.ndarray, *, iterations: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,14 +81,26 @@ def pairs(labels: np.ndarray, *, iterations: int, rng: np.random.Generator) -> n
     return triples[rng.permutation(len(triples))]
 
 
+def pair_batches(triples: np.ndarray, lengths: np.ndarray, *, batch_size: int, seed: int,
+                 group_batches: int | None = GROUP_BATCHES) -> list[np.ndarray]:  # fmt: skip
+    """The pass's batches of `triples` (`pairs`), as positions into it: length-grouped by the longer of each pair's
+    two rows (`lengths`: their token counts) as `steadytune.data.batching.epoch_batches` groups rows, from a
+    generator seeded with `seed`; `group_batches=None` keeps the random order. Every pair once; only one batch can
+    be short, so there are ceil(pairs / batch_size) of them, as in SetFit's random order."""
+    first, second = triples[:, 0].astype(np.int64), triples[:, 1].astype(np.int64)
+    longer = np.maximum(np.asarray(lengths)[first], np.asarray(lengths)[second])
+    batches = epoch_batches(longer, batch_size, torch.Generator().manual_seed(seed), group_batches=group_batches)
+    return [b.numpy() for b in batches]
+
+
 def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooling, *, seed: int,
                       settings: ContrastiveSettings = ContrastiveSettings(), max_length: int = 128,
                       device: torch.device | None = None, precision: str = "fp32", fast_path: bool = True,
                       compact_embedding: bool = True,
                       step_done: Callable[[int, int, float], None] | None = None) -> list[float]:  # fmt: skip
     """Tune `encoder` (a transformers encoder, changed in place and left in eval mode) on pairs drawn from `split`'s
-    labels (`pairs`), one pass in batches of `settings.batch_size` (`steadytune.tuning.tune`: AdamW, BERT's
-    schedule, clipping); returns the loss of every step.
+    labels (`pairs`), one pass in length-grouped batches of `settings.batch_size` (`pair_batches`;
+    `steadytune.tuning.tune`: AdamW, BERT's schedule, clipping); returns the loss of every step.
 
     `step_done(step, steps, loss)` is called after each step (a progress bar). `precision` ("fp32" or "bf16",
     resolved) and `fast_path` (`steadytune.fastpath.cpu_fastpath`, on a CPU) are `train`'s settings of the same
@@ -90,17 +112,20 @@ def train_contrastive(encoder: Any, tokenizer: Any, split: Split, pooling: Pooli
     rng = np.random.default_rng(seed)
     triples = pairs(np.asarray(split.labels), iterations=settings.iterations, rng=rng)
     data = encode(split, tokenizer, max_length=max_length)
+    batches = pair_batches(triples, data.lengths, batch_size=settings.batch_size, seed=seed,
+                           group_batches=GROUP_BATCHES if settings.group_by_length else None)  # fmt: skip
 
     def loss_of(step: int) -> torch.Tensor:
-        batch = triples[step * settings.batch_size : (step + 1) * settings.batch_size]
+        batch = triples[batches[step]]
         # Each distinct row of the batch is encoded once (a small file repeats rows within a batch: 16 pairs of a
         # 16-row file hold at most 16 distinct texts, not 32); u and v are gathered from those vectors.
         rows, where = np.unique(batch[:, :2].astype(np.int64).T.ravel(), return_inverse=True)
-        vectors = pooled(base, data, tokenizer, rows, pooling, device=device).float()[torch.as_tensor(where)]
+        inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
+        vectors = pool(base(**inputs), inputs["attention_mask"], pooling).float()[torch.as_tensor(where)]
         u, v = vectors[: len(batch)], vectors[len(batch) :]
         target = torch.as_tensor(batch[:, 2], dtype=vectors.dtype, device=device)
         return torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)
 
-    return tune(base, data, tokenizer, loss_of, steps=-(-len(triples) // settings.batch_size), settings=settings,
+    return tune(base, data, tokenizer, loss_of, steps=len(batches), settings=settings,
                 seed=seed, device=device, precision=precision, fast_path=fast_path,
                 compact_embedding=compact_embedding, step_done=step_done)  # fmt: skip

@@ -31,7 +31,7 @@ import torch
 
 from .data.encode import encode
 from .data.splits import Split
-from .probe import ProbeModel, pooled
+from .probe import ProbeModel, pool
 from .tuning import tune
 
 __all__ = ["LpftSettings", "lpft_steps", "train_lpft"]
@@ -87,8 +87,9 @@ def train_lpft(model: ProbeModel, tokenizer: Any, split: Split, *, seed: int,
 
     def loss_of(step: int) -> torch.Tensor:
         rows = order[step * settings.batch_size : (step + 1) * settings.batch_size]
+        inputs = {k: v.to(device) for k, v in data.batch(rows, tokenizer).items() if k != "labels"}
         target = labels[rows].to(device)
-        logits = pooled(base, data, tokenizer, rows, model.pooling, device=device).float() @ weight.T + bias
+        logits = pool(base(**inputs), inputs["attention_mask"], model.pooling).float() @ weight.T + bias
         if regression:
             return torch.nn.functional.mse_loss(logits[:, 0], target)
         return torch.nn.functional.cross_entropy(logits, target)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.encode import EncodedSplit, encode, length_groups
+from .data.encode import encode
 from .data.splits import Split
 from .evaluate import _eval_batches
 
@@ -106,30 +106,6 @@ def pool(output: Any, attention_mask: torch.Tensor, pooling: Pooling) -> torch.T
             total, length = (states * mask).sum(dim=1), mask.sum(dim=1).clamp(min=1)
             vectors = total / (length.sqrt() if pooling.mode == "mean_sqrt_len" else length)
     return torch.nn.functional.normalize(vectors, dim=1) if pooling.normalize else vectors
-
-
-# What one more forward call costs on a CPU, in padded tokens: all-MiniLM-L6-v2 on 1,024 SST-2 rows (contrastive
-# batches of ~32 distinct rows, 13 tokens on average, padded to 3.1 times that as one batch), one thread: 973 ms a
-# step as one padded batch, 623, 577 and 571 ms grouped at a call cost of 50, 100 and 150 tokens. Elsewhere (a GPU)
-# a call costs more and a token less, unmeasured: the batch stays one call there.
-CALL_COST_TOKENS = 128
-
-
-def pooled(base: Any, data: EncodedSplit, tokenizer: Any, rows: np.ndarray, pooling: Pooling, *,
-           device: torch.device) -> torch.Tensor:  # fmt: skip
-    """The pooled vectors of `data`'s `rows`, in that order and with their gradients, from the encoder `base`: on a
-    CPU the rows run as groups of similar length (`length_groups`), each padded to its own longest row, which gives
-    the vectors of one padded batch (pad tokens are masked out of attention and pooling) on fewer tokens."""
-    rows = np.asarray(rows)
-    whole = [np.arange(len(rows))]
-    groups = length_groups(data.lengths[rows], call_cost=CALL_COST_TOKENS) if device.type == "cpu" else whole
-    parts = []
-    for group in groups:
-        inputs = {k: v.to(device) for k, v in data.batch(rows[group], tokenizer).items() if k != "labels"}
-        parts.append(pool(base(**inputs), inputs["attention_mask"], pooling))
-    position = np.empty(len(rows), dtype=np.int64)
-    position[np.concatenate(groups)] = np.arange(len(rows))
-    return torch.cat(parts)[torch.as_tensor(position, device=parts[0].device)]
 
 
 @torch.inference_mode()

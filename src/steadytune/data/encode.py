@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .splits import Split
 
-__all__ = ["EncodedSplit", "clear_cache", "encode", "length_groups"]
+__all__ = ["EncodedSplit", "clear_cache", "encode"]
 
 _CACHE: OrderedDict[tuple, EncodedSplit] = OrderedDict()
 _CACHE_SIZE = 64  # a study touches a few tasks × 3 splits; 64 entries is plenty and bounds memory
@@ -42,28 +42,6 @@ class EncodedSplit:
         out = tokenizer.pad([self.features[i] for i in indices], padding="longest", return_tensors="pt")
         out["labels"] = self.labels[torch.as_tensor(indices, dtype=torch.long)]
         return dict(out)
-
-
-def length_groups(lengths: np.ndarray, *, call_cost: float) -> list[np.ndarray]:
-    """Positions into `lengths` in groups of similar length, shortest first, that minimise the padded tokens plus
-    `call_cost` (in tokens) per group: the cheapest way to run one training batch through an encoder as several
-    forward calls, each padded to its own longest row. Exact (dynamic programming over the sorted lengths: the best
-    grouping of sorted items into contiguous runs is the best grouping of all); a batch is tens of rows."""
-    order = np.argsort(lengths, kind="stable")
-    sorted_lengths = np.asarray(lengths)[order]
-    n = len(order)
-    cost, cut = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=np.int64)
-    cost[0] = 0.0
-    for end in range(1, n + 1):  # cost[end]: the best grouping of the `end` shortest rows
-        starts = np.arange(end)
-        total = cost[starts] + (end - starts) * sorted_lengths[end - 1] + call_cost
-        cut[end] = starts[np.argmin(total)]
-        cost[end] = total.min()
-    groups, end = [], n
-    while end > 0:
-        groups.append(order[cut[end] : end])
-        end = cut[end]
-    return groups[::-1]
 
 
 def _tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> tuple:

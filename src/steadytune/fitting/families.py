@@ -213,6 +213,7 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
                    probe={"pooling": pooling.source, "head": _head_name(head), **chosen,
                           "pairs": 2 * settings.iterations * len(data.train if not small else _all_rows(data)),
                           "iterations": settings.iterations, "batch_size": settings.batch_size, "lr": settings.lr,
+                          "group_by_length": settings.group_by_length,
                           "format": saved},
                    cv=cv)  # fmt: skip
 

@@ -17,7 +17,8 @@ share a dropout mask):
 
 The settings are SetFit 1.2.0's defaults, so that a comparison with it measures the implementation: batch 16, learning
 rate 2e-5 warmed up linearly over the first 10% of steps then decayed linearly to 0, weight decay 0.01 except on
-biases and LayerNorm weights, gradients clipped to norm 1 (sentence-transformers' `fit`).
+biases and LayerNorm weights, gradients clipped to norm 1 (sentence-transformers' `fit`). The one departure is the
+batches' order by length (above; `ContrastiveSettings.group_by_length=False` takes SetFit's random order).
 
 Why not `setfit` itself: it saves its head with pickle (`model_head.pkl`), which steadytune never loads, and it brings
 sentence-transformers and its own trainer for one loop of forty lines; the head here is the probe's, saved as

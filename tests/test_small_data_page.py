@@ -49,15 +49,16 @@ PAIRS = [
       "folds", "   16  2 samples: +0.006 ± 0.032, p = 0.82; per sample -0.016 +0.029")),
     ("Fit 0.9 refused these files (exit 2)", ("   16  fit-finetune     5  -                    0/5          0/5 ",)),
     # idle cores
-    ("fit and SetFit are level at 16 and 64 rows, under 2 minutes, and at 1024 rows fit took 6% longer than SetFit",
-     ("   16  fit 44 s (0.611, 85b4d18)   setfit 50 s (0.641, 85b4d18)",
-      "   64  fit 83 s (0.743, bf12bf9)   setfit 81 s (0.748, bf12bf9)",
-      " 1024  fit 1522 s (0.818, bf12bf9)   setfit 1435 s (0.810, bf12bf9)")),
-    ("Under 0.15, on a slower day for both: fit 44 s and 83 s, SetFit 50 s and 81 s; at 1024 rows fit 1,522 s, "
-     "SetFit 1,435 s",
-     ("   16  fit 44 s (0.611, 85b4d18)   setfit 50 s (0.641, 85b4d18)",
-      "   64  fit 83 s (0.743, bf12bf9)   setfit 81 s (0.748, bf12bf9)",
-      " 1024  fit 1522 s (0.818, bf12bf9)   setfit 1435 s (0.810, bf12bf9)")),
+    # idle cores under 0.16: fit first at 16, 64 and 1024 rows, in one run (5359425)
+    ("in one run, one after the other, fit took 28 s, 54 s and 1,014 s at 16, 64 and 1024 rows, SetFit 32 s, 69 s and "
+     "1,228 s, so fit finished first at each size, 17% sooner at 1024 rows",
+     ("   16  fit 28 s (0.612, 5359425)   setfit 32 s (0.641, 5359425)",
+      "   64  fit 54 s (0.739, 5359425)   setfit 69 s (0.748, 5359425)",
+      " 1024  fit 1014 s (0.817, 5359425)   setfit 1228 s (0.810, 5359425)")),
+    ("Under 0.16, in one run: fit 28 s, 54 s and 1,014 s, SetFit 32 s, 69 s and 1,228 s",
+     ("   16  fit 28 s (0.612, 5359425)   setfit 32 s (0.641, 5359425)",
+      "   64  fit 54 s (0.739, 5359425)   setfit 69 s (0.748, 5359425)",
+      " 1024  fit 1014 s (0.817, 5359425)   setfit 1228 s (0.810, 5359425)")),
     # train's defaults
     ("0.10's (`adam` at 2e-5) stayed at the majority rate (0.54-0.55); 0.11's scores 0.593 at 16 rows and 0.577 at 64",
      ("   16  train-0.10       5  0.539 ± 0.005 ", "   64  train-0.10       5  0.548 ± 0.006 ",

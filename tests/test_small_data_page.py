@@ -227,3 +227,27 @@ def test_page_refuses_a_page_without_tables(small_data, tmp_path) -> None:
     with pytest.raises(SystemExit, match="no table block"):
         small_data.refresh_page(page, OUT)
     assert page.read_text(encoding="utf-8") == "# no tables\n"
+
+
+def test_the_page_says_what_the_stored_records_hold_where_no_table_prints_it() -> None:
+    """Sentences whose figures the table no longer prints (it shows the newest idle run only) or does not print
+    (versions), checked against the records themselves: idle-timings.jsonl and each fit's fit.json."""
+    import json
+
+    page = flat(PAGE.read_text(encoding="utf-8"))
+    runs = [json.loads(line) for line in (OUT / "idle-timings.jsonl").read_text().splitlines()]
+
+    def wall(commit: str, n: int, system: str) -> tuple[int, float]:
+        (r,) = [r for r in runs if r["commit"] == commit and r["n"] == n and r["system"] == system]
+        return round(r["wall_s"]), r.get("accuracy")
+
+    assert flat("took 1,014 s on sample 0 (dev 0.817; 0.15: 1,522 s, 0.818) and SetFit 1,228 s") in page
+    assert wall("bf12bf9", 1024, "fit")[0] == 1522 and f"{wall('bf12bf9', 1024, 'fit')[1]:.3f}" == "0.818"
+    assert flat("(16 and 64 rows, 41 s and 90 s) measured a first try") in page
+    assert (wall("1d131fe-dirty", 16, "fit")[0], wall("1d131fe-dirty", 64, "fit")[0]) == (41, 90)
+    # "The 256-row `fit` records ran under 0.16": every sample's fit, and none of the kept fit-0.15 ones
+    assert flat("The 256-row `fit` records ran under 0.16") in page
+    cells = sorted((OUT / "sst2-n256").glob("s*"))
+    assert len(cells) == 5
+    assert all(json.loads((c / "fit" / "fit.json").read_text())["version"] == "0.16.0" for c in cells)
+    assert all(json.loads((c / "fit-0.15" / "fit.json").read_text())["version"] < "0.16" for c in cells)

@@ -68,6 +68,13 @@ FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], 
          "fit-lpft": ["--families", "lp-ft"]}  # fmt: skip
 LABELS = {"0": "negative", "1": "positive"}
 ALPHA = 0.05
+# The samples the table and its paired tests read: 0-4, the issue's five per n, which chose what to confirm.
+EXPLORATION = range(5)
+# A confirmation registered on the results page before any of its samples ran (2026-12-07): samples 0-4 found fit
+# ahead of SetFit at 256 rows only (p = 0.02, the smallest p of four sizes, so no evidence on its own). Five new
+# samples of 256 rows (seeds 256005-256009), one test on them alone: fit − setfit, two-sided paired t test at ALPHA,
+# run only once all five have both records. New rows, so the choice among the four sizes needs no correction.
+CONFIRMATION = {"n": 256, "samples": range(5, 10), "first": "fit", "second": "setfit"}
 
 
 def _read_tsv(path: Path) -> list[list[str]]:
@@ -409,6 +416,12 @@ def _print_idle_timings(out: Path, ns: list[int], prefix: str) -> None:
             print(f"{n:>5}  " + "   ".join(cells))
 
 
+def _records(out: Path, prefix: str, n: int, system: str, samples: range = EXPLORATION) -> list[Path]:
+    """The stored records of `system` at n among `samples`, in sample order."""
+    paths = [out / f"{prefix}-n{n}" / f"s{i}" / f"{system}.json" for i in samples]
+    return [p for p in paths if p.is_file()]
+
+
 def _print_cpu(out: Path, ns: list[int], prefix: str, systems: list[str]) -> None:
     """Per n, fit's and SetFit's CPU seconds (user + system of their processes, training and predicting the
     evaluation rows), where the records hold them (`cpu_s`, from 2026-12-07 10:00 on): a comparison of their work
@@ -417,8 +430,7 @@ def _print_cpu(out: Path, ns: list[int], prefix: str, systems: list[str]) -> Non
     for n in ns:
         cells = []
         for system in [s for s in ("fit", "setfit") if s in systems]:
-            cpu = [r["cpu_s"] for p in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json"))
-                   if "cpu_s" in (r := json.loads(p.read_text()))]  # fmt: skip
+            cpu = [r["cpu_s"] for p in _records(out, prefix, n, system) if "cpu_s" in (r := json.loads(p.read_text()))]
             if cpu:
                 cells.append(f"{system} {statistics.mean(cpu):.0f} ({min(cpu):.0f}-{max(cpu):.0f}, {len(cpu)} runs)")
         if cells:
@@ -428,27 +440,58 @@ def _print_cpu(out: Path, ns: list[int], prefix: str, systems: list[str]) -> Non
         print("\n".join(lines))
 
 
-def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str, metric: str) -> None:
-    """`first` − `second` on dev per n, paired over the samples both finished, with a two-sided paired t test."""
+def _paired(out: Path, prefix: str, n: int, first: str, second: str, metric: str,
+            samples: range = EXPLORATION) -> list[float]:  # fmt: skip
+    """`first` − `second` per sample among `samples` where both have a score."""
+    diffs = []
+    for i in samples:
+        recs = [out / f"{prefix}-n{n}" / f"s{i}" / f"{name}.json" for name in (first, second)]
+        if all(r.is_file() for r in recs):
+            scores = [json.loads(r.read_text()).get(metric) for r in recs]
+            if None not in scores:
+                diffs.append(scores[0] - scores[1])
+    return diffs
+
+
+def _paired_text(diffs: list[float]) -> str:
+    """Mean ± std of paired differences, the two-sided paired t test's p, and each difference."""
     from scipy.stats import ttest_1samp
 
+    p = ttest_1samp(diffs, 0.0).pvalue
+    return (f"{len(diffs)} samples: {statistics.mean(diffs):+.3f} ± {statistics.stdev(diffs):.3f}, p = {p:.2g}; "
+            f"per sample {' '.join(f'{d:+.3f}' for d in diffs)}")  # fmt: skip
+
+
+def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str, metric: str) -> None:
+    """`first` − `second` on dev per n, paired over the samples both finished, with a two-sided paired t test."""
     lines = []
     for n in ns:
-        pairs = []
-        for cell in sorted(out.glob(f"{prefix}-n{n}/s*")):
-            recs = [cell / f"{name}.json" for name in (first, second)]
-            if all(r.is_file() for r in recs):
-                accs = [json.loads(r.read_text()).get(metric) for r in recs]
-                if None not in accs:
-                    pairs.append(accs[0] - accs[1])
-        if len(pairs) > 1:
-            p = ttest_1samp(pairs, 0.0).pvalue
-            lines.append(f"{n:>5}  {len(pairs)} samples: {statistics.mean(pairs):+.3f} ± "
-                         f"{statistics.stdev(pairs):.3f}, p = {p:.2g}; per sample "
-                         f"{' '.join(f'{d:+.3f}' for d in pairs)}")  # fmt: skip
+        diffs = _paired(out, prefix, n, first, second, metric)
+        if len(diffs) > 1:
+            lines.append(f"{n:>5}  {_paired_text(diffs)}")
     if lines:
         print(f"\n{first} − {second} on dev, paired over the samples both finished (two-sided paired t test)")
         print("\n".join(lines))
+
+
+def _print_confirmation(out: Path, ns: list[int], prefix: str, systems: list[str], metric: str) -> None:
+    """The registered confirmation (CONFIRMATION): its samples' rows, and its one test once every sample has both
+    records."""
+    n, samples, first, second = (CONFIRMATION[k] for k in ("n", "samples", "first", "second"))
+    if prefix != "sst2" or n not in ns or not any(_records(out, prefix, n, s, samples) for s in systems):
+        return
+    print(f"\nconfirmation, registered before it ran: n = {n}, new samples {samples[0]}-{samples[-1]}")
+    for system in systems:
+        _print_row(out, n, system, prefix, metric, samples)
+    diffs = _paired(out, prefix, n, first, second, metric, samples)
+    if len(diffs) < len(samples):
+        print(f"{first} − {second}: {len(diffs)} of {len(samples)} samples have both records (tested at all of them)")
+        return
+    from scipy.stats import ttest_1samp
+
+    p = ttest_1samp(diffs, 0.0).pvalue
+    result = ("ahead" if statistics.mean(diffs) > 0 else "behind") if p < ALPHA else "no difference detected"
+    print(f"{first} − {second} (the one test, two-sided paired t at {ALPHA}): {_paired_text(diffs)}: {result}")
 
 
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
@@ -483,30 +526,35 @@ def _held_out_choice(result: dict) -> str:
     return "; ".join([f"; the pick's validation {score(by_name[result['chosen']], 'validation')}", *passed])
 
 
+def _print_row(out: Path, n: int, system: str, prefix: str, metric: str, samples: range = EXPLORATION) -> None:
+    """One row of the table: `system` at n over the records of `samples` (nothing where there are none)."""
+    recs = [json.loads(p.read_text()) for p in _records(out, prefix, n, system, samples)]
+    if not recs:
+        return
+    accs = [r[metric] for r in recs if metric in r]
+    acc = f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}" if accs else "-"
+    above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
+    above_text = f"{above:>6}/{len(recs):<5}" if metric == "accuracy" else f"{'-':>6} {'':<5}"  # no test yet
+    fit = system.startswith("fit")
+    yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if fit else "-"
+    picked = [_family(r.get("chosen")) for r in recs if "yes" in r]
+    picked_text = ", ".join(f"{f} {picked.count(f)}" for f in sorted(set(picked))) if fit else "-"
+    walls = [r["wall_s"] for r in recs]
+    wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
+    print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above_text}  {yes:>7}  "
+          f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
+
+
 def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "sst2",
                 metric: str = "accuracy") -> None:  # fmt: skip
-    """Per n and system: runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes count and the
-    families it picked, and the wall time (mean and range)."""
+    """Per n and system (samples 0-4): runs, dev accuracy (mean ± std), how many are above chance on dev, fit's yes
+    count and the families it picked, and the wall time (mean and range); then the registered confirmation."""
     print(f"{'n':>5}  {'system':<13} {'runs':>4}  {'dev ' + metric:<15} {'above chance':>12}  {'fit yes':>7}  "
           f"{'picked':<24} {'wall s: mean (range)':>20}")  # fmt: skip
     for n in ns:
         for system in systems:
-            recs = [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json"))]
-            if not recs:
-                continue
-            accs = [r[metric] for r in recs if metric in r]
-            acc = (f"{statistics.mean(accs):.3f} ± {statistics.stdev(accs) if len(accs) > 1 else 0:.3f}"
-                   if accs else "-")  # fmt: skip
-            above = sum(r.get("p_above_chance", 1) < ALPHA for r in recs)
-            above_text = f"{above:>6}/{len(recs):<5}" if metric == "accuracy" else f"{'-':>6} {'':<5}"  # no test yet
-            fit = system.startswith("fit")
-            yes = f"{sum(r.get('yes', False) for r in recs)}/{len(recs)}" if fit else "-"
-            picked = [_family(r.get("chosen")) for r in recs if "yes" in r]
-            picked_text = ", ".join(f"{f} {picked.count(f)}" for f in sorted(set(picked))) if fit else "-"
-            walls = [r["wall_s"] for r in recs]
-            wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
-            print(f"{n:>5}  {system:<13} {len(recs):>4}  {acc:<15} {above_text}  {yes:>7}  "
-                  f"{picked_text or '-':<24} {wall:>20}")  # fmt: skip
+            _print_row(out, n, system, prefix, metric)
+    _print_confirmation(out, ns, prefix, systems, metric)
     _print_idle_timings(out, ns, prefix)
     _print_cpu(out, ns, prefix, systems)
     pairs = (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12"), ("fit", "fit-0.13"),
@@ -515,7 +563,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
         _print_paired(out, ns, prefix, first, second, metric)
     power = []
     for n in ns:
-        accs = [json.loads(p.read_text()).get("accuracy") for p in out.glob(f"{prefix}-n{n}/s*/fit.json")]
+        accs = [json.loads(p.read_text()).get("accuracy") for p in _records(out, prefix, n, "fit")]
         accs = [a for a in accs if a is not None]  # accuracy only: the power of a classification verdict
         if accs:
             rate = statistics.mean(accs)
@@ -530,7 +578,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
     print("\nfit's verdicts, sample by sample (its fit.json): the pick, the score the verdict read, p and alpha")
     for n in ns:
         for system in [s for s in systems if s.startswith("fit")]:
-            for path in sorted(out.glob(f"{prefix}-n{n}/s*/{system}.json")):
+            for path in _records(out, prefix, n, system, range(max(EXPLORATION.stop, CONFIRMATION["samples"].stop))):
                 rec, stored = json.loads(path.read_text()), path.parent / system / "fit.json"
                 if not stored.is_file():
                     print(f"{n:>5}  {system:<13} {path.parent.name}: exit {rec['exit']}, no fit.json")

@@ -247,7 +247,42 @@ def test_the_page_says_what_the_stored_records_hold_where_no_table_prints_it() -
     assert (wall("1d131fe-dirty", 16, "fit")[0], wall("1d131fe-dirty", 64, "fit")[0]) == (41, 90)
     # "The 256-row `fit` records ran under 0.16": every sample's fit, and none of the kept fit-0.15 ones
     assert flat("The 256-row `fit` records ran under 0.16") in page
-    cells = sorted((OUT / "sst2-n256").glob("s*"))
-    assert len(cells) == 5
+    cells = [OUT / "sst2-n256" / f"s{i}" for i in range(5)]  # the table's samples (5-9: the confirmation, 0.16 only)
     assert all(json.loads((c / "fit" / "fit.json").read_text())["version"] == "0.16.0" for c in cells)
     assert all(json.loads((c / "fit-0.15" / "fit.json").read_text())["version"] < "0.16" for c in cells)
+
+
+def test_the_confirmation_is_tested_once_all_its_samples_ran_and_apart_from_the_table(small_data, tmp_path) -> None:
+    """The registered confirmation (samples 5-9 at 256 rows) prints its rows and its one test only when every sample
+    has both records; its samples never enter the table's rows or paired tests (samples 0-4)."""
+    import json
+
+    def record(sample: int, system: str, accuracy: float) -> None:
+        cell = tmp_path / "sst2-n256" / f"s{sample}"
+        cell.mkdir(parents=True, exist_ok=True)
+        rec = {"system": system, "accuracy": accuracy, "wall_s": 10.0, "p_above_chance": 0.001, "exit": 0}
+        (cell / f"{system}.json").write_text(json.dumps(rec))
+
+    def table() -> str:
+        return small_data.table_text(tmp_path, "sst-2", [256])
+
+    for sample in range(5):
+        record(sample, "fit", 0.80 + sample / 1000)
+        record(sample, "setfit", 0.79)
+    before = table()
+    for sample, lead in zip(range(5, 9), (0.010, 0.012, 0.008, 0.011)):
+        record(sample, "fit", 0.70 + lead)
+        record(sample, "setfit", 0.70)
+    printed = table()
+    assert "4 of 5 samples have both records (tested at all of them)" in printed
+    assert "the one test" not in printed
+    assert printed.split("\nconfirmation")[0] == before.split("\nidle")[0].split("\nCPU")[0].split("\nfit −")[0]
+    record(9, "fit", 0.709)
+    record(9, "setfit", 0.70)
+    printed = table()
+    assert "fit − setfit (the one test, two-sided paired t at 0.05): 5 samples: +0.010 ± 0.002" in printed
+    assert "+0.010 +0.012 +0.008 +0.011 +0.009: ahead" in printed
+    assert "  256  fit              5  0.802 ± 0.002" in printed  # samples 0-4 alone
+    assert "  256  fit              5  0.710 ± 0.002" in printed  # the confirmation's row
+    record(9, "setfit", 0.75)  # a sample far behind: no longer beyond noise
+    assert ": no difference detected" in table()

@@ -148,7 +148,8 @@ PAIRS = [
      "seconds (one thread each) 3,609 against 4,108",
      tuple(f"  256  {system:<13}    3  " for system in ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft"))
      + (" 1000  probe            1  ", " 1000  setfit           1  0.745 ± 0.000 ", "(5743-5743)",
-        " 1000  train            1  ", " 1000  fit              1  0.740 ± 0.000        1/1          1/1  contrastive 1",
+        " 1000  train            1  ",
+        " 1000  fit              1  0.740 ± 0.000        1/1          1/1  contrastive 1",
         "(3646-3646)", " 1000  fit 3609 (3609-3609, 1 runs)   setfit 4108 (4108-4108, 1 runs)",
         " 1000  fit           s0: contrastive, cross-validated accuracy 0.6770 over 1000 rows, p = 7.9e-30")),
     ("3 samples at each size",

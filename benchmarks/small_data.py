@@ -61,7 +61,8 @@ SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft")
 # `fit` as 0.10-0.14 chose on a small file where the probe led the contrastive family on the shared folds, by the
 # best score alone (0.15 chooses the probe there only beyond noise: `steadytune.fitting.outcome.choose_small`; where
 # the contrastive family led, both rules choose it, and those records stand as `fit`); `fit` as 0.10-0.15 ran SST-2
-# at 256 rows, its contrastive pairs in random batches (0.16 batches them by length: `steadytune.contrastive`).
+# at 16, 64 and 256 rows, its contrastive pairs in random batches (0.16 batches them by length:
+# `steadytune.contrastive`).
 RECORDED_ONLY = ("train-0.10", "fit-0.12", "fit-lpft-0.12", "fit-0.13", "fit-0.14", "fit-0.15")
 # Extra flags of the steadytune systems: fit-finetune is fit as 0.9 ran it, fine-tuning candidates alone.
 FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": [],
@@ -558,7 +559,8 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
     _print_idle_timings(out, ns, prefix)
     _print_cpu(out, ns, prefix, systems)
     pairs = (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12"), ("fit", "fit-0.13"),
-             ("fit-lpft", "fit-0.13"), ("fit", "fit-0.14"), ("fit", "fit-0.15"), ("fit-0.15", "setfit"))  # fmt: skip
+             ("fit-lpft", "fit-0.13"), ("fit", "fit-0.14"), ("fit", "fit-0.15"), ("fit-0.15", "setfit"),
+             ("fit-0.15", "fit-0.14"))  # fmt: skip
     for first, second in pairs:
         _print_paired(out, ns, prefix, first, second, metric)
     power = []

@@ -138,9 +138,9 @@ PAIRS = [
       "+0.056 +0.034")),
     ("wall time, 2,258-3,018 s beside one or two other benchmarks on the 2 cores, is about SetFit's (2,566-3,286 s, "
      "also shared)", (" 1024  fit              5 ", "(2258-3018)", " 1024  setfit           5 ", "(2566-3286)")),
-    ("The probe, SetFit, `train` and `fit` have their 5 samples; `fit-finetune` and `fit-lpft`, which the table lists "
-     "3 times", tuple(f" 1024  {system:<13}    5  " for system in ("probe", "setfit", "train", "fit"))
-     + (" 1024  fit-finetune     3  ", " 1024  fit-lpft         3  ")),
+    ("The probe, SetFit, `train` and `fit` have their 5 samples, and so have `fit-finetune` and `fit-lpft`",
+     tuple(f" 1024  {system:<13}    5  "
+           for system in ("probe", "setfit", "train", "fit", "fit-finetune", "fit-lpft"))),
     ("Held out under 0.12 it scored 0.808 (sample 0)", " 1024  fit-lpft-0.12    1  0.808 ± 0.000 "),
     ("its records ran in 74-82 s at 64 rows and 103-249 s at 256",
      ("   64  fit-lpft         5  0.733 ± 0.048 ", "lp-ft 5                            78 (74-82)",
@@ -174,11 +174,11 @@ PAIRS = [
       " 1024  2 samples: +0.045 ± 0.015, p = 0.15; per sample +0.056 +0.034",
       " 1024  fit           s0: contrastive, cross-validated accuracy 0.8398 over 1024 rows, p = 1e-114",
       " 1024  fit           s2: contrastive, cross-validated accuracy 0.8525 over 1024 rows, p = 2.5e-124")),
-    ("(`fit-lpft`): 0.805 ± 0.007 on dev in 260-329 s, under `fit` in every sample (−0.013 ± 0.005, p = 0.04) and "
-     "under SetFit (−0.006 ± 0.005, p = 0.2)",
-     (" 1024  fit-lpft         3  0.805 ± 0.007 ",
-      " 1024  3 samples: -0.013 ± 0.005, p = 0.04; per sample -0.015 -0.017 -0.008",
-      " 1024  3 samples: -0.006 ± 0.005, p = 0.2;")),
+    ("(`fit-lpft`): 0.814 ± 0.015 on dev in 260-329 s, against `fit` −0.005 ± 0.012 (p = 0.4) and against SetFit "
+     "−0.001 ± 0.008 (p = 0.73)",
+     (" 1024  fit-lpft         5  0.814 ± 0.015        5/5          5/5  lp-ft 5 ", "  292 (260-329)",
+      " 1024  5 samples: -0.005 ± 0.012, p = 0.4; per sample -0.015 -0.017 -0.008 +0.010 +0.005",
+      " 1024  5 samples: -0.001 ± 0.008, p = 0.73;")),
     ("In CPU seconds (one thread each) fit used 1,881-2,225 in the 3 samples that recorded them and SetFit "
      "1,968-2,137 in 2", " 1024  fit 2001 (1881-2225, 3 runs)   setfit 2052 (1968-2137, 2 runs)"),
     # SST-2, 256 rows: 5 samples under 0.16, ahead of SetFit in each; the earlier records a tie
@@ -203,9 +203,10 @@ PAIRS = [
       "  256  fit           s4: contrastive, cross-validated accuracy 0.8242 over 256 rows, p = 3.5e-27 (alpha "
       "0.025): yes; dev 0.790, 531 s")),
     ("at 256 rows 0.789 ± 0.012 over 5 samples, +0.001 over SetFit (p = 0.8) and −0.008 under 0.16's fit (p = 0.23); "
-     "at 1024 rows −0.013 under fit (p = 0.04, 3 samples)",
+     "at 1024 rows −0.005 under fit (p = 0.4) and −0.001 under SetFit (p = 0.73), 5 samples each",
      ("  256  fit-lpft         5  0.789 ± 0.012 ", "  256  5 samples: +0.001 ± 0.010, p = 0.8;",
-      "  256  5 samples: -0.008 ± 0.012, p = 0.23;", " 1024  3 samples: -0.013 ± 0.005, p = 0.04;")),
+      "  256  5 samples: -0.008 ± 0.012, p = 0.23;", " 1024  5 samples: -0.005 ± 0.012, p = 0.4;",
+      " 1024  5 samples: -0.001 ± 0.008, p = 0.73;")),
     ("It says yes as often as fit does (0 of 5 at 16 rows, 5 of 5 at 64 and at 256",
      ("   64  fit-lpft         5  0.733 ± 0.048        5/5          5/5 ",
       "  256  fit-lpft         5  0.789 ± 0.012        5/5          5/5 ")),

@@ -316,3 +316,13 @@ def test_the_confirmation_is_tested_once_all_its_samples_ran_and_apart_from_the_
     assert "  256  fit              5  0.710 ± 0.002" in printed  # the confirmation's row
     record(9, "setfit", 0.75)  # a sample far behind: no longer beyond noise
     assert ": no difference detected" in table()
+
+
+def test_the_lpft_cpu_seconds_at_1024_rows_are_the_records() -> None:
+    """'260-273 CPU s in the 3 samples that recorded it': the table prints no CPU line for LP-FT."""
+    import json
+
+    assert flat("(260-273 CPU s in the 3 samples that recorded it, one thread;") in flat(PAGE.read_text("utf-8"))
+    records = [json.loads(p.read_text()) for p in sorted((OUT / "sst2-n1024").glob("s[0-4]/fit-lpft.json"))]
+    cpu = [r["cpu_s"] for r in records if "cpu_s" in r]
+    assert (len(records), len(cpu), round(min(cpu)), round(max(cpu))) == (5, 3, 260, 273)

@@ -76,6 +76,8 @@ EXPLORATION = range(5)
 # samples of 256 rows (seeds 256005-256009), one test on them alone: fit − setfit, two-sided paired t test at ALPHA,
 # run only once all five have both records. New rows, so the choice among the four sizes needs no correction.
 CONFIRMATION = {"n": 256, "samples": range(5, 10), "first": "fit", "second": "setfit"}
+# The verdicts' listing, sample by sample, reads both.
+EVERY_SAMPLE = range(max(EXPLORATION.stop, CONFIRMATION["samples"].stop))
 
 
 def _read_tsv(path: Path) -> list[list[str]]:
@@ -446,19 +448,22 @@ def _paired(out: Path, prefix: str, n: int, first: str, second: str, metric: str
     """`first` − `second` per sample among `samples` where both have a score."""
     diffs = []
     for i in samples:
-        recs = [out / f"{prefix}-n{n}" / f"s{i}" / f"{name}.json" for name in (first, second)]
-        if all(r.is_file() for r in recs):
-            scores = [json.loads(r.read_text()).get(metric) for r in recs]
-            if None not in scores:
-                diffs.append(scores[0] - scores[1])
+        recs = [_records(out, prefix, n, name, range(i, i + 1)) for name in (first, second)]
+        scores = [json.loads(r[0].read_text()).get(metric) if r else None for r in recs]
+        if None not in scores:
+            diffs.append(scores[0] - scores[1])
     return diffs
 
 
-def _paired_text(diffs: list[float]) -> str:
-    """Mean ± std of paired differences, the two-sided paired t test's p, and each difference."""
+def _paired_p(diffs: list[float]) -> float:
+    """The two-sided paired t test's p of paired differences (a one-sample t test of them against 0)."""
     from scipy.stats import ttest_1samp
 
-    p = ttest_1samp(diffs, 0.0).pvalue
+    return float(ttest_1samp(diffs, 0.0).pvalue)
+
+
+def _paired_text(diffs: list[float], p: float) -> str:
+    """Mean ± std of paired differences, their test's p, and each difference."""
     return (f"{len(diffs)} samples: {statistics.mean(diffs):+.3f} ± {statistics.stdev(diffs):.3f}, p = {p:.2g}; "
             f"per sample {' '.join(f'{d:+.3f}' for d in diffs)}")  # fmt: skip
 
@@ -469,7 +474,7 @@ def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str
     for n in ns:
         diffs = _paired(out, prefix, n, first, second, metric)
         if len(diffs) > 1:
-            lines.append(f"{n:>5}  {_paired_text(diffs)}")
+            lines.append(f"{n:>5}  {_paired_text(diffs, _paired_p(diffs))}")
     if lines:
         print(f"\n{first} − {second} on dev, paired over the samples both finished (two-sided paired t test)")
         print("\n".join(lines))
@@ -488,11 +493,9 @@ def _print_confirmation(out: Path, ns: list[int], prefix: str, systems: list[str
     if len(diffs) < len(samples):
         print(f"{first} − {second}: {len(diffs)} of {len(samples)} samples have both records (tested at all of them)")
         return
-    from scipy.stats import ttest_1samp
-
-    p = ttest_1samp(diffs, 0.0).pvalue
+    p = _paired_p(diffs)
     result = ("ahead" if statistics.mean(diffs) > 0 else "behind") if p < ALPHA else "no difference detected"
-    print(f"{first} − {second} (the one test, two-sided paired t at {ALPHA}): {_paired_text(diffs)}: {result}")
+    print(f"{first} − {second} (the one test, two-sided paired t at {ALPHA}): {_paired_text(diffs, p)}: {result}")
 
 
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
@@ -580,7 +583,7 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
     print("\nfit's verdicts, sample by sample (its fit.json): the pick, the score the verdict read, p and alpha")
     for n in ns:
         for system in [s for s in systems if s.startswith("fit")]:
-            for path in _records(out, prefix, n, system, range(max(EXPLORATION.stop, CONFIRMATION["samples"].stop))):
+            for path in _records(out, prefix, n, system, EVERY_SAMPLE):
                 rec, stored = json.loads(path.read_text()), path.parent / system / "fit.json"
                 if not stored.is_file():
                     print(f"{n:>5}  {system:<13} {path.parent.name}: exit {rec['exit']}, no fit.json")

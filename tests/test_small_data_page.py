@@ -326,3 +326,69 @@ def test_the_lpft_cpu_seconds_at_1024_rows_are_the_records() -> None:
     records = [json.loads(p.read_text()) for p in sorted((OUT / "sst2-n1024").glob("s[0-4]/fit-lpft.json"))]
     cpu = [r["cpu_s"] for r in records if "cpu_s" in r]
     assert (len(records), len(cpu), round(min(cpu)), round(max(cpu))) == (5, 3, 260, 273)
+
+
+def test_fit_is_ahead_of_setfit_at_no_size_counted_from_the_records(small_data) -> None:
+    """'`fit` is level with SetFit at every size measured, ahead at none': no size's paired test on samples 0-4 is
+    below 0.05 over the four sizes (Bonferroni), and the registered confirmation is no lead."""
+    page = flat(PAGE.read_text(encoding="utf-8"))
+    assert flat("`fit` is level with SetFit at every size measured, ahead at none") in page
+    for n in (16, 64, 256, 1024):
+        diffs = small_data._paired(OUT, "sst2", n, "fit", "setfit", "accuracy")
+        assert len(diffs) == 5 and small_data._paired_p(diffs) >= 0.05 / 4
+    confirmation = small_data.CONFIRMATION
+    diffs = small_data._paired(OUT, "sst2", confirmation["n"], "fit", "setfit", "accuracy", confirmation["samples"])
+    assert len(diffs) == 5 and small_data._paired_p(diffs) >= 0.05
+    # "Five new samples of 256 rows (5-9, seeds 256005-256009, drawn as the others)"
+    assert flat("(5-9, seeds 256005-256009, drawn as the others)") in page
+    assert [1000 * confirmation["n"] + i for i in confirmation["samples"]] == list(range(256005, 256010))
+
+
+def test_the_1024_row_lpft_figures_the_table_no_longer_prints() -> None:
+    """'Its first 3 samples had been under `fit` in each (−0.013 ± 0.005, p = 0.04)', and 'their samples 3 and 4 ran
+    under 0.16', from the records."""
+    import json
+    import statistics
+
+    from scipy.stats import ttest_1samp
+
+    page = flat(PAGE.read_text(encoding="utf-8"))
+    assert flat("Its first 3 samples had been under `fit` in each (−0.013 ± 0.005, p = 0.04)") in page
+    cells = [OUT / "sst2-n1024" / f"s{i}" for i in range(5)]
+    diffs = [json.loads((c / "fit-lpft.json").read_text())["accuracy"] - json.loads((c / "fit.json").read_text())[
+        "accuracy"] for c in cells[:3]]  # fmt: skip
+    assert max(diffs) < 0
+    assert (round(statistics.mean(diffs), 3), round(statistics.stdev(diffs), 3)) == (-0.013, 0.005)
+    assert f"{ttest_1samp(diffs, 0.0).pvalue:.2g}" == "0.04"
+    assert flat("(their samples 3 and 4 ran under 0.16, 2026-12-07 20:10)") in page
+    for c in cells[3:]:
+        for system in ("fit-lpft", "fit-finetune"):
+            assert json.loads((c / system / "fit.json").read_text())["version"] == "0.16.0"
+
+
+# The README's and the fit guide's figures from these records: (the file, its words, the printed fragments)
+GUIDE = REPO / "docs" / "guide" / "fit.md"
+QUOTES = [
+    (REPO / "README.md", "64 SST-2 rows it scored 0.744 on all 872 dev rows, SetFit 0.746 on the same rows (a tie, "
+     "p = 0.77)", ("   64  fit              5  0.744 ", "   64  setfit           5  0.746 ",
+                   "   64  5 samples: -0.001 ± 0.010, p = 0.77;")),
+    (GUIDE, "`fit` (0.16) picked the contrastive model each time and scored 0.744 ± 0.046, "
+     "SetFit 1.2.0 0.746 ± 0.049 on the same rows (paired −0.001 ± 0.010, p = 0.77: a tie); the probe alone scored "
+     "0.700 and the default `train` 0.577 (0.548 under 0.10's default)",
+     ("   64  fit              5  0.744 ± 0.046        5/5          5/5  contrastive 5 ",
+      "   64  setfit           5  0.746 ± 0.049 ", "   64  probe            5  0.700 ",
+      "   64  train            5  0.577 ", "   64  train-0.10       5  0.548 ")),
+    (GUIDE, "A whole `fit` of a 64-row file took 54 s on 2 idle CPU cores (SetFit on the "
+     "same rows: 69 s)", ("   64  fit 54 s (0.739, 5359425)   setfit 69 s (0.748, 5359425)",)),
+    (GUIDE, "at 1,024 rows it tied it (0.814 against 0.819, p = 0.4, 5 samples)",
+     (" 1024  fit-lpft         5  0.814 ", " 1024  fit              5  0.819 ", " 1024  5 samples: -0.005 ± 0.012, "
+      "p = 0.4;")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "said", "printed"), QUOTES, ids=[q[1][:40] for q in QUOTES])
+def test_the_readme_and_the_fit_guide_quote_the_tables(tables, path, said: str, printed: tuple[str, ...]) -> None:
+    assert flat(said) in flat(path.read_text(encoding="utf-8")), f"{path.name} no longer says {said!r}"
+    lines = "\n".join(p for _, p in tables).splitlines()
+    for fragment in printed:
+        assert any(fragment in line for line in lines), f"no printed line holds {fragment!r}"

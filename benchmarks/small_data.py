@@ -62,8 +62,9 @@ SYSTEMS = ("probe", "setfit", "train", "fit-finetune", "fit", "fit-lpft")
 # best score alone (0.15 chooses the probe there only beyond noise: `steadytune.fitting.outcome.choose_small`; where
 # the contrastive family led, both rules choose it, and those records stand as `fit`); `fit` as 0.10-0.15 ran SST-2
 # at 16, 64 and 256 rows, its contrastive pairs in random batches (0.16 batches them by length:
-# `steadytune.contrastive`).
-RECORDED_ONLY = ("train-0.10", "fit-0.12", "fit-lpft-0.12", "fit-0.13", "fit-0.14", "fit-0.15")
+# `steadytune.contrastive`); `fit` as 0.16 ran SST-2 at 16, 64 and 256 rows, without the label names
+# (0.17 adds them to the contrastive family: `steadytune.contrastive.label_rows`).
+RECORDED_ONLY = ("train-0.10", "fit-0.12", "fit-lpft-0.12", "fit-0.13", "fit-0.14", "fit-0.15", "fit-0.16")
 # Extra flags of the steadytune systems: fit-finetune is fit as 0.9 ran it, fine-tuning candidates alone.
 FLAGS = {"train": ["--save-model"], "fit-finetune": ["--families", "finetune"], "fit": [],
          "fit-lpft": ["--families", "lp-ft"]}  # fmt: skip
@@ -71,13 +72,19 @@ LABELS = {"0": "negative", "1": "positive"}
 ALPHA = 0.05
 # The samples the table and its paired tests read: 0-4, the issue's five per n, which chose what to confirm.
 EXPLORATION = range(5)
-# A confirmation registered on the results page before any of its samples ran (2026-12-07): samples 0-4 found fit
-# ahead of SetFit at 256 rows only (p = 0.02, the smallest p of four sizes, so no evidence on its own). Five new
-# samples of 256 rows (seeds 256005-256009), one test on them alone: fit − setfit, two-sided paired t test at ALPHA,
-# run only once all five have both records. New rows, so the choice among the four sizes needs no correction.
-CONFIRMATION = {"n": 256, "samples": range(5, 10), "first": "fit", "second": "setfit"}
-# The verdicts' listing, sample by sample, reads both.
-EVERY_SAMPLE = range(max(EXPLORATION.stop, CONFIRMATION["samples"].stop))
+# Confirmations, each registered on the results page before any of its samples ran, each one test on its new samples
+# alone (fit − setfit, two-sided paired t test at its alpha), run only once all of them have both records; new rows,
+# so what chose the size and the method needs no correction on them.
+# 1 (2026-12-07 18:30): samples 0-4 found fit (0.16) ahead of SetFit at 256 rows only (p = 0.02, the smallest p of
+# four sizes, so no evidence on its own). Five new samples of 256 rows (seeds 256005-256009). Result: a tie.
+# 2 (2026-12-07 21:53): 0.17's label names, chosen on the 16-row samples 0-4 (+0.034 ± 0.035 over SetFit there).
+# Fifteen new samples of 16 rows (seeds 16005-16019), at ALPHA / 2: the second try at "ahead at one n".
+CONFIRMATIONS = (
+    {"n": 256, "samples": range(5, 10), "first": "fit", "second": "setfit", "alpha": ALPHA, "fit": "0.16"},
+    {"n": 16, "samples": range(5, 20), "first": "fit", "second": "setfit", "alpha": ALPHA / 2, "fit": "0.17"},
+)
+# The verdicts' listing, sample by sample, reads them all.
+EVERY_SAMPLE = range(max(EXPLORATION.stop, *(c["samples"].stop for c in CONFIRMATIONS)))
 
 
 def _read_tsv(path: Path) -> list[list[str]]:
@@ -480,13 +487,15 @@ def _print_paired(out: Path, ns: list[int], prefix: str, first: str, second: str
         print("\n".join(lines))
 
 
-def _print_confirmation(out: Path, ns: list[int], prefix: str, systems: list[str], metric: str) -> None:
-    """The registered confirmation (CONFIRMATION): its samples' rows, and its one test once every sample has both
+def _print_confirmation(out: Path, ns: list[int], prefix: str, systems: list[str], metric: str,
+                        confirmation: dict) -> None:  # fmt: skip
+    """A registered confirmation (CONFIRMATIONS): its samples' rows, and its one test once every sample has both
     records."""
-    n, samples, first, second = (CONFIRMATION[k] for k in ("n", "samples", "first", "second"))
+    n, samples, first, second, alpha = (confirmation[k] for k in ("n", "samples", "first", "second", "alpha"))
     if prefix != "sst2" or n not in ns or not any(_records(out, prefix, n, s, samples) for s in systems):
         return
-    print(f"\nconfirmation, registered before it ran: n = {n}, new samples {samples[0]}-{samples[-1]}")
+    print(f"\nconfirmation, registered before it ran: n = {n}, new samples {samples[0]}-{samples[-1]}, "
+          f"fit {confirmation['fit']}")  # fmt: skip
     for system in systems:
         _print_row(out, n, system, prefix, metric, samples)
     diffs = _paired(out, prefix, n, first, second, metric, samples)
@@ -494,8 +503,8 @@ def _print_confirmation(out: Path, ns: list[int], prefix: str, systems: list[str
         print(f"{first} − {second}: {len(diffs)} of {len(samples)} samples have both records (tested at all of them)")
         return
     p = _paired_p(diffs)
-    result = ("ahead" if statistics.mean(diffs) > 0 else "behind") if p < ALPHA else "no difference detected"
-    print(f"{first} − {second} (the one test, two-sided paired t at {ALPHA}): {_paired_text(diffs, p)}: {result}")
+    result = ("ahead" if statistics.mean(diffs) > 0 else "behind") if p < alpha else "no difference detected"
+    print(f"{first} − {second} (the one test, two-sided paired t at {alpha:g}): {_paired_text(diffs, p)}: {result}")
 
 
 def _power(n: int, rate: float, alpha: float = ALPHA / 2) -> float:
@@ -558,7 +567,8 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
     for n in ns:
         for system in systems:
             _print_row(out, n, system, prefix, metric)
-    _print_confirmation(out, ns, prefix, systems, metric)
+    for confirmation in CONFIRMATIONS:
+        _print_confirmation(out, ns, prefix, systems, metric, confirmation)
     _print_idle_timings(out, ns, prefix)
     _print_cpu(out, ns, prefix, systems)
     pairs = (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12"), ("fit", "fit-0.13"),

@@ -12,7 +12,14 @@ import torch
 from conftest import sentiment_rows, write_rows
 
 from steadytune.cli import main
-from steadytune.contrastive import ContrastiveSettings, pair_batches, pairs, train_contrastive
+from steadytune.contrastive import (
+    ContrastiveSettings,
+    label_rows,
+    pair_batches,
+    pairs,
+    train_contrastive,
+    with_partners,
+)
 
 
 def test_pairs_give_every_row_one_partner_of_its_class_and_one_of_another_per_round():
@@ -36,6 +43,50 @@ def test_a_class_of_one_row_pairs_it_with_itself():
     triples = pairs(np.array([0, 1, 1]), iterations=2, rng=np.random.default_rng(0))
     row0 = triples[(triples[:, 0] == 0) & (triples[:, 2] == 1)]
     assert (row0[:, 1] == 0).all()
+
+
+def test_label_names_that_are_words_become_rows_of_their_class():
+    """`label_rows`: each name `copies` times, labelled with its own id; none for numbers, transformers' default
+    names, a regression task or 0 copies."""
+    rows = label_rows(("negative", "positive", "1 star"), copies=3)
+    assert rows.texts == (["negative", "positive", "1 star"] * 3,) and rows.labels.tolist() == [0, 1, 2] * 3
+    for names in (("0", "1"), ("LABEL_0", "LABEL_1"), ("label 0", "positive"), ("-1", "+1"), ("2.5", "good"), None):
+        assert label_rows(names, copies=8) is None, names
+    assert label_rows(("neg", "pos"), copies=0) is None
+    joined = with_partners(_split(4), rows)
+    assert joined.texts[0][4:] == rows.texts[0] and joined.labels.tolist()[4:] == rows.labels.tolist()
+    assert with_partners(_split(4), None).labels.tolist() == _split(4).labels.tolist()
+
+
+def test_partner_rows_are_drawn_as_partners_and_draw_none():
+    """`pairs(drawing=k)`: the first k rows draw their partners as before (2 per round), the rest appear only as
+    partners, of their own class for target 1 and of another for 0; without `drawing` every row draws, the same
+    triples as before."""
+    labels = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 1])  # rows 6-9: partners only
+    triples = pairs(labels, iterations=50, rng=np.random.default_rng(2), drawing=6)
+    first, second, target = triples[:, 0].astype(int), triples[:, 1].astype(int), triples[:, 2]
+    assert len(triples) == 2 * 50 * 6 and set(first) == set(range(6))
+    assert set(second) == set(range(10))  # 50 rounds: every partner row is drawn somewhere
+    assert (labels[first[target == 1]] == labels[second[target == 1]]).all()
+    assert (labels[first[target == 0]] != labels[second[target == 0]]).all()
+    every = pairs(labels, iterations=3, rng=np.random.default_rng(5))
+    assert (every == pairs(labels, iterations=3, rng=np.random.default_rng(5), drawing=len(labels))).all()
+
+
+def test_partners_take_part_in_training_without_adding_steps(still_encoder):
+    """The label names as partners: the same number of steps as the rows alone (their pairs only), and other
+    losses, since other texts are encoded."""
+    import copy
+
+    from steadytune.probe import Pooling
+
+    encoder, tok = still_encoder
+    split, pooling = _split(24), Pooling("mean", True, "test")
+    kw = {"seed": 3, "settings": ContrastiveSettings(iterations=2, batch_size=8), "fast_path": False}
+    alone = train_contrastive(copy.deepcopy(encoder), tok, split, pooling, **kw)
+    partnered = train_contrastive(copy.deepcopy(encoder), tok, split, pooling,
+                                  partners=label_rows(("neg", "pos"), copies=8), **kw)  # fmt: skip
+    assert len(alone) == len(partnered) == math.ceil(2 * 2 * 24 / 8) and alone != partnered
 
 
 def test_pairs_are_batched_by_length_each_once_with_fewer_pad_tokens():
@@ -183,6 +234,8 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
     else:  # the probe leads: chosen only beyond noise (`choose_small`), and the table says which way it went
         assert (result["chosen"] == "probe") == result["choice"].startswith("the probe, ahead")
     assert by_name["contrastive"]["steps"] == 2 * math.ceil(2 * 20 * 20 / 16) + math.ceil(2 * 20 * 40 / 16)
+    # the label names "neg" and "pos" joined every training as partners, 8 times each (`ContrastiveSettings`)
+    assert by_name["contrastive"]["probe"]["label_rows"] == 2 * ContrastiveSettings().label_copies == 16
     model = out / "candidates" / "contrastive" / "run" / "model"
     assert json.loads((model / "steadytune.json").read_text())["family"] == "contrastive"
     assert main(["predict", "--model", str(model), "--input", str(rows), "--output", str(tmp_path / "p.csv")]) == 0

@@ -336,7 +336,7 @@ def test_fit_is_ahead_of_setfit_at_no_size_counted_from_the_records(small_data) 
     for n in (16, 64, 256, 1024):
         diffs = small_data._paired(OUT, "sst2", n, "fit", "setfit", "accuracy")
         assert len(diffs) == 5 and small_data._paired_p(diffs) >= 0.05 / 4
-    confirmation = small_data.CONFIRMATION
+    confirmation = small_data.CONFIRMATIONS[0]
     diffs = small_data._paired(OUT, "sst2", confirmation["n"], "fit", "setfit", "accuracy", confirmation["samples"])
     assert len(diffs) == 5 and small_data._paired_p(diffs) >= 0.05
     # "Five new samples of 256 rows (5-9, seeds 256005-256009, drawn as the others)"

@@ -149,7 +149,7 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
     all rows on the `COMPARE_FOLDS` folds, each fold tuning a fresh copy of the encoder; its out-of-fold predictions
     are judged by `steadytune.verdict.learned` (the exact binomial or Fisher test of those rows, each predicted by
     a model that never saw it); the delivered model is tuned on all rows. `step_done(steps)` counts pair steps."""
-    from ..contrastive import ContrastiveSettings, train_contrastive
+    from ..contrastive import ContrastiveSettings, label_rows, train_contrastive, with_partners
     from ..models import resolve_device
     from ..precision import resolve_precision
     from ..probe import ProbeModel, embed, fit_head
@@ -161,18 +161,25 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
     device = resolve_device(config.device)
     precision = resolve_precision(config.recipe.precision, device)
     settings = ContrastiveSettings()
+    # The label names, where they are words, join every training's rows as partners, and its head's rows
+    # (`steadytune.contrastive.label_rows`); a row of a sentence-pair task is two texts, which a name is not.
+    partners = label_rows(data.label_names, copies=settings.label_copies) if len(data.train.texts) == 1 else None
 
     def tuned(split: Any, seed: int) -> tuple[Any, list[float]]:
         encoder = copy.deepcopy(pristine).to(device)
         losses = train_contrastive(encoder, tokenizer, split, pooling, seed=seed, settings=settings,
                                    max_length=config.max_length, device=device, precision=precision,
-                                   fast_path=config.fast_path,
+                                   fast_path=config.fast_path, partners=partners,
                                    step_done=None if step_done is None else lambda *_: step_done(1))  # fmt: skip
         return encoder, losses
 
     def features(encoder: Any, split: Any) -> np.ndarray:
         return embed(encoder, tokenizer, split, pooling, max_length=config.max_length,
                      batch_size=config.eval_batch_size, device=device)  # fmt: skip
+
+    def head_rows(split: Any) -> tuple[Any, np.ndarray]:  # a head learns from the rows and the label names
+        joined = with_partners(split, partners)
+        return joined, np.asarray(joined.labels)
 
     # what a diverged run records: no head, no scores (each stays so unless its training ends finite)
     head, scores, cv, fold_steps, chosen = None, {"validation": None, "test": None}, None, 0, {}
@@ -185,19 +192,22 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
             if _diverged(losses):  # a fold that diverged: the family did, and nothing more is trained
                 break
             fold_steps += len(losses)
-            head = _small_head(regression=False).fit(features(encoder, every.select(inside)), y[inside])
+            rows, labels = head_rows(every.select(inside))
+            head = _small_head(regression=False).fit(features(encoder, rows), labels)
             predicted[outside] = head.predict(features(encoder, every.select(outside)))
         else:
             cross, cv = _out_of_fold(predicted, y, data, metric)
             encoder, losses = tuned(every, config.seed)
             if not _diverged(losses):
-                head = _small_head(regression=False).fit(features(encoder, every), y)
+                rows, labels = head_rows(every)
+                head = _small_head(regression=False).fit(features(encoder, rows), labels)
                 scores = {"validation": cross, "test": cross}
         chosen = {"C": SMALL_C}
     else:
         encoder, losses = tuned(data.train, config.seed)
         if not _diverged(losses):
-            head = fit_head(features(encoder, data.train), np.asarray(data.train.labels), seed=config.seed)
+            rows, labels = head_rows(data.train)
+            head = fit_head(features(encoder, rows), labels, seed=config.seed)
             scores = {name: compute_metrics(head.predict(features(encoder, getattr(data, name))),
                                             np.asarray(getattr(data, name).labels), num_labels=data.num_labels)
                       for name in ("validation", "test")}  # fmt: skip
@@ -214,7 +224,7 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
                           "pairs": 2 * settings.iterations * len(data.train if not small else _all_rows(data)),
                           "iterations": settings.iterations, "batch_size": settings.batch_size, "lr": settings.lr,
                           "group_by_length": settings.group_by_length,
-                          "format": saved},
+                          "label_rows": 0 if partners is None else len(partners), "format": saved},
                    cv=cv)  # fmt: skip
 
 

@@ -251,6 +251,8 @@ def test_a_small_file_compares_the_probe_and_the_contrastive_model_on_the_same_f
     assert "## Families" in card and "## Recipe" not in card and "learning rates" not in card
     assert "| family | outcome | cross-validated accuracy | on the shared folds | its test |" in card
     assert "(2-fold)" in card and "(5-fold)" in card and "% of running" not in card
+    if result["chosen"] == "contrastive":  # the card says the label names took part
+        assert "the label names joined the rows as 16 partner rows" in card
     assert "on validation" not in card.split("## Baselines")[1].split("##")[0]
     assert ("Chosen: " in card) == bool(result["choice"])
     assert "Chosen: contrastive, as the probe's lead" in fit_card(

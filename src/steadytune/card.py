@@ -498,7 +498,9 @@ def _probe_text(chosen: dict[str, Any], config: dict[str, Any]) -> str:
         encoder = (f"{_base_link(config['model'])} **tuned contrastively** (SetFit's first stage: "
                    f"{info.get('pairs', '?')} pairs drawn from the labels, {info.get('iterations', '?')} rounds, "
                    f"batch {info.get('batch_size', '?')}, learning rate {info.get('lr', float('nan')):g}, cosine "
-                   "similarity loss)")  # fmt: skip
+                   "similarity loss"
+                   + (f"; the label names joined the rows as {info['label_rows']} partner rows" if info.get(
+                       "label_rows") else "") + ")")  # fmt: skip
         family = "contrastive"
     else:
         encoder, family = f"{_base_link(config['model'])} **frozen** (its weights as published)", "probe"

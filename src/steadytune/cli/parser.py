@@ -98,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--families", type=names, default=None, metavar="NAME,...",
                      help="candidate families to compare: probe (the frozen encoder's features and a "
                           "cross-validated linear head: seconds), contrastive (SetFit's two stages: the encoder "
-                          "tuned on pairs from the labels, then the probe's head; classification only: minutes), "
-                          "lp-ft (the probe's head, then the encoder and head fine-tuned together: minutes), "
-                          "finetune (the --candidates search); default: probe,contrastive,finetune, and for a "
-                          "regression task probe,lp-ft,finetune on a small file, probe,finetune held out")  # fmt: skip
+                          "tuned on pairs from the labels and the label names, then the probe's head; "
+                          "classification only: minutes), lp-ft (the probe's head, then the encoder and head "
+                          "fine-tuned together: minutes), finetune (the --candidates search); default: "
+                          "probe,contrastive,finetune, and for a regression task probe,lp-ft,finetune on a small "
+                          "file, probe,finetune held out")  # fmt: skip
     # FitSettings.cross_validate_below's default, written out for the same reason
     fit.add_argument("--cross-validate-below", type=int, default=2000, metavar="ROWS",
                      help="a classification file of yours (no --test-file) with fewer rows is a small file: the "

@@ -4,10 +4,11 @@
   whose regularisation is chosen by cross-validation on the training rows (`steadytune.probe`). Seconds on a few
   hundred rows. SST-2 with all-MiniLM-L6-v2, scored on all 872 dev rows: 0.69-0.72 from 64 training rows, where
   the default `train` scored 0.53-0.56 (docs/results/small-data).
-- `contrastive`: SetFit's two stages (`steadytune.contrastive`): the encoder tuned on pairs drawn from the labels,
-  then the probe's head over its features. About a minute of training on 64 rows (160 pair steps); on the same
-  SST-2 rows it matched SetFit 1.2.0 (0.742, 0.774, 0.758 against 0.748, 0.788, 0.756 on dev at 64 rows) where
-  the probe scored 0.690, 0.712, 0.719. Classification only: SetFit has no regression head, nor does this.
+- `contrastive`: SetFit's two stages (`steadytune.contrastive`): the encoder tuned on pairs drawn from the labels
+  (and the label names, where they are words: `steadytune.contrastive.label_rows`), then the probe's head over its
+  features. About a minute of training on 64 rows (160 pair steps); on the same SST-2 rows it matched SetFit 1.2.0
+  (0.742, 0.774, 0.758 against 0.748, 0.788, 0.756 on dev at 64 rows, before the label names) where the probe
+  scored 0.690, 0.712, 0.719. Classification only: SetFit has no regression head, nor does this.
 - `lp-ft`: linear probing, then fine-tuning (`steadytune.lpft`, Kumar et al. 2022): the probe's head fitted on the
   frozen features, then the encoder and that head trained together. Classification and regression. A default
   family of a regression task's small file only (`settings.REGRESSION_FAMILIES`, in the contrastive family's

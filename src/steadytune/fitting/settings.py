@@ -77,10 +77,10 @@ class FitSettings:
     families: tuple[str, ...] | None = _help(
         "Candidate families to compare (`steadytune.fitting.families`): probe (the frozen encoder's features and a "
         "cross-validated linear head), contrastive (SetFit's two stages: the encoder tuned on pairs drawn from the "
-        "labels, then the probe's head; classification only), lp-ft (the probe's head, then the encoder and head "
-        "fine-tuned together), finetune (the successive-halving fine-tuning candidates). Default: by the task "
-        "(`default_families`): probe, contrastive, finetune; for regression probe, lp-ft, finetune on a small file "
-        "and probe, finetune held out.",
+        "labels and the label names, then the probe's head; classification only), lp-ft (the probe's head, then the "
+        "encoder and head fine-tuned together), finetune (the successive-halving fine-tuning candidates). Default: by "
+        "the task (`default_families`): probe, contrastive, finetune; for regression probe, lp-ft, finetune on a "
+        "small file and probe, finetune held out.",
         None,
     )
     cross_validate_below: int = _help(

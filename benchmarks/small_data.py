@@ -573,7 +573,8 @@ def print_table(out: Path, ns: list[int], systems: list[str], *, prefix: str = "
     _print_cpu(out, ns, prefix, systems)
     pairs = (("fit", "setfit"), ("fit-lpft", "setfit"), ("fit-lpft", "fit"), ("fit", "fit-0.12"), ("fit", "fit-0.13"),
              ("fit-lpft", "fit-0.13"), ("fit", "fit-0.14"), ("fit", "fit-0.15"), ("fit-0.15", "setfit"),
-             ("fit-0.15", "fit-0.14"))  # fmt: skip
+             ("fit-0.15", "fit-0.14"), ("fit", "fit-0.16"), ("fit-0.16", "setfit"),
+             ("fit-lpft", "fit-0.16"))  # fmt: skip
     for first, second in pairs:
         _print_paired(out, ns, prefix, first, second, metric)
     power = []

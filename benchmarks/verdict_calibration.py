@@ -12,6 +12,8 @@ from its own seed, so the fits are independent):
 
 - `own-csv`: the 300 SST-2 rows of `benchmarks/own_csv.py` (the README's own-CSV example), labels shuffled anew;
 - `sst2-64`, `sst2-256`: 64 and 256 class-balanced SST-2 training sentences;
+- `sst2-named-N` (asked for with `--datasets`): sst2-N's rows, labelled "negative" and "positive" instead of 0 and 1,
+  so that the contrastive family learns from the label names too (0.17: `steadytune.contrastive.label_rows`);
 - `mrpc-128`: 128 class-balanced MRPC training pairs (two text columns);
 - `stsb-N` (asked for with `--datasets`): N STS-B training pairs at random, their scores shuffled (regression,
   `--task-type regression`).
@@ -61,12 +63,13 @@ def _rows(name: str, rep: int, glue: Path) -> tuple[list[str], list[tuple]]:
         picked += [(t, "negative") for t in draw.sample(by_label["0"], 150)]
         draw.shuffle(picked)
         header = ["review", "stars"]
-    elif name.startswith("sst2-"):
-        n = int(name.split("-")[1])
+    elif name.startswith("sst2-"):  # sst2-N: labels 0 and 1; sst2-named-N: the same rows, labelled by name
+        n, named = int(name.split("-")[-1]), "-named-" in name
         sst = _read_tsv(glue / "SST-2" / "train.tsv")
         draw = random.Random(1000 + rep)
         pools = {y: [t.strip() for t, label in sst if label == y] for y in ("0", "1")}
-        picked = [(t, y) for y in ("0", "1") for t in draw.sample(pools[y], n // 2)]
+        words = {"0": "negative", "1": "positive"} if named else {"0": "0", "1": "1"}
+        picked = [(t, words[y]) for y in ("0", "1") for t in draw.sample(pools[y], n // 2)]
         draw.shuffle(picked)
         header = ["text", "label"]
     elif name.startswith("mrpc-"):

@@ -16,11 +16,20 @@ from conftest import REPO, require_glue
 
 PAGE = REPO / "docs" / "results" / "verdict.md"
 RECORDS = [
-    REPO / "docs" / "results" / d for d in ("verdict-calibration", "verdict-calibration-families", "fit-minilm")
+    REPO / "docs" / "results" / d
+    for d in ("verdict-calibration", "verdict-calibration-families", "fit-minilm", "verdict-calibration-named")
 ]
 
 # (the page's words, what the tables must hold: one fragment or several, each within one line)
 PAIRS = [
+    # 0.17's label names, all-MiniLM-L6-v2 on shuffled "negative"/"positive" labels
+    ("The rule said yes in 1 of 50 (1/50 = 0.020 [0.001, 0.106]; p = 0.923 for a rate above 5%): rep 3, whose "
+     "contrastive model had 41 of 64 out-of-fold predictions right (p = 0.016, below 0.025), where the probe's "
+     "permutation test gave p = 0.34",
+     ("sst2-named-64   50  0/50 = 0.000 [0.000, 0.071]     1/50 = 0.020 [0.001, 0.106]     0.923",
+      "sst2-named-64/rep3: contrastive, exact binomial test of 41/64 correct against the majority rate 0.500 "
+      "(out-of-fold predictions) (best constant predictor 0.5000), p = 0.016; probe: permutation test of the 5-fold "
+      "cross-validated accuracy 0.5469 against 199 label shuffles, p = 0.34")),
     # the 100 held-out fits on shuffled labels (0.9's rule against 0.8.1's)
     ("**The new rule said yes in 0 of 100 fits** (95% interval 0 to 3.6%; 0 of 25 on each of the 4 data sets)",
      ("all         100  3/100 = 0.030 [0.006, 0.085]    0/100 = 0.000 [0.000, 0.036]",
@@ -74,6 +83,8 @@ PAIRS = [
 README_PAIRS = [
     ("on shuffled labels it said yes in 4 of 150 small-file fits (64 and 1,024 rows)",
      "all         150  0/150 = 0.000 [0.000, 0.024]    4/150 = 0.027 [0.007, 0.067]    0.945"),
+    ("and in 1 of 50 with the label names on (64 rows)",
+     "sst2-named-64   50  0/50 = 0.000 [0.000, 0.071]     1/50 = 0.020 [0.001, 0.106]     0.923"),
 ]  # fmt: skip
 
 
@@ -127,7 +138,7 @@ def test_the_first_regression_run_as_the_page_tells_it() -> None:
 
 
 def test_the_page_tables_are_the_made_tables(tables) -> None:
-    assert len(tables) == 5  # the 100 held-out fits, the power block, the families at 64 and 1,024 rows, STS-B
+    assert len(tables) == 6  # the 100 held-out fits, the power, the families at 64 and 1,024 rows, STS-B, the names
     for shown, made in tables:
         assert shown == made, "the page's table is not what the records make now: run verdict_calibration.py --page"
 

@@ -152,3 +152,17 @@ def test_the_page_says_what_the_tables_show(tables, page, said: str, made: str |
     lines = "\n".join(t for _, t in tables).splitlines()
     for fragment in (made,) if isinstance(made, str) else made:
         assert any(fragment in line for line in lines), f"no line of the tables holds {fragment!r}"
+
+
+def test_every_named_fit_trained_with_the_label_names() -> None:
+    """'in each the contrastive family trained with the 16 name rows, as its record's `label_rows` says', counted
+    over the 50 stored fits (0.17.0)."""
+    import json
+
+    page = flat(PAGE.read_text(encoding="utf-8"))
+    assert flat("All 50 fits are done (2026-12-07, 0.17.0; in each the contrastive family trained with the 16 name "
+                "rows, as its record's `label_rows` says)") in page  # fmt: skip
+    stored = [json.loads(p.read_text()) for p in sorted(RECORDS[3].glob("sst2-named-64/rep*/fit/fit.json"))]
+    contrastive = [next(c for c in r["candidates"] if c["name"] == "contrastive") for r in stored]
+    assert len(stored) == 50 and {r["version"] for r in stored} == {"0.17.0"}
+    assert {c["probe"]["label_rows"] for c in contrastive} == {16}

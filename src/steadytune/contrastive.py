@@ -95,10 +95,7 @@ def label_rows(label_names: Sequence[str] | None, *, copies: int) -> Split | Non
 
 def with_partners(split: Split, partners: Split | None) -> Split:
     """`split`'s rows followed by `partners`' (`label_rows`), one split (a single text column each)."""
-    if partners is None:
-        return split
-    texts = tuple(list(a) + list(b) for a, b in zip(split.texts, partners.texts, strict=True))
-    return Split(texts, np.concatenate([np.asarray(split.labels), np.asarray(partners.labels)]), name=split.name)
+    return split if partners is None else split.concat(partners)
 
 
 def pairs(labels: np.ndarray, *, iterations: int, rng: np.random.Generator, drawing: int | None = None) -> np.ndarray:

@@ -48,6 +48,15 @@ class Split:
     def is_regression(self) -> bool:
         return self.labels.dtype.kind == "f"
 
+    def concat(self, *others: Split, name: str | None = None) -> Split:
+        """This split's rows followed by `others`' (the same number of text columns each), as one split."""
+        parts = (self, *others)
+        return Split(
+            texts=tuple([t for part in parts for t in part.texts[i]] for i in range(len(self.texts))),
+            labels=np.concatenate([np.asarray(part.labels) for part in parts]),
+            name=name or self.name,
+        )
+
     def select(self, indices: np.ndarray, name: str | None = None) -> Split:
         indices = np.asarray(indices, dtype=np.int64)
         return Split(

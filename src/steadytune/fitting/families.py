@@ -178,10 +178,6 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
         return embed(encoder, tokenizer, split, pooling, max_length=config.max_length,
                      batch_size=config.eval_batch_size, device=device)  # fmt: skip
 
-    def head_rows(split: Any) -> tuple[Any, np.ndarray]:  # a head learns from the rows and the label names
-        joined = with_partners(split, partners)
-        return joined, np.asarray(joined.labels)
-
     # what a diverged run records: no head, no scores (each stays so unless its training ends finite)
     head, scores, cv, fold_steps, chosen = None, {"validation": None, "test": None}, None, 0, {}
     if small:
@@ -193,22 +189,22 @@ def run_contrastive(config: TrainConfig, data: TaskData, *, metric: str, test_ba
             if _diverged(losses):  # a fold that diverged: the family did, and nothing more is trained
                 break
             fold_steps += len(losses)
-            rows, labels = head_rows(every.select(inside))
-            head = _small_head(regression=False).fit(features(encoder, rows), labels)
+            rows = with_partners(every.select(inside), partners)  # a head learns from the rows and the names
+            head = _small_head(regression=False).fit(features(encoder, rows), rows.labels)
             predicted[outside] = head.predict(features(encoder, every.select(outside)))
         else:
             cross, cv = _out_of_fold(predicted, y, data, metric)
             encoder, losses = tuned(every, config.seed)
             if not _diverged(losses):
-                rows, labels = head_rows(every)
-                head = _small_head(regression=False).fit(features(encoder, rows), labels)
+                rows = with_partners(every, partners)
+                head = _small_head(regression=False).fit(features(encoder, rows), rows.labels)
                 scores = {"validation": cross, "test": cross}
         chosen = {"C": SMALL_C}
     else:
         encoder, losses = tuned(data.train, config.seed)
         if not _diverged(losses):
-            rows, labels = head_rows(data.train)
-            head = fit_head(features(encoder, rows), labels, seed=config.seed)
+            rows = with_partners(data.train, partners)
+            head = fit_head(features(encoder, rows), np.asarray(rows.labels), seed=config.seed)
             scores = {name: compute_metrics(head.predict(features(encoder, getattr(data, name))),
                                             np.asarray(getattr(data, name).labels), num_labels=data.num_labels)
                       for name in ("validation", "test")}  # fmt: skip
@@ -422,11 +418,7 @@ def _head_name(head: Any) -> str:
 
 def _all_rows(data: TaskData) -> Any:
     """Train, validation and test rows as one split, in that order (a small file's every row)."""
-    from ..data.splits import Split
-
-    parts = (data.train, data.validation, data.test)
-    texts = tuple([t for part in parts for t in part.texts[i]] for i in range(len(data.train.texts)))
-    return Split(texts, np.concatenate([np.asarray(p.labels) for p in parts]), name="all")
+    return data.train.concat(data.validation, data.test, name="all")
 
 
 def _small_head(*, regression: bool) -> Any:
